@@ -1,0 +1,204 @@
+//! Well-formedness check of IPFS content identifiers, without allocation-heavy dependencies.
+//!
+//! A CID is accepted when it decodes to a version and a multihash whose declared digest length
+//! matches the bytes that follow:
+//! - CIDv0: 46 characters of base58btc starting with `Qm`, i.e. a sha2-256 multihash
+//!   (`0x12 0x20` + 32 bytes).
+//! - CIDv1: a multibase prefix (`b` base32 lower case, `B` base32 upper case, `z` base58btc,
+//!   `f` base16 lower case, `F` base16 upper case) followed by
+//!   `varint(1) varint(codec) varint(hash code) varint(digest length) digest`.
+
+use ink::prelude::vec::Vec;
+
+/// The Bitcoin base58 alphabet used by CIDv0 and multibase `z`.
+const BASE58_ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// Longest digest a multihash may declare here (sha2-512, blake2b-512 and friends fit).
+const MAX_DIGEST_LEN: u64 = 64;
+
+/// Whether `cid` is a well-formed CIDv0 or CIDv1 string.
+pub fn is_well_formed(cid: &str) -> bool {
+    let bytes = cid.as_bytes();
+    if bytes.len() == 46 && cid.starts_with("Qm") {
+        return decode_base58(bytes).is_some_and(|raw| is_v0_multihash(&raw));
+    }
+    let Some((&prefix, body)) = bytes.split_first() else {
+        return false;
+    };
+    let decoded = match prefix {
+        b'b' => decode_base32(body, b'a'),
+        b'B' => decode_base32(body, b'A'),
+        b'z' => decode_base58(body),
+        b'f' => decode_base16(body, b'a'),
+        b'F' => decode_base16(body, b'A'),
+        _ => None,
+    };
+    decoded.is_some_and(|raw| is_v1_binary(&raw))
+}
+
+/// A CIDv0 is exactly a sha2-256 multihash.
+fn is_v0_multihash(raw: &[u8]) -> bool {
+    raw.len() == 34 && raw.starts_with(&[0x12, 0x20])
+}
+
+/// Binary CIDv1: version 1, a codec, then a complete multihash and nothing after it.
+fn is_v1_binary(raw: &[u8]) -> bool {
+    let mut rest = raw;
+    let (Some(version), Some(_codec), Some(_hash_code), Some(digest_len)) = (
+        read_varint(&mut rest),
+        read_varint(&mut rest),
+        read_varint(&mut rest),
+        read_varint(&mut rest),
+    ) else {
+        return false;
+    };
+    version == 1
+        && (1..=MAX_DIGEST_LEN).contains(&digest_len)
+        && u64::try_from(rest.len()) == Ok(digest_len)
+}
+
+/// Reads one unsigned LEB128 varint (at most 9 bytes, as multiformats allows), advancing `input`.
+fn read_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    let mut shift: u32 = 0;
+    while let Some((&byte, rest)) = input.split_first() {
+        *input = rest;
+        value |= u64::from(byte & 0x7f).checked_shl(shift)?;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+        shift = shift.wrapping_add(7);
+        if shift > 56 {
+            return None;
+        }
+    }
+    None
+}
+
+/// RFC 4648 base32 without padding, in the case whose letters start at `letter_a`.
+fn decode_base32(text: &[u8], letter_a: u8) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    // Holds fewer than 8 pending bits between symbols, so the shifts below never overflow.
+    let mut buffer: u32 = 0;
+    let mut bits: u32 = 0;
+    for &symbol in text {
+        let value = match symbol {
+            s if (letter_a..=letter_a.wrapping_add(25)).contains(&s) => s.wrapping_sub(letter_a),
+            b'2'..=b'7' => symbol.wrapping_sub(b'2').wrapping_add(26),
+            _ => return None,
+        };
+        buffer = buffer.wrapping_shl(5) | u32::from(value);
+        bits = bits.wrapping_add(5);
+        if bits >= 8 {
+            bits = bits.wrapping_sub(8);
+            out.push(low_byte(buffer.wrapping_shr(bits)));
+            buffer &= 1u32.wrapping_shl(bits).wrapping_sub(1);
+        }
+    }
+    // Leftover bits are padding and must be zero (a canonical encoding).
+    (bits < 5 && buffer == 0).then_some(out)
+}
+
+/// Base16 of the case whose letters start at `letter_a`.
+fn decode_base16(text: &[u8], letter_a: u8) -> Option<Vec<u8>> {
+    let nibble = |symbol: u8| match symbol {
+        b'0'..=b'9' => Some(symbol.wrapping_sub(b'0')),
+        s if (letter_a..=letter_a.wrapping_add(5)).contains(&s) => {
+            Some(s.wrapping_sub(letter_a).wrapping_add(10))
+        }
+        _ => None,
+    };
+    if text.len() & 1 != 0 {
+        return None;
+    }
+    text.chunks_exact(2)
+        .map(|pair| Some(nibble(pair[0])?.wrapping_shl(4) | nibble(pair[1])?))
+        .collect()
+}
+
+/// Base58btc (big-endian base conversion; inputs are short, so quadratic time is fine).
+fn decode_base58(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(text.len());
+    for &symbol in text {
+        let digit = BASE58_ALPHABET.iter().position(|&a| a == symbol)?;
+        // `carry` stays below 58 * 256, far from overflowing.
+        let mut carry = u32::try_from(digit).ok()?;
+        for byte in out.iter_mut().rev() {
+            carry = carry.wrapping_add(u32::from(*byte).wrapping_mul(58));
+            *byte = low_byte(carry);
+            carry = carry.wrapping_shr(8);
+        }
+        while carry > 0 {
+            out.insert(0, low_byte(carry));
+            carry = carry.wrapping_shr(8);
+        }
+    }
+    let leading_zeros = text.iter().take_while(|&&symbol| symbol == b'1').count();
+    let mut decoded = Vec::with_capacity(text.len());
+    decoded.resize(leading_zeros, 0);
+    decoded.extend_from_slice(&out);
+    Some(decoded)
+}
+
+/// The least significant byte of `value`.
+fn low_byte(value: u32) -> u8 {
+    value.to_le_bytes()[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_well_formed;
+
+    #[test]
+    fn accepts_real_cids() {
+        // CIDv0 of the IPFS "hello world" readme and its CIDv1 forms.
+        assert!(is_well_formed(
+            "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+        ));
+        assert!(is_well_formed(
+            "bafybeie5gq4jxvzmsym6hjlwxej4rwdoxt7wadqvmmwbqi7r27fclha2va"
+        ));
+        // Kubo's CIDv1 (raw leaves) of the empty file.
+        assert!(is_well_formed(
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        ));
+        assert!(is_well_formed(
+            "BAFKREIHDWDCEFGH4DQKJV67UZCMW7OJEE6XEDZDETOJUZJEVTENXQUVYKU"
+        ));
+        assert!(is_well_formed(
+            "f01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        ));
+        assert!(is_well_formed(
+            "zb2rhe5P4gXftAwvA4eXQ5HJwsER2owDyS9sKaQRRVQPn93bA"
+        ));
+    }
+
+    #[test]
+    fn rejects_malformed_cids() {
+        for bad in [
+            "",
+            "Qm",
+            "hello",
+            // v0 with a character outside base58 (0).
+            "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbd0",
+            // v0 one character short.
+            "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbd",
+            // v1 truncated digest.
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyk",
+            // v1 with a character outside base32.
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyk1",
+            // Mixed case base32.
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyKU",
+            // Unknown multibase prefix.
+            "mAXASIOOwxEKY/BwUmvv0yJlvuSQnrkHkZJuTTKSVmRt4UrhV",
+            // Version 2.
+            "f02551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            // Odd-length base16.
+            "f01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85",
+            // Trailing bytes after the digest.
+            "f01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85500",
+        ] {
+            assert!(!is_well_formed(bad), "accepted {bad:?}");
+        }
+    }
+}

@@ -1,0 +1,1407 @@
+//! # Backup registry
+//!
+//! The Hippius "Backup pallet" as an ink! 5 contract for pallet-contracts: an on-chain registry
+//! of the snapshots (IPFS CIDs) that trusted off-chain bots take of each user's storage nodes.
+//!
+//! - **Admin** (the instantiator): manages the authority set, hands admin over in two steps,
+//!   pauses writes, upgrades the code with `set_code_hash`.
+//! - **Authorities** (the off-chain bots): add snapshots and drive restore requests through
+//!   `Pending → InProgress → Fulfilled | Failed`.
+//! - **Owners**: opt their nodes in with `create_backup`, set how often they are snapshotted,
+//!   request restores, grant restore rights to other accounts, and delete their backups.
+//!
+//! Storage stays bounded: snapshots live in their own `Mapping` entries (the newest
+//! `max_snapshots_per_backup` of each backup are kept), accounts own at most
+//! `max_backups_per_account` backups, each backup has at most [`MAX_GRANTS_PER_BACKUP`]
+//! grantees and one open restore request, and no message iterates over users or backups
+//! beyond those caps. A CID index finds a snapshot in O(1) for a restore.
+#![cfg_attr(not(feature = "std"), no_std, no_main)]
+// The lints cargo-contract denies when it builds the contract, checked by plain clippy too.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
+mod cid;
+
+pub use self::backup_registry::{
+    Backup, BackupRegistry, Config, Error, RestoreRequest, RestoreStatus, Snapshot,
+};
+
+/// Most authorities the registry holds.
+pub const MAX_AUTHORITIES: u32 = 16;
+/// Highest `max_snapshots_per_backup` a deployment may configure.
+pub const MAX_RETENTION: u32 = 64;
+/// Highest `max_backups_per_account` a deployment may configure.
+pub const MAX_BACKUPS_PER_ACCOUNT: u32 = 32;
+/// Most accounts one backup may be shared with.
+pub const MAX_GRANTS_PER_BACKUP: u32 = 8;
+/// Longest node id, in bytes of UTF-8.
+pub const MAX_NODE_ID_LEN: usize = 64;
+/// Longest backup or snapshot description, in bytes of UTF-8.
+pub const MAX_DESCRIPTION_LEN: usize = 256;
+/// Longest CID string, in bytes.
+pub const MAX_CID_LEN: usize = 128;
+/// Longest failure reason of a restore request, in bytes of UTF-8.
+pub const MAX_REASON_LEN: usize = 128;
+/// Most entries one paged query returns.
+pub const MAX_PAGE_SIZE: u32 = 32;
+/// Highest backup frequency a deployment may allow, in blocks (about ten years of 6 s blocks).
+pub const MAX_FREQUENCY_LIMIT: u32 = 52_560_000;
+
+#[ink::contract]
+mod backup_registry {
+    use crate::{
+        MAX_AUTHORITIES, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN, MAX_DESCRIPTION_LEN,
+        MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP, MAX_NODE_ID_LEN, MAX_PAGE_SIZE, MAX_REASON_LEN,
+        MAX_RETENTION,
+    };
+    use ink::prelude::{string::String, vec::Vec};
+    use ink::storage::Mapping;
+
+    /// Identifier of a backup, assigned from a counter when it is created.
+    pub type BackupId = u64;
+    /// Identifier of a restore request, assigned from a counter: never reused.
+    pub type RequestId = u64;
+    /// Position of a snapshot in its backup's history (the first snapshot is 0).
+    pub type SnapshotSeq = u32;
+
+    /// Limits chosen at instantiation.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct Config {
+        /// Snapshots kept per backup; adding one more prunes the oldest (1 to `MAX_RETENTION`).
+        pub max_snapshots_per_backup: u32,
+        /// Backups one account may own (1 to `MAX_BACKUPS_PER_ACCOUNT`).
+        pub max_backups_per_account: u32,
+        /// Lowest backup frequency an account may set, in blocks (at least 1).
+        pub min_frequency: BlockNumber,
+        /// Highest backup frequency an account may set, in blocks.
+        pub max_frequency: BlockNumber,
+        /// Frequency of accounts that never set one, in blocks (between min and max).
+        pub default_frequency: BlockNumber,
+    }
+
+    impl Default for Config {
+        /// 32 snapshots per backup, 16 backups per account, frequencies from 10 blocks to a
+        /// year, one day by default (6 s blocks).
+        fn default() -> Self {
+            Self {
+                max_snapshots_per_backup: 32,
+                max_backups_per_account: 16,
+                min_frequency: 10,
+                max_frequency: 5_256_000,
+                default_frequency: 14_400,
+            }
+        }
+    }
+
+    /// A backup: one storage node of one owner, opted in for snapshots.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct Backup {
+        /// The account whose data this is.
+        pub owner: AccountId,
+        /// The storage node backed up.
+        pub node_id: String,
+        /// Free text set when the backup was created (may be empty).
+        pub description: String,
+        /// Block in which the backup was created.
+        pub created_at: BlockNumber,
+        /// Sequence number of the oldest snapshot kept.
+        pub first_seq: SnapshotSeq,
+        /// Sequence number the next snapshot will get; `next_seq - first_seq` are kept.
+        pub next_seq: SnapshotSeq,
+        /// Number of accounts granted restore rights.
+        pub grant_count: u32,
+        /// Position of this backup in its owner's list of backups.
+        pub owner_slot: u32,
+        /// The restore request of this backup that is still pending or in progress, if any.
+        pub open_request: Option<RequestId>,
+    }
+
+    impl Backup {
+        /// Number of snapshots currently kept.
+        pub fn snapshot_count(&self) -> u32 {
+            self.next_seq.saturating_sub(self.first_seq)
+        }
+    }
+
+    /// One snapshot of a backup.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct Snapshot {
+        /// IPFS CID of the snapshot's archive.
+        pub cid: String,
+        /// Free text from the authority (may be empty).
+        pub description: String,
+        /// Size of the archive in bytes, as reported by the authority.
+        pub size_bytes: u64,
+        /// The authority's own identifier of the backup run that produced it.
+        pub request_id: u64,
+        /// Block in which it was recorded.
+        pub block_number: BlockNumber,
+        /// Timestamp of that block.
+        pub timestamp: Timestamp,
+    }
+
+    /// Where a snapshot lives: the value of the CID index.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct SnapshotRef {
+        /// The backup holding it.
+        pub backup_id: BackupId,
+        /// Its sequence number in that backup.
+        pub seq: SnapshotSeq,
+    }
+
+    /// Where a restore request stands.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub enum RestoreStatus {
+        /// Waiting for an authority to claim it; the requester may still cancel it.
+        Pending,
+        /// Claimed by `authority`, who alone may complete it.
+        InProgress {
+            /// The authority serving the request.
+            authority: AccountId,
+        },
+        /// Restored by `authority`.
+        Fulfilled {
+            /// The authority that served the request.
+            authority: AccountId,
+        },
+        /// Given up by `authority`, for `reason`.
+        Failed {
+            /// The authority that tried to serve the request.
+            authority: AccountId,
+            /// Short explanation from the authority.
+            reason: String,
+        },
+        /// Withdrawn by the requester, or closed because its backup was deleted.
+        Cancelled,
+    }
+
+    /// A request to restore one snapshot onto its node.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct RestoreRequest {
+        /// The backup the snapshot belongs to.
+        pub backup_id: BackupId,
+        /// CID of the snapshot to restore.
+        pub cid: String,
+        /// The owner or grantee who asked for it.
+        pub requester: AccountId,
+        /// Where the request stands.
+        pub status: RestoreStatus,
+        /// Block in which it was requested.
+        pub requested_at: BlockNumber,
+        /// Block of its latest status change.
+        pub updated_at: BlockNumber,
+        /// Position in the list of open requests while pending or in progress.
+        pub open_slot: u32,
+    }
+
+    /// Everything that can go wrong; every fallible message returns one of these.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    pub enum Error {
+        /// The caller already has a backup of this node.
+        BackupAlreadyExists,
+        /// No backup of this node exists for that account.
+        BackupNotFound,
+        /// Only an authority may do this.
+        NotAuthorized,
+        /// The account already has restore rights on this backup.
+        AccessAlreadyGranted,
+        /// The account has no restore rights on this backup to revoke.
+        AccessNotFound,
+        /// Only the backup's owner or an account granted access may restore it.
+        NotBackupOwner,
+        /// No restore request has this id.
+        RestoreRequestNotFound,
+        /// Only the admin may do this.
+        NotAdmin,
+        /// Only the proposed admin may accept the admin role.
+        NotPendingAdmin,
+        /// Writes are paused by the admin.
+        Paused,
+        /// The account is already an authority.
+        AuthorityAlreadyExists,
+        /// The account is not an authority.
+        AuthorityNotFound,
+        /// The authority set is full (`MAX_AUTHORITIES`).
+        TooManyAuthorities,
+        /// The instantiation limits are out of range or inconsistent.
+        InvalidConfig,
+        /// The node id is empty or longer than `MAX_NODE_ID_LEN` bytes.
+        InvalidNodeId,
+        /// The description is longer than `MAX_DESCRIPTION_LEN` bytes.
+        DescriptionTooLong,
+        /// The failure reason is longer than `MAX_REASON_LEN` bytes.
+        ReasonTooLong,
+        /// The string is not a well-formed CIDv0 or CIDv1.
+        InvalidCid,
+        /// This CID is already recorded: a CID names exactly one snapshot.
+        CidAlreadyRecorded,
+        /// No snapshot with this CID is kept, or the backup has no snapshot yet.
+        SnapshotNotFound,
+        /// The account owns `max_backups_per_account` backups already.
+        TooManyBackups,
+        /// The backup is shared with `MAX_GRANTS_PER_BACKUP` accounts already.
+        TooManyGrants,
+        /// The frequency is outside the configured bounds.
+        InvalidFrequency,
+        /// The backup already has a pending or in-progress restore request.
+        RestoreAlreadyOpen,
+        /// The request was already claimed by an authority.
+        RestoreRequestAlreadyClaimed,
+        /// The request must be claimed before it is completed.
+        RestoreRequestNotClaimed,
+        /// The request is already fulfilled, failed or cancelled.
+        RestoreRequestAlreadyClosed,
+        /// Only the authority that claimed the request may complete it.
+        NotClaimant,
+        /// Only the requester may cancel the request.
+        NotRequester,
+        /// A counter would overflow.
+        Overflow,
+        /// pallet-contracts refused the new code hash (no code uploaded under it).
+        CodeUpgradeFailed,
+    }
+
+    /// Result of the registry's messages.
+    pub type Result<T> = core::result::Result<T, Error>;
+
+    /// A backup was created, by its owner or by an authority's first snapshot of it.
+    #[ink(event)]
+    pub struct BackupCreated {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// Id assigned to the backup.
+        pub backup_id: BackupId,
+    }
+
+    /// A snapshot was recorded.
+    #[ink(event)]
+    pub struct SnapshotAdded {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// The authority that recorded it.
+        #[ink(topic)]
+        pub authority: AccountId,
+        /// CID of the snapshot.
+        pub cid: String,
+        /// Its sequence number in the backup.
+        pub seq: SnapshotSeq,
+        /// The authority's identifier of the backup run.
+        pub request_id: u64,
+        /// Size of the archive in bytes.
+        pub size_bytes: u64,
+    }
+
+    /// An existing backup received a new snapshot.
+    #[ink(event)]
+    pub struct BackupUpdated {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// Snapshots now kept.
+        pub snapshot_count: u32,
+    }
+
+    /// The oldest snapshot of a backup was pruned to keep the retention limit.
+    #[ink(event)]
+    pub struct SnapshotPruned {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// CID of the pruned snapshot (no longer restorable).
+        pub cid: String,
+    }
+
+    /// A backup and all its snapshots and grants were deleted by its owner.
+    #[ink(event)]
+    pub struct BackupDeleted {
+        /// Former owner.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node that was backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// Snapshots removed with it.
+        pub snapshot_count: u32,
+    }
+
+    /// All backups of an account were deleted by it.
+    #[ink(event)]
+    pub struct UserStorageDeleted {
+        /// The account.
+        #[ink(topic)]
+        pub account: AccountId,
+        /// Backups removed.
+        pub backup_count: u32,
+    }
+
+    /// An account set how often its backups are snapshotted.
+    #[ink(event)]
+    pub struct BackupOffchainWorkerFrequencyUpdated {
+        /// The account.
+        #[ink(topic)]
+        pub account: AccountId,
+        /// The new frequency, in blocks.
+        pub frequency: BlockNumber,
+    }
+
+    /// A restore of a snapshot was requested.
+    #[ink(event)]
+    pub struct SnapshotRestoreRequested {
+        /// Id of the new request.
+        #[ink(topic)]
+        pub request_id: RequestId,
+        /// The owner or grantee who asked.
+        #[ink(topic)]
+        pub requester: AccountId,
+        /// The node to restore.
+        #[ink(topic)]
+        pub node_id: String,
+        /// Owner of the backup.
+        pub owner: AccountId,
+        /// CID of the snapshot to restore.
+        pub cid: String,
+    }
+
+    /// A restore request changed status (claimed, fulfilled, failed or cancelled).
+    #[ink(event)]
+    pub struct RestoreRequestUpdated {
+        /// The request.
+        #[ink(topic)]
+        pub request_id: RequestId,
+        /// The account that changed it.
+        #[ink(topic)]
+        pub by: AccountId,
+        /// Its new status.
+        pub status: RestoreStatus,
+    }
+
+    /// An owner gave an account restore rights on a backup.
+    #[ink(event)]
+    pub struct AccessGranted {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// The account given access.
+        #[ink(topic)]
+        pub grantee: AccountId,
+    }
+
+    /// An owner took restore rights on a backup back from an account.
+    #[ink(event)]
+    pub struct AccessRevoked {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// The account whose access ended.
+        #[ink(topic)]
+        pub grantee: AccountId,
+    }
+
+    /// An account joined or left the authority set.
+    #[ink(event)]
+    pub struct AuthorityChanged {
+        /// The account.
+        #[ink(topic)]
+        pub authority: AccountId,
+        /// `true` when added, `false` when removed.
+        pub added: bool,
+    }
+
+    /// The admin proposed a successor, who must accept.
+    #[ink(event)]
+    pub struct AdminTransferProposed {
+        /// Current admin.
+        #[ink(topic)]
+        pub admin: AccountId,
+        /// Proposed admin.
+        #[ink(topic)]
+        pub proposed: AccountId,
+    }
+
+    /// The proposed admin accepted the role.
+    #[ink(event)]
+    pub struct AdminChanged {
+        /// Former admin.
+        #[ink(topic)]
+        pub previous: AccountId,
+        /// New admin.
+        #[ink(topic)]
+        pub admin: AccountId,
+    }
+
+    /// The admin paused or unpaused writes.
+    #[ink(event)]
+    pub struct PauseChanged {
+        /// Whether writes are now paused.
+        pub paused: bool,
+    }
+
+    /// The admin replaced the contract's code; storage is kept.
+    #[ink(event)]
+    pub struct CodeUpgraded {
+        /// Hash of the new code.
+        pub code_hash: Hash,
+    }
+
+    /// The registry's storage.
+    #[ink(storage)]
+    pub struct BackupRegistry {
+        /// Manages authorities, pausing and upgrades.
+        admin: AccountId,
+        /// Successor proposed by the admin, until accepted.
+        pending_admin: Option<AccountId>,
+        /// Whether writes other than the admin's are refused.
+        paused: bool,
+        /// Limits chosen at instantiation.
+        config: Config,
+        /// The authority set.
+        authorities: Mapping<AccountId, ()>,
+        /// Size of the authority set.
+        authority_count: u32,
+        /// Id the next backup gets.
+        next_backup_id: BackupId,
+        /// Backups by id.
+        backups: Mapping<BackupId, Backup>,
+        /// Backup id by owner and node id.
+        backup_ids: Mapping<(AccountId, String), BackupId>,
+        /// Number of backups of each account.
+        owner_backup_count: Mapping<AccountId, u32>,
+        /// The backups of each account, by slot `0..owner_backup_count`.
+        owner_backups: Mapping<(AccountId, u32), BackupId>,
+        /// Snapshots by backup and sequence number.
+        snapshots: Mapping<(BackupId, SnapshotSeq), Snapshot>,
+        /// CID index: where the snapshot with that CID lives.
+        snapshot_by_cid: Mapping<String, SnapshotRef>,
+        /// Slot of each grantee in its backup's grantee list.
+        grant_slots: Mapping<(BackupId, AccountId), u32>,
+        /// Grantees of each backup, by slot `0..grant_count`.
+        grantees: Mapping<(BackupId, u32), AccountId>,
+        /// Backup frequency of accounts that set one, in blocks.
+        frequencies: Mapping<AccountId, BlockNumber>,
+        /// Id the next restore request gets.
+        next_request_id: RequestId,
+        /// Restore requests by id.
+        restore_requests: Mapping<RequestId, RestoreRequest>,
+        /// Number of pending or in-progress requests.
+        open_request_count: u32,
+        /// Pending or in-progress request ids, by slot `0..open_request_count`.
+        open_requests: Mapping<u32, RequestId>,
+    }
+
+    impl BackupRegistry {
+        /// Instantiates the registry with the caller as admin, the given authorities (at most
+        /// `MAX_AUTHORITIES`, no repeats) and limits.
+        #[ink(constructor)]
+        pub fn new(authorities: Vec<AccountId>, config: Config) -> Result<Self> {
+            let limits_ok = (1..=MAX_RETENTION).contains(&config.max_snapshots_per_backup)
+                && (1..=MAX_BACKUPS_PER_ACCOUNT).contains(&config.max_backups_per_account)
+                && config.min_frequency >= 1
+                && config.min_frequency <= config.default_frequency
+                && config.default_frequency <= config.max_frequency
+                && config.max_frequency <= MAX_FREQUENCY_LIMIT;
+            if !limits_ok {
+                return Err(Error::InvalidConfig);
+            }
+            let mut registry = Self {
+                admin: Self::env().caller(),
+                pending_admin: None,
+                paused: false,
+                config,
+                authorities: Mapping::default(),
+                authority_count: 0,
+                next_backup_id: 0,
+                backups: Mapping::default(),
+                backup_ids: Mapping::default(),
+                owner_backup_count: Mapping::default(),
+                owner_backups: Mapping::default(),
+                snapshots: Mapping::default(),
+                snapshot_by_cid: Mapping::default(),
+                grant_slots: Mapping::default(),
+                grantees: Mapping::default(),
+                frequencies: Mapping::default(),
+                next_request_id: 0,
+                restore_requests: Mapping::default(),
+                open_request_count: 0,
+                open_requests: Mapping::default(),
+            };
+            for authority in authorities {
+                registry.insert_authority(authority)?;
+            }
+            Ok(registry)
+        }
+
+        /// Instantiates the registry with the caller as admin, the given authorities and the
+        /// default limits (32 snapshots per backup, 16 backups per account, frequencies from
+        /// 10 blocks to a year, one day by default).
+        #[ink(constructor)]
+        pub fn with_default_config(authorities: Vec<AccountId>) -> Result<Self> {
+            Self::new(authorities, Config::default())
+        }
+
+        // ----- Admin -----
+
+        /// Adds an authority (admin only).
+        #[ink(message)]
+        pub fn add_authority(&mut self, authority: AccountId) -> Result<()> {
+            self.ensure_admin()?;
+            self.insert_authority(authority)
+        }
+
+        /// Removes an authority (admin only). Requests it claimed stay in progress until the
+        /// requester's backup is deleted.
+        #[ink(message)]
+        pub fn remove_authority(&mut self, authority: AccountId) -> Result<()> {
+            self.ensure_admin()?;
+            if take_entry(&mut self.authorities, authority).is_none() {
+                return Err(Error::AuthorityNotFound);
+            }
+            self.authority_count = self.authority_count.saturating_sub(1);
+            self.env().emit_event(AuthorityChanged {
+                authority,
+                added: false,
+            });
+            Ok(())
+        }
+
+        /// Proposes a new admin (admin only); the role moves when that account accepts.
+        #[ink(message)]
+        pub fn propose_admin(&mut self, proposed: AccountId) -> Result<()> {
+            let admin = self.ensure_admin()?;
+            self.pending_admin = Some(proposed);
+            self.env()
+                .emit_event(AdminTransferProposed { admin, proposed });
+            Ok(())
+        }
+
+        /// Accepts the admin role (the proposed admin only).
+        #[ink(message)]
+        pub fn accept_admin(&mut self) -> Result<()> {
+            let caller = self.env().caller();
+            if self.pending_admin != Some(caller) {
+                return Err(Error::NotPendingAdmin);
+            }
+            let previous = core::mem::replace(&mut self.admin, caller);
+            self.pending_admin = None;
+            self.env().emit_event(AdminChanged {
+                previous,
+                admin: caller,
+            });
+            Ok(())
+        }
+
+        /// Pauses (`true`) or resumes (`false`) every write but the admin's (admin only).
+        #[ink(message)]
+        pub fn set_paused(&mut self, paused: bool) -> Result<()> {
+            self.ensure_admin()?;
+            self.paused = paused;
+            self.env().emit_event(PauseChanged { paused });
+            Ok(())
+        }
+
+        /// Replaces the contract's code with code already uploaded under `code_hash` (admin
+        /// only). The new code must keep this storage layout.
+        #[ink(message)]
+        pub fn set_code(&mut self, code_hash: Hash) -> Result<()> {
+            self.ensure_admin()?;
+            self.env()
+                .set_code_hash(&code_hash)
+                .map_err(|_| Error::CodeUpgradeFailed)?;
+            self.env().emit_event(CodeUpgraded { code_hash });
+            Ok(())
+        }
+
+        // ----- Owners -----
+
+        /// Opts the caller's node `node_id` in for backups; authorities snapshot the backups
+        /// that exist.
+        #[ink(message)]
+        pub fn create_backup(&mut self, node_id: String, description: String) -> Result<()> {
+            self.ensure_not_paused()?;
+            validate_node_id(&node_id)?;
+            validate_description(&description)?;
+            let owner = self.env().caller();
+            if self.backup_ids.contains((owner, &node_id)) {
+                return Err(Error::BackupAlreadyExists);
+            }
+            self.insert_backup(owner, node_id, description)?;
+            Ok(())
+        }
+
+        /// Sets how often the caller's backups are snapshotted, in blocks, within the
+        /// configured bounds.
+        #[ink(message)]
+        pub fn set_backup_offchain_worker_frequency(
+            &mut self,
+            new_frequency: BlockNumber,
+        ) -> Result<()> {
+            self.ensure_not_paused()?;
+            if !(self.config.min_frequency..=self.config.max_frequency).contains(&new_frequency) {
+                return Err(Error::InvalidFrequency);
+            }
+            let account = self.env().caller();
+            self.frequencies.insert(account, &new_frequency);
+            self.env().emit_event(BackupOffchainWorkerFrequencyUpdated {
+                account,
+                frequency: new_frequency,
+            });
+            Ok(())
+        }
+
+        /// Gives `grantee` the right to request restores of the caller's backup of `node_id`.
+        #[ink(message)]
+        pub fn grant_access(&mut self, node_id: String, grantee: AccountId) -> Result<()> {
+            self.ensure_not_paused()?;
+            let owner = self.env().caller();
+            let (backup_id, mut backup) = self.backup_of(owner, &node_id)?;
+            if grantee == owner || self.grant_slots.contains((backup_id, grantee)) {
+                return Err(Error::AccessAlreadyGranted);
+            }
+            if backup.grant_count >= MAX_GRANTS_PER_BACKUP {
+                return Err(Error::TooManyGrants);
+            }
+            let slot = backup.grant_count;
+            backup.grant_count = slot.checked_add(1).ok_or(Error::Overflow)?;
+            self.grant_slots.insert((backup_id, grantee), &slot);
+            self.grantees.insert((backup_id, slot), &grantee);
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(AccessGranted {
+                owner,
+                node_id,
+                grantee,
+            });
+            Ok(())
+        }
+
+        /// Takes back the restore rights of `grantee` on the caller's backup of `node_id`.
+        #[ink(message)]
+        pub fn revoke_access(&mut self, node_id: String, grantee: AccountId) -> Result<()> {
+            self.ensure_not_paused()?;
+            let owner = self.env().caller();
+            let (backup_id, mut backup) = self.backup_of(owner, &node_id)?;
+            let slot = take_entry(&mut self.grant_slots, (backup_id, grantee))
+                .ok_or(Error::AccessNotFound)?;
+            // Move the last grantee into the freed slot.
+            let last = backup.grant_count.saturating_sub(1);
+            if let Some(moved) = take_entry(&mut self.grantees, (backup_id, last)) {
+                if slot != last {
+                    self.grantees.insert((backup_id, slot), &moved);
+                    self.grant_slots.insert((backup_id, moved), &slot);
+                }
+            }
+            backup.grant_count = last;
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(AccessRevoked {
+                owner,
+                node_id,
+                grantee,
+            });
+            Ok(())
+        }
+
+        /// Requests a restore of the snapshot with CID `cid` (its backup's owner or a grantee
+        /// only). Returns the new request's id.
+        #[ink(message)]
+        pub fn restore_from_snapshot(&mut self, cid: String) -> Result<RequestId> {
+            self.ensure_not_paused()?;
+            validate_cid(&cid)?;
+            let location = self
+                .snapshot_by_cid
+                .get(&cid)
+                .ok_or(Error::SnapshotNotFound)?;
+            let backup = self
+                .backups
+                .get(location.backup_id)
+                .ok_or(Error::BackupNotFound)?;
+            self.ensure_may_restore(location.backup_id, &backup)?;
+            self.open_restore_request(location.backup_id, backup, cid)
+        }
+
+        /// Requests a restore of the newest snapshot of `owner`'s backup of `node_id` (the
+        /// owner or a grantee only). Returns the new request's id.
+        #[ink(message)]
+        pub fn restore_latest_snapshot(
+            &mut self,
+            owner: AccountId,
+            node_id: String,
+        ) -> Result<RequestId> {
+            self.ensure_not_paused()?;
+            let (backup_id, backup) = self.backup_of(owner, &node_id)?;
+            self.ensure_may_restore(backup_id, &backup)?;
+            let latest = backup
+                .next_seq
+                .checked_sub(1)
+                .and_then(|seq| self.snapshots.get((backup_id, seq)))
+                .ok_or(Error::SnapshotNotFound)?;
+            self.open_restore_request(backup_id, backup, latest.cid)
+        }
+
+        /// Withdraws a restore request that no authority has claimed yet (the requester only).
+        #[ink(message)]
+        pub fn cancel_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+            self.ensure_not_paused()?;
+            let caller = self.env().caller();
+            let request = self.request_with_status(request_id, |status| {
+                matches!(status, RestoreStatus::Pending)
+            })?;
+            if request.requester != caller {
+                return Err(Error::NotRequester);
+            }
+            self.close_request(request_id, request, RestoreStatus::Cancelled, caller);
+            Ok(())
+        }
+
+        /// Deletes the caller's backup of `node_id` with all its snapshots, CID index entries
+        /// and grants; its open restore request, if any, is cancelled.
+        #[ink(message)]
+        pub fn delete_backup(&mut self, node_id: String) -> Result<()> {
+            self.ensure_not_paused()?;
+            let owner = self.env().caller();
+            let (backup_id, backup) = self.backup_of(owner, &node_id)?;
+            let count = self.owner_backup_count.get(owner).unwrap_or(0);
+            let last = count.saturating_sub(1);
+            // Move the owner's last backup into the freed slot.
+            if let Some(moved_id) = take_entry(&mut self.owner_backups, (owner, last)) {
+                if backup.owner_slot != last {
+                    self.owner_backups
+                        .insert((owner, backup.owner_slot), &moved_id);
+                    if let Some(mut moved) = self.backups.get(moved_id) {
+                        moved.owner_slot = backup.owner_slot;
+                        self.backups.insert(moved_id, &moved);
+                    }
+                }
+            }
+            self.set_owner_backup_count(owner, last);
+            let snapshot_count = self.remove_backup(backup_id, &backup);
+            self.env().emit_event(BackupDeleted {
+                owner,
+                node_id,
+                snapshot_count,
+            });
+            Ok(())
+        }
+
+        /// Deletes every backup of the caller, as `delete_backup` does for one.
+        #[ink(message)]
+        pub fn delete_user_storage(&mut self) -> Result<()> {
+            self.ensure_not_paused()?;
+            let account = self.env().caller();
+            let backup_count = take_entry(&mut self.owner_backup_count, account).unwrap_or(0);
+            for slot in 0..backup_count {
+                let Some(backup_id) = take_entry(&mut self.owner_backups, (account, slot)) else {
+                    continue;
+                };
+                if let Some(backup) = self.backups.get(backup_id) {
+                    self.remove_backup(backup_id, &backup);
+                }
+            }
+            self.env().emit_event(UserStorageDeleted {
+                account,
+                backup_count,
+            });
+            Ok(())
+        }
+
+        // ----- Authorities -----
+
+        /// Records snapshot `snapshot_cid` of `account_id`'s node `node_id` (authorities
+        /// only). Creates the backup on first use, prunes the oldest snapshot beyond the
+        /// retention limit, and stamps the snapshot with the current block and time.
+        #[ink(message)]
+        pub fn add_snapshot(
+            &mut self,
+            node_id: String,
+            snapshot_cid: String,
+            description: String,
+            request_id: u64,
+            account_id: AccountId,
+            size_bytes: u64,
+        ) -> Result<()> {
+            self.ensure_not_paused()?;
+            let authority = self.ensure_authority()?;
+            validate_node_id(&node_id)?;
+            validate_cid(&snapshot_cid)?;
+            validate_description(&description)?;
+            if self.snapshot_by_cid.contains(&snapshot_cid) {
+                return Err(Error::CidAlreadyRecorded);
+            }
+            let existing = self.backup_ids.get((account_id, &node_id));
+            let (backup_id, mut backup) = match existing {
+                Some(id) => (id, self.backups.get(id).ok_or(Error::BackupNotFound)?),
+                None => self.insert_backup(account_id, node_id.clone(), String::new())?,
+            };
+            let seq = backup.next_seq;
+            backup.next_seq = seq.checked_add(1).ok_or(Error::Overflow)?;
+            let pruned = if backup.snapshot_count() > self.config.max_snapshots_per_backup {
+                let oldest = backup.first_seq;
+                backup.first_seq = oldest.checked_add(1).ok_or(Error::Overflow)?;
+                take_entry(&mut self.snapshots, (backup_id, oldest)).inspect(|snapshot| {
+                    self.snapshot_by_cid.remove(&snapshot.cid);
+                })
+            } else {
+                None
+            };
+            let snapshot = Snapshot {
+                cid: snapshot_cid.clone(),
+                description,
+                size_bytes,
+                request_id,
+                block_number: self.env().block_number(),
+                timestamp: self.env().block_timestamp(),
+            };
+            self.snapshots.insert((backup_id, seq), &snapshot);
+            self.snapshot_by_cid
+                .insert(&snapshot_cid, &SnapshotRef { backup_id, seq });
+            self.backups.insert(backup_id, &backup);
+            if let Some(pruned) = pruned {
+                self.env().emit_event(SnapshotPruned {
+                    owner: account_id,
+                    node_id: node_id.clone(),
+                    cid: pruned.cid,
+                });
+            }
+            self.env().emit_event(SnapshotAdded {
+                owner: account_id,
+                node_id: node_id.clone(),
+                authority,
+                cid: snapshot_cid,
+                seq,
+                request_id,
+                size_bytes,
+            });
+            if existing.is_some() {
+                self.env().emit_event(BackupUpdated {
+                    owner: account_id,
+                    node_id,
+                    snapshot_count: backup.snapshot_count(),
+                });
+            }
+            Ok(())
+        }
+
+        /// Claims a pending restore request (authorities only): it moves to `InProgress` and
+        /// only the caller may complete it.
+        #[ink(message)]
+        pub fn claim_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+            self.ensure_not_paused()?;
+            let authority = self.ensure_authority()?;
+            let mut request = self.request_with_status(request_id, |status| {
+                matches!(status, RestoreStatus::Pending)
+            })?;
+            request.status = RestoreStatus::InProgress { authority };
+            request.updated_at = self.env().block_number();
+            self.restore_requests.insert(request_id, &request);
+            self.env().emit_event(RestoreRequestUpdated {
+                request_id,
+                by: authority,
+                status: request.status,
+            });
+            Ok(())
+        }
+
+        /// Marks a restore request the caller claimed as fulfilled (authorities only).
+        #[ink(message)]
+        pub fn fulfil_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+            let (authority, request) = self.claimed_request(request_id)?;
+            self.close_request(
+                request_id,
+                request,
+                RestoreStatus::Fulfilled { authority },
+                authority,
+            );
+            Ok(())
+        }
+
+        /// Marks a restore request the caller claimed as failed, with a short `reason`
+        /// (authorities only).
+        #[ink(message)]
+        pub fn fail_restore_request(
+            &mut self,
+            request_id: RequestId,
+            reason: String,
+        ) -> Result<()> {
+            if reason.len() > MAX_REASON_LEN {
+                return Err(Error::ReasonTooLong);
+            }
+            let (authority, request) = self.claimed_request(request_id)?;
+            self.close_request(
+                request_id,
+                request,
+                RestoreStatus::Failed { authority, reason },
+                authority,
+            );
+            Ok(())
+        }
+
+        // ----- Queries -----
+
+        /// The admin.
+        #[ink(message)]
+        pub fn admin(&self) -> AccountId {
+            self.admin
+        }
+
+        /// The account proposed as next admin, if any.
+        #[ink(message)]
+        pub fn pending_admin(&self) -> Option<AccountId> {
+            self.pending_admin
+        }
+
+        /// Whether writes are paused.
+        #[ink(message)]
+        pub fn is_paused(&self) -> bool {
+            self.paused
+        }
+
+        /// The limits chosen at instantiation.
+        #[ink(message)]
+        pub fn config(&self) -> Config {
+            self.config
+        }
+
+        /// Whether `account` is an authority.
+        #[ink(message)]
+        pub fn is_authority(&self, account: AccountId) -> bool {
+            self.authorities.contains(account)
+        }
+
+        /// Size of the authority set.
+        #[ink(message)]
+        pub fn authority_count(&self) -> u32 {
+            self.authority_count
+        }
+
+        /// `owner`'s backup of `node_id`.
+        #[ink(message)]
+        pub fn backup(&self, owner: AccountId, node_id: String) -> Option<Backup> {
+            self.backup_of(owner, &node_id)
+                .ok()
+                .map(|(_, backup)| backup)
+        }
+
+        /// The backup with id `backup_id` (restore requests refer to backups by id).
+        #[ink(message)]
+        pub fn backup_by_id(&self, backup_id: BackupId) -> Option<Backup> {
+            self.backups.get(backup_id)
+        }
+
+        /// All backups of `owner` (at most `max_backups_per_account`).
+        #[ink(message)]
+        pub fn backups_of(&self, owner: AccountId) -> Vec<Backup> {
+            let count = self.owner_backup_count.get(owner).unwrap_or(0);
+            (0..count)
+                .filter_map(|slot| self.owner_backups.get((owner, slot)))
+                .filter_map(|backup_id| self.backups.get(backup_id))
+                .collect()
+        }
+
+        /// Snapshots of `owner`'s backup of `node_id`, oldest first: `limit` (at most
+        /// `MAX_PAGE_SIZE`) from position `offset` among those kept.
+        #[ink(message)]
+        pub fn snapshots(
+            &self,
+            owner: AccountId,
+            node_id: String,
+            offset: u32,
+            limit: u32,
+        ) -> Result<Vec<Snapshot>> {
+            let (backup_id, backup) = self.backup_of(owner, &node_id)?;
+            let start = backup.first_seq.saturating_add(offset);
+            let end = start
+                .saturating_add(limit.min(MAX_PAGE_SIZE))
+                .min(backup.next_seq);
+            Ok((start..end)
+                .filter_map(|seq| self.snapshots.get((backup_id, seq)))
+                .collect())
+        }
+
+        /// The newest snapshot of `owner`'s backup of `node_id`.
+        #[ink(message)]
+        pub fn latest_snapshot(&self, owner: AccountId, node_id: String) -> Option<Snapshot> {
+            let (backup_id, backup) = self.backup_of(owner, &node_id).ok()?;
+            let seq = backup.next_seq.checked_sub(1)?;
+            self.snapshots.get((backup_id, seq))
+        }
+
+        /// The snapshot with CID `cid` and the backup holding it.
+        #[ink(message)]
+        pub fn snapshot_by_cid(&self, cid: String) -> Option<(Backup, Snapshot)> {
+            let location = self.snapshot_by_cid.get(&cid)?;
+            let backup = self.backups.get(location.backup_id)?;
+            let snapshot = self.snapshots.get((location.backup_id, location.seq))?;
+            Some((backup, snapshot))
+        }
+
+        /// Whether `account` may request restores of `owner`'s backup of `node_id`.
+        #[ink(message)]
+        pub fn has_access(&self, owner: AccountId, node_id: String, account: AccountId) -> bool {
+            self.backup_ids
+                .get((owner, &node_id))
+                .is_some_and(|backup_id| {
+                    account == owner || self.grant_slots.contains((backup_id, account))
+                })
+        }
+
+        /// How often `account`'s backups are snapshotted, in blocks (the default when it
+        /// never set one).
+        #[ink(message)]
+        pub fn backup_frequency(&self, account: AccountId) -> BlockNumber {
+            self.frequencies
+                .get(account)
+                .unwrap_or(self.config.default_frequency)
+        }
+
+        /// The restore request with id `request_id`.
+        #[ink(message)]
+        pub fn restore_request(&self, request_id: RequestId) -> Option<RestoreRequest> {
+            self.restore_requests.get(request_id)
+        }
+
+        /// Pending and in-progress restore requests with their ids: `limit` (at most
+        /// `MAX_PAGE_SIZE`) from position `offset`. Their order changes as requests close.
+        #[ink(message)]
+        pub fn pending_restore_requests(
+            &self,
+            offset: u32,
+            limit: u32,
+        ) -> Vec<(RequestId, RestoreRequest)> {
+            let end = offset
+                .saturating_add(limit.min(MAX_PAGE_SIZE))
+                .min(self.open_request_count);
+            (offset..end)
+                .filter_map(|slot| self.open_requests.get(slot))
+                .filter_map(|id| self.restore_requests.get(id).map(|request| (id, request)))
+                .collect()
+        }
+
+        /// Number of pending and in-progress restore requests.
+        #[ink(message)]
+        pub fn pending_restore_request_count(&self) -> u32 {
+            self.open_request_count
+        }
+
+        // ----- Helpers -----
+
+        /// The caller, if it is the admin.
+        fn ensure_admin(&self) -> Result<AccountId> {
+            let caller = self.env().caller();
+            if caller != self.admin {
+                return Err(Error::NotAdmin);
+            }
+            Ok(caller)
+        }
+
+        /// The caller, if it is an authority.
+        fn ensure_authority(&self) -> Result<AccountId> {
+            let caller = self.env().caller();
+            if !self.authorities.contains(caller) {
+                return Err(Error::NotAuthorized);
+            }
+            Ok(caller)
+        }
+
+        /// Refuses writes while paused.
+        fn ensure_not_paused(&self) -> Result<()> {
+            if self.paused {
+                return Err(Error::Paused);
+            }
+            Ok(())
+        }
+
+        /// Adds `authority` to the set, within its cap.
+        fn insert_authority(&mut self, authority: AccountId) -> Result<()> {
+            if self.authorities.contains(authority) {
+                return Err(Error::AuthorityAlreadyExists);
+            }
+            if self.authority_count >= MAX_AUTHORITIES {
+                return Err(Error::TooManyAuthorities);
+            }
+            self.authority_count = self.authority_count.checked_add(1).ok_or(Error::Overflow)?;
+            self.authorities.insert(authority, &());
+            self.env().emit_event(AuthorityChanged {
+                authority,
+                added: true,
+            });
+            Ok(())
+        }
+
+        /// `owner`'s backup of `node_id` with its id.
+        fn backup_of(&self, owner: AccountId, node_id: &str) -> Result<(BackupId, Backup)> {
+            let backup_id = self
+                .backup_ids
+                .get((owner, node_id))
+                .ok_or(Error::BackupNotFound)?;
+            let backup = self.backups.get(backup_id).ok_or(Error::BackupNotFound)?;
+            Ok((backup_id, backup))
+        }
+
+        /// Creates an empty backup (the caller checked it does not exist), within the owner's
+        /// cap, and emits `BackupCreated`.
+        fn insert_backup(
+            &mut self,
+            owner: AccountId,
+            node_id: String,
+            description: String,
+        ) -> Result<(BackupId, Backup)> {
+            let owned = self.owner_backup_count.get(owner).unwrap_or(0);
+            if owned >= self.config.max_backups_per_account {
+                return Err(Error::TooManyBackups);
+            }
+            let backup_id = self.next_backup_id;
+            self.next_backup_id = backup_id.checked_add(1).ok_or(Error::Overflow)?;
+            self.set_owner_backup_count(owner, owned.checked_add(1).ok_or(Error::Overflow)?);
+            self.owner_backups.insert((owner, owned), &backup_id);
+            self.backup_ids.insert((owner, &node_id), &backup_id);
+            let backup = Backup {
+                owner,
+                node_id: node_id.clone(),
+                description,
+                created_at: self.env().block_number(),
+                first_seq: 0,
+                next_seq: 0,
+                grant_count: 0,
+                owner_slot: owned,
+                open_request: None,
+            };
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(BackupCreated {
+                owner,
+                node_id,
+                backup_id,
+            });
+            Ok((backup_id, backup))
+        }
+
+        /// Stores an account's backup count, dropping the entry at zero.
+        fn set_owner_backup_count(&mut self, owner: AccountId, count: u32) {
+            if count == 0 {
+                self.owner_backup_count.remove(owner);
+            } else {
+                self.owner_backup_count.insert(owner, &count);
+            }
+        }
+
+        /// Removes a backup's snapshots, CID index entries, grants, id entries and record,
+        /// and cancels its open request. Leaves the owner's backup list to the caller.
+        /// Returns the number of snapshots removed.
+        fn remove_backup(&mut self, backup_id: BackupId, backup: &Backup) -> u32 {
+            for seq in backup.first_seq..backup.next_seq {
+                if let Some(snapshot) = take_entry(&mut self.snapshots, (backup_id, seq)) {
+                    self.snapshot_by_cid.remove(&snapshot.cid);
+                }
+            }
+            for slot in 0..backup.grant_count {
+                if let Some(grantee) = take_entry(&mut self.grantees, (backup_id, slot)) {
+                    self.grant_slots.remove((backup_id, grantee));
+                }
+            }
+            if let Some(request_id) = backup.open_request {
+                if let Some(request) = self.restore_requests.get(request_id) {
+                    self.close_request(request_id, request, RestoreStatus::Cancelled, backup.owner);
+                }
+            }
+            self.backup_ids.remove((backup.owner, &backup.node_id));
+            self.backups.remove(backup_id);
+            backup.snapshot_count()
+        }
+
+        /// Refuses callers other than the backup's owner and grantees.
+        fn ensure_may_restore(&self, backup_id: BackupId, backup: &Backup) -> Result<()> {
+            let caller = self.env().caller();
+            if caller != backup.owner && !self.grant_slots.contains((backup_id, caller)) {
+                return Err(Error::NotBackupOwner);
+            }
+            Ok(())
+        }
+
+        /// Opens a restore request of snapshot `cid` of `backup` for the caller (checked by
+        /// `ensure_may_restore`) and emits `SnapshotRestoreRequested`.
+        fn open_restore_request(
+            &mut self,
+            backup_id: BackupId,
+            mut backup: Backup,
+            cid: String,
+        ) -> Result<RequestId> {
+            let requester = self.env().caller();
+            if backup.open_request.is_some() {
+                return Err(Error::RestoreAlreadyOpen);
+            }
+            let request_id = self.next_request_id;
+            self.next_request_id = request_id.checked_add(1).ok_or(Error::Overflow)?;
+            let open_slot = self.open_request_count;
+            self.open_request_count = open_slot.checked_add(1).ok_or(Error::Overflow)?;
+            self.open_requests.insert(open_slot, &request_id);
+            let now = self.env().block_number();
+            self.restore_requests.insert(
+                request_id,
+                &RestoreRequest {
+                    backup_id,
+                    cid: cid.clone(),
+                    requester,
+                    status: RestoreStatus::Pending,
+                    requested_at: now,
+                    updated_at: now,
+                    open_slot,
+                },
+            );
+            backup.open_request = Some(request_id);
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(SnapshotRestoreRequested {
+                request_id,
+                requester,
+                node_id: backup.node_id,
+                owner: backup.owner,
+                cid,
+            });
+            Ok(request_id)
+        }
+
+        /// The request `request_id`, if its status passes `expected`; otherwise the error
+        /// that says where it stands.
+        fn request_with_status(
+            &self,
+            request_id: RequestId,
+            expected: impl FnOnce(&RestoreStatus) -> bool,
+        ) -> Result<RestoreRequest> {
+            let request = self
+                .restore_requests
+                .get(request_id)
+                .ok_or(Error::RestoreRequestNotFound)?;
+            if expected(&request.status) {
+                return Ok(request);
+            }
+            Err(match request.status {
+                RestoreStatus::Pending => Error::RestoreRequestNotClaimed,
+                RestoreStatus::InProgress { .. } => Error::RestoreRequestAlreadyClaimed,
+                _ => Error::RestoreRequestAlreadyClosed,
+            })
+        }
+
+        /// The caller and request `request_id`, if the caller is the authority that claimed
+        /// it and it is still in progress.
+        fn claimed_request(&self, request_id: RequestId) -> Result<(AccountId, RestoreRequest)> {
+            self.ensure_not_paused()?;
+            let authority = self.ensure_authority()?;
+            let request = self.request_with_status(request_id, |status| {
+                matches!(status, RestoreStatus::InProgress { .. })
+            })?;
+            if request.status != (RestoreStatus::InProgress { authority }) {
+                return Err(Error::NotClaimant);
+            }
+            Ok((authority, request))
+        }
+
+        /// Gives an open request its final `status`, takes it off the open list and its
+        /// backup, and emits `RestoreRequestUpdated`.
+        fn close_request(
+            &mut self,
+            request_id: RequestId,
+            mut request: RestoreRequest,
+            status: RestoreStatus,
+            by: AccountId,
+        ) {
+            // Move the last open request into the freed slot.
+            let last = self.open_request_count.saturating_sub(1);
+            if let Some(moved_id) = take_entry(&mut self.open_requests, last) {
+                if request.open_slot != last {
+                    self.open_requests.insert(request.open_slot, &moved_id);
+                    if let Some(mut moved) = self.restore_requests.get(moved_id) {
+                        moved.open_slot = request.open_slot;
+                        self.restore_requests.insert(moved_id, &moved);
+                    }
+                }
+            }
+            self.open_request_count = last;
+            if let Some(mut backup) = self.backups.get(request.backup_id) {
+                backup.open_request = None;
+                self.backups.insert(request.backup_id, &backup);
+            }
+            request.status = status.clone();
+            request.updated_at = self.env().block_number();
+            self.restore_requests.insert(request_id, &request);
+            self.env().emit_event(RestoreRequestUpdated {
+                request_id,
+                by,
+                status,
+            });
+        }
+    }
+
+    /// Removes and returns the value at `key`: `Mapping::take` as a read and a removal, because
+    /// ink 5.1's off-chain test engine does not count the cells `take` frees, and the unit
+    /// tests count cells to prove that deletion leaves nothing behind.
+    fn take_entry<K, V, KeyType, Q>(mapping: &mut Mapping<K, V, KeyType>, key: Q) -> Option<V>
+    where
+        K: ink::scale::Encode,
+        V: ink::storage::traits::Packed,
+        KeyType: ink::storage::traits::StorageKey,
+        Q: ink::scale::EncodeLike<K> + Copy,
+    {
+        let value = mapping.get(key)?;
+        mapping.remove(key);
+        Some(value)
+    }
+
+    /// A node id is 1 to `MAX_NODE_ID_LEN` bytes.
+    fn validate_node_id(node_id: &str) -> Result<()> {
+        if node_id.is_empty() || node_id.len() > MAX_NODE_ID_LEN {
+            return Err(Error::InvalidNodeId);
+        }
+        Ok(())
+    }
+
+    /// A description is at most `MAX_DESCRIPTION_LEN` bytes.
+    fn validate_description(description: &str) -> Result<()> {
+        if description.len() > MAX_DESCRIPTION_LEN {
+            return Err(Error::DescriptionTooLong);
+        }
+        Ok(())
+    }
+
+    /// A CID is a well-formed CIDv0 or CIDv1 of at most `MAX_CID_LEN` bytes.
+    fn validate_cid(cid: &str) -> Result<()> {
+        if cid.len() > MAX_CID_LEN || !crate::cid::is_well_formed(cid) {
+            return Err(Error::InvalidCid);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod unit_tests;

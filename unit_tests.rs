@@ -1,0 +1,1179 @@
+//! `#[ink::test]` unit tests: every message's success path with its events, each error it can
+//! return with storage left as it was, the caller × privileged-message matrix, retention and
+//! deletion.
+#![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
+use crate::backup_registry::*;
+use crate::{MAX_AUTHORITIES, MAX_GRANTS_PER_BACKUP, MAX_PAGE_SIZE};
+use ink::env::test::{self, DefaultAccounts};
+use ink::env::DefaultEnvironment as Env;
+use ink::primitives::AccountId;
+use ink::scale::Decode;
+
+const NODE: &str = "node-1";
+const OTHER_NODE: &str = "node-2";
+
+/// Small limits so that caps are reached in a few calls.
+const TEST_CONFIG: Config = Config {
+    max_snapshots_per_backup: 3,
+    max_backups_per_account: 2,
+    min_frequency: 10,
+    max_frequency: 1_000,
+    default_frequency: 100,
+};
+
+/// The cast: alice admin, bob and charlie authorities, django owner, eve grantee, frank stranger.
+fn accounts() -> DefaultAccounts<Env> {
+    test::default_accounts::<Env>()
+}
+
+fn set_caller(account: AccountId) {
+    test::set_caller::<Env>(account);
+}
+
+/// A well-formed CIDv1 (raw, sha2-256) that differs for each `n`.
+fn cid(n: u64) -> String {
+    format!("f01551220{n:064x}")
+}
+
+/// A registry instantiated by alice with bob and charlie as authorities.
+fn registry() -> BackupRegistry {
+    let a = accounts();
+    set_caller(a.alice);
+    BackupRegistry::new(vec![a.bob, a.charlie], TEST_CONFIG).expect("valid config")
+}
+
+/// `add_snapshot` by bob of django's `NODE`.
+fn add_snapshot(registry: &mut BackupRegistry, n: u64) -> Result<()> {
+    let a = accounts();
+    set_caller(a.bob);
+    registry.add_snapshot(
+        NODE.into(),
+        cid(n),
+        "nightly".into(),
+        n,
+        a.django,
+        1_000 + n,
+    )
+}
+
+/// A registry where django's `NODE` has snapshots `cid(1)` and `cid(2)` and eve is a grantee.
+fn registry_with_snapshots() -> BackupRegistry {
+    let mut registry = registry();
+    add_snapshot(&mut registry, 1).unwrap();
+    add_snapshot(&mut registry, 2).unwrap();
+    set_caller(accounts().django);
+    registry.grant_access(NODE.into(), accounts().eve).unwrap();
+    registry
+}
+
+fn events() -> Vec<test::EmittedEvent> {
+    test::recorded_events().collect()
+}
+
+fn event_count() -> usize {
+    test::recorded_events().count()
+}
+
+/// Decodes the event at `index` counted from the end (0 is the last one).
+fn event_from_end<E: Decode>(index: usize) -> E {
+    let all = events();
+    let event = &all[all.len() - 1 - index];
+    E::decode(&mut &event.data[..]).expect("event of the expected type")
+}
+
+fn last_event<E: Decode>() -> E {
+    event_from_end(0)
+}
+
+fn used_cells() -> usize {
+    test::count_used_storage_cells::<Env>(&test::callee::<Env>()).unwrap_or(0)
+}
+
+/// Runs `call`, expects `expected`, and checks that it wrote no storage cell, emitted no
+/// event and left the root storage struct as it was.
+fn assert_fails_unchanged<T: core::fmt::Debug>(
+    registry: &mut BackupRegistry,
+    expected: Error,
+    call: impl FnOnce(&mut BackupRegistry) -> Result<T>,
+) {
+    let contract = test::callee::<Env>();
+    let (_, writes_before) = test::get_contract_storage_rw::<Env>(&contract);
+    let events_before = event_count();
+    let mut root_before = Vec::new();
+    ink::storage::traits::Storable::encode(registry, &mut root_before);
+    let result = call(registry);
+    assert_eq!(result.unwrap_err(), expected);
+    let (_, writes_after) = test::get_contract_storage_rw::<Env>(&contract);
+    assert_eq!(writes_after, writes_before, "a failing call wrote storage");
+    assert_eq!(
+        event_count(),
+        events_before,
+        "a failing call emitted an event"
+    );
+    let mut root_after = Vec::new();
+    ink::storage::traits::Storable::encode(registry, &mut root_after);
+    assert_eq!(
+        root_after, root_before,
+        "a failing call changed the root struct"
+    );
+}
+
+// ----- Constructors -----
+
+#[ink::test]
+fn new_sets_admin_authorities_and_config() {
+    let a = accounts();
+    let registry = registry();
+    assert_eq!(registry.admin(), a.alice);
+    assert_eq!(registry.pending_admin(), None);
+    assert!(!registry.is_paused());
+    assert_eq!(registry.config(), TEST_CONFIG);
+    assert_eq!(registry.authority_count(), 2);
+    assert!(registry.is_authority(a.bob) && registry.is_authority(a.charlie));
+    assert!(!registry.is_authority(a.alice));
+    let added: Vec<AuthorityChanged> = events()
+        .iter()
+        .map(|event| AuthorityChanged::decode(&mut &event.data[..]).unwrap())
+        .collect();
+    assert_eq!(added.len(), 2);
+    assert_eq!((added[0].authority, added[0].added), (a.bob, true));
+    assert_eq!((added[1].authority, added[1].added), (a.charlie, true));
+}
+
+#[ink::test]
+fn default_config_is_valid_and_used() {
+    set_caller(accounts().alice);
+    let registry = BackupRegistry::with_default_config(vec![]).unwrap();
+    assert_eq!(registry.config(), Config::default());
+    assert_eq!(
+        registry.backup_frequency(accounts().django),
+        Config::default().default_frequency
+    );
+}
+
+#[ink::test]
+fn new_refuses_bad_config_and_authorities() {
+    let a = accounts();
+    let bad_configs = [
+        Config {
+            max_snapshots_per_backup: 0,
+            ..TEST_CONFIG
+        },
+        Config {
+            max_snapshots_per_backup: crate::MAX_RETENTION + 1,
+            ..TEST_CONFIG
+        },
+        Config {
+            max_backups_per_account: 0,
+            ..TEST_CONFIG
+        },
+        Config {
+            max_backups_per_account: crate::MAX_BACKUPS_PER_ACCOUNT + 1,
+            ..TEST_CONFIG
+        },
+        Config {
+            min_frequency: 0,
+            ..TEST_CONFIG
+        },
+        Config {
+            default_frequency: 5,
+            ..TEST_CONFIG
+        },
+        Config {
+            default_frequency: 2_000,
+            ..TEST_CONFIG
+        },
+        Config {
+            max_frequency: crate::MAX_FREQUENCY_LIMIT + 1,
+            ..TEST_CONFIG
+        },
+    ];
+    for config in bad_configs {
+        assert_eq!(
+            BackupRegistry::new(vec![a.bob], config).err(),
+            Some(Error::InvalidConfig),
+            "{config:?}"
+        );
+    }
+    assert_eq!(
+        BackupRegistry::new(vec![a.bob, a.bob], TEST_CONFIG).err(),
+        Some(Error::AuthorityAlreadyExists)
+    );
+    let too_many: Vec<AccountId> = (0..=MAX_AUTHORITIES as u8)
+        .map(|n| AccountId::from([0x80 + n; 32]))
+        .collect();
+    assert_eq!(
+        BackupRegistry::new(too_many, TEST_CONFIG).err(),
+        Some(Error::TooManyAuthorities)
+    );
+}
+
+// ----- create_backup -----
+
+#[ink::test]
+fn create_backup_records_it_and_emits_backup_created() {
+    let a = accounts();
+    let mut registry = registry();
+    test::set_block_number::<Env>(7);
+    set_caller(a.django);
+    registry.create_backup(NODE.into(), "home".into()).unwrap();
+    let event: BackupCreated = last_event();
+    assert_eq!(
+        (event.owner, event.node_id.as_str(), event.backup_id),
+        (a.django, NODE, 0)
+    );
+    let backup = registry.backup(a.django, NODE.into()).unwrap();
+    assert_eq!(backup.owner, a.django);
+    assert_eq!(backup.node_id, NODE);
+    assert_eq!(backup.description, "home");
+    assert_eq!(backup.created_at, 7);
+    assert_eq!(backup.snapshot_count(), 0);
+    assert_eq!(registry.backup_by_id(0), Some(backup.clone()));
+    assert_eq!(registry.backups_of(a.django), vec![backup]);
+    assert!(registry.has_access(a.django, NODE.into(), a.django));
+}
+
+#[ink::test]
+fn create_backup_errors_leave_storage_unchanged() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.django);
+    registry.create_backup(NODE.into(), String::new()).unwrap();
+    assert_fails_unchanged(&mut registry, Error::BackupAlreadyExists, |r| {
+        r.create_backup(NODE.into(), String::new())
+    });
+    assert_fails_unchanged(&mut registry, Error::InvalidNodeId, |r| {
+        r.create_backup(String::new(), String::new())
+    });
+    assert_fails_unchanged(&mut registry, Error::InvalidNodeId, |r| {
+        r.create_backup("n".repeat(crate::MAX_NODE_ID_LEN + 1), String::new())
+    });
+    assert_fails_unchanged(&mut registry, Error::DescriptionTooLong, |r| {
+        r.create_backup(
+            OTHER_NODE.into(),
+            "d".repeat(crate::MAX_DESCRIPTION_LEN + 1),
+        )
+    });
+    registry
+        .create_backup(OTHER_NODE.into(), String::new())
+        .unwrap();
+    assert_fails_unchanged(&mut registry, Error::TooManyBackups, |r| {
+        r.create_backup("node-3".into(), String::new())
+    });
+    // The longest allowed inputs pass.
+    set_caller(a.eve);
+    registry
+        .create_backup(
+            "n".repeat(crate::MAX_NODE_ID_LEN),
+            "d".repeat(crate::MAX_DESCRIPTION_LEN),
+        )
+        .unwrap();
+}
+
+// ----- add_snapshot -----
+
+#[ink::test]
+fn add_snapshot_creates_backup_then_updates_it() {
+    let a = accounts();
+    let mut registry = registry();
+    test::set_block_number::<Env>(5);
+    test::set_block_timestamp::<Env>(1_700_000_000_000);
+    add_snapshot(&mut registry, 1).unwrap();
+    let created: BackupCreated = event_from_end(1);
+    assert_eq!((created.owner, created.node_id.as_str()), (a.django, NODE));
+    let added: SnapshotAdded = last_event();
+    assert_eq!(
+        (added.owner, added.node_id.as_str(), added.authority),
+        (a.django, NODE, a.bob)
+    );
+    assert_eq!(
+        (added.cid, added.seq, added.request_id, added.size_bytes),
+        (cid(1), 0, 1, 1_001)
+    );
+    let snapshot = registry.latest_snapshot(a.django, NODE.into()).unwrap();
+    assert_eq!(
+        snapshot,
+        Snapshot {
+            cid: cid(1),
+            description: "nightly".into(),
+            size_bytes: 1_001,
+            request_id: 1,
+            block_number: 5,
+            timestamp: 1_700_000_000_000,
+        }
+    );
+
+    let events_before = event_count();
+    add_snapshot(&mut registry, 2).unwrap();
+    assert_eq!(
+        event_count(),
+        events_before + 2,
+        "SnapshotAdded and BackupUpdated only"
+    );
+    let added: SnapshotAdded = event_from_end(1);
+    assert_eq!((added.cid, added.seq), (cid(2), 1));
+    let updated: BackupUpdated = last_event();
+    assert_eq!(
+        (
+            updated.owner,
+            updated.node_id.as_str(),
+            updated.snapshot_count
+        ),
+        (a.django, NODE, 2)
+    );
+    let (backup, by_cid) = registry.snapshot_by_cid(cid(2)).unwrap();
+    assert_eq!((backup.owner, backup.node_id.as_str()), (a.django, NODE));
+    assert_eq!(by_cid.cid, cid(2));
+}
+
+#[ink::test]
+fn add_snapshot_on_created_backup_emits_updated_not_created() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.django);
+    registry.create_backup(NODE.into(), "mine".into()).unwrap();
+    add_snapshot(&mut registry, 1).unwrap();
+    let updated: BackupUpdated = last_event();
+    assert_eq!(updated.snapshot_count, 1);
+    assert_eq!(
+        registry.backup(a.django, NODE.into()).unwrap().description,
+        "mine"
+    );
+    assert_eq!(registry.backups_of(a.django).len(), 1);
+}
+
+#[ink::test]
+fn add_snapshot_errors_leave_storage_unchanged() {
+    let a = accounts();
+    let mut registry = registry();
+    add_snapshot(&mut registry, 1).unwrap();
+    for stranger in [a.alice, a.django, a.eve, a.frank] {
+        set_caller(stranger);
+        assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+            r.add_snapshot(NODE.into(), cid(9), String::new(), 9, a.django, 1)
+        });
+    }
+    set_caller(a.charlie);
+    fn call(
+        node: &'static str,
+        cid: String,
+        description: String,
+        owner: AccountId,
+    ) -> impl FnOnce(&mut BackupRegistry) -> Result<()> {
+        move |r| r.add_snapshot(node.into(), cid, description, 0, owner, 1)
+    }
+    for bad_cid in ["", "not-a-cid", "Qm123", &"b".repeat(200)] {
+        assert_fails_unchanged(
+            &mut registry,
+            Error::InvalidCid,
+            call(NODE, bad_cid.into(), String::new(), a.django),
+        );
+    }
+    // The same CID, in the same backup or another one.
+    assert_fails_unchanged(
+        &mut registry,
+        Error::CidAlreadyRecorded,
+        call(NODE, cid(1), String::new(), a.django),
+    );
+    assert_fails_unchanged(
+        &mut registry,
+        Error::CidAlreadyRecorded,
+        call(OTHER_NODE, cid(1), String::new(), a.eve),
+    );
+    assert_fails_unchanged(
+        &mut registry,
+        Error::InvalidNodeId,
+        call("", cid(9), String::new(), a.django),
+    );
+    assert_fails_unchanged(
+        &mut registry,
+        Error::DescriptionTooLong,
+        call(
+            NODE,
+            cid(9),
+            "d".repeat(crate::MAX_DESCRIPTION_LEN + 1),
+            a.django,
+        ),
+    );
+    registry
+        .add_snapshot(OTHER_NODE.into(), cid(2), String::new(), 2, a.django, 1)
+        .unwrap();
+    assert_fails_unchanged(
+        &mut registry,
+        Error::TooManyBackups,
+        call("node-3", cid(9), String::new(), a.django),
+    );
+}
+
+#[ink::test]
+fn retention_prunes_the_oldest_snapshot_and_its_cid() {
+    let a = accounts();
+    let mut registry = registry();
+    let cap = TEST_CONFIG.max_snapshots_per_backup as u64;
+    for n in 1..=cap {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    let cells_at_cap = used_cells();
+    add_snapshot(&mut registry, cap + 1).unwrap();
+    let pruned: SnapshotPruned = event_from_end(2);
+    assert_eq!(
+        (pruned.owner, pruned.node_id.as_str(), pruned.cid),
+        (a.django, NODE, cid(1))
+    );
+    assert_eq!(
+        used_cells(),
+        cells_at_cap,
+        "one snapshot and index entry in, one out"
+    );
+    let backup = registry.backup(a.django, NODE.into()).unwrap();
+    assert_eq!(
+        (backup.first_seq, backup.next_seq, backup.snapshot_count()),
+        (1, 4, 3)
+    );
+    let kept: Vec<String> = registry
+        .snapshots(a.django, NODE.into(), 0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|snapshot| snapshot.cid)
+        .collect();
+    assert_eq!(kept, vec![cid(2), cid(3), cid(4)]);
+    assert_eq!(registry.snapshot_by_cid(cid(1)), None);
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::SnapshotNotFound, |r| {
+        r.restore_from_snapshot(cid(1))
+    });
+    // A pruned CID is free again.
+    add_snapshot(&mut registry, 1).unwrap();
+}
+
+// ----- Frequency -----
+
+#[ink::test]
+fn frequency_defaults_then_follows_the_account() {
+    let a = accounts();
+    let mut registry = registry();
+    assert_eq!(
+        registry.backup_frequency(a.django),
+        TEST_CONFIG.default_frequency
+    );
+    set_caller(a.django);
+    for frequency in [TEST_CONFIG.min_frequency, TEST_CONFIG.max_frequency, 600] {
+        registry
+            .set_backup_offchain_worker_frequency(frequency)
+            .unwrap();
+        let event: BackupOffchainWorkerFrequencyUpdated = last_event();
+        assert_eq!((event.account, event.frequency), (a.django, frequency));
+        assert_eq!(registry.backup_frequency(a.django), frequency);
+    }
+    assert_eq!(
+        registry.backup_frequency(a.eve),
+        TEST_CONFIG.default_frequency
+    );
+    for bad in [
+        0,
+        TEST_CONFIG.min_frequency - 1,
+        TEST_CONFIG.max_frequency + 1,
+        u32::MAX,
+    ] {
+        assert_fails_unchanged(&mut registry, Error::InvalidFrequency, |r| {
+            r.set_backup_offchain_worker_frequency(bad)
+        });
+    }
+    assert_eq!(registry.backup_frequency(a.django), 600);
+}
+
+// ----- Grants -----
+
+#[ink::test]
+fn grant_and_revoke_access() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.django);
+    registry.create_backup(NODE.into(), String::new()).unwrap();
+    for grantee in [a.eve, a.frank, a.bob] {
+        registry.grant_access(NODE.into(), grantee).unwrap();
+        let event: AccessGranted = last_event();
+        assert_eq!(
+            (event.owner, event.node_id.as_str(), event.grantee),
+            (a.django, NODE, grantee)
+        );
+        assert!(registry.has_access(a.django, NODE.into(), grantee));
+    }
+    assert_eq!(
+        registry.backup(a.django, NODE.into()).unwrap().grant_count,
+        3
+    );
+    // Revoking the first moves the last into its slot; the others keep access.
+    registry.revoke_access(NODE.into(), a.eve).unwrap();
+    let event: AccessRevoked = last_event();
+    assert_eq!(
+        (event.owner, event.node_id.as_str(), event.grantee),
+        (a.django, NODE, a.eve)
+    );
+    assert!(!registry.has_access(a.django, NODE.into(), a.eve));
+    assert!(registry.has_access(a.django, NODE.into(), a.frank));
+    assert!(registry.has_access(a.django, NODE.into(), a.bob));
+    registry.revoke_access(NODE.into(), a.bob).unwrap();
+    registry.revoke_access(NODE.into(), a.frank).unwrap();
+    assert_eq!(
+        registry.backup(a.django, NODE.into()).unwrap().grant_count,
+        0
+    );
+    assert!(!registry.has_access(a.django, NODE.into(), a.frank));
+}
+
+#[ink::test]
+fn grant_errors_leave_storage_unchanged() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.django);
+    registry.create_backup(NODE.into(), String::new()).unwrap();
+    registry.grant_access(NODE.into(), a.eve).unwrap();
+    assert_fails_unchanged(&mut registry, Error::AccessAlreadyGranted, |r| {
+        r.grant_access(NODE.into(), a.eve)
+    });
+    assert_fails_unchanged(&mut registry, Error::AccessAlreadyGranted, |r| {
+        r.grant_access(NODE.into(), a.django)
+    });
+    assert_fails_unchanged(&mut registry, Error::AccessNotFound, |r| {
+        r.revoke_access(NODE.into(), a.frank)
+    });
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.grant_access(OTHER_NODE.into(), a.frank)
+    });
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.revoke_access(OTHER_NODE.into(), a.eve)
+    });
+    for n in 1..MAX_GRANTS_PER_BACKUP {
+        registry
+            .grant_access(NODE.into(), AccountId::from([0x40 + n as u8; 32]))
+            .unwrap();
+    }
+    assert_fails_unchanged(&mut registry, Error::TooManyGrants, |r| {
+        r.grant_access(NODE.into(), a.frank)
+    });
+    // Only the owner manages grants: the grantee has no backup of its own named NODE.
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.grant_access(NODE.into(), a.frank)
+    });
+}
+
+// ----- Restore requests -----
+
+#[ink::test]
+fn restore_from_snapshot_opens_a_pending_request() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    test::set_block_number::<Env>(11);
+    set_caller(a.django);
+    let request_id = registry.restore_from_snapshot(cid(1)).unwrap();
+    assert_eq!(request_id, 0);
+    let event: SnapshotRestoreRequested = last_event();
+    assert_eq!(event.request_id, request_id);
+    assert_eq!((event.requester, event.owner), (a.django, a.django));
+    assert_eq!((event.node_id.as_str(), event.cid), (NODE, cid(1)));
+    let request = registry.restore_request(request_id).unwrap();
+    assert_eq!(request.status, RestoreStatus::Pending);
+    assert_eq!((request.cid, request.requester), (cid(1), a.django));
+    assert_eq!((request.requested_at, request.updated_at), (11, 11));
+    let backup = registry.backup(a.django, NODE.into()).unwrap();
+    assert_eq!(backup.open_request, Some(request_id));
+    assert_eq!(registry.backup_by_id(request.backup_id), Some(backup));
+    let pending = registry.pending_restore_requests(0, 10);
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].0, request_id);
+    assert_eq!(registry.pending_restore_request_count(), 1);
+}
+
+#[ink::test]
+fn restore_errors_leave_storage_unchanged() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    for stranger in [a.alice, a.bob, a.frank] {
+        set_caller(stranger);
+        assert_fails_unchanged(&mut registry, Error::NotBackupOwner, |r| {
+            r.restore_from_snapshot(cid(1))
+        });
+        assert_fails_unchanged(&mut registry, Error::NotBackupOwner, |r| {
+            r.restore_latest_snapshot(a.django, NODE.into())
+        });
+    }
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::InvalidCid, |r| {
+        r.restore_from_snapshot("Qm-not-a-cid".into())
+    });
+    assert_fails_unchanged(&mut registry, Error::SnapshotNotFound, |r| {
+        r.restore_from_snapshot(cid(77))
+    });
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.restore_latest_snapshot(a.django, OTHER_NODE.into())
+    });
+    registry
+        .create_backup(OTHER_NODE.into(), String::new())
+        .unwrap();
+    assert_fails_unchanged(&mut registry, Error::SnapshotNotFound, |r| {
+        r.restore_latest_snapshot(a.django, OTHER_NODE.into())
+    });
+    registry.restore_from_snapshot(cid(2)).unwrap();
+    // One open request per backup, whoever asks.
+    assert_fails_unchanged(&mut registry, Error::RestoreAlreadyOpen, |r| {
+        r.restore_from_snapshot(cid(1))
+    });
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::RestoreAlreadyOpen, |r| {
+        r.restore_latest_snapshot(a.django, NODE.into())
+    });
+}
+
+#[ink::test]
+fn grantee_restores_latest_and_ids_never_repeat() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.bob);
+    registry
+        .add_snapshot(NODE.into(), cid(50), String::new(), 50, a.eve, 1)
+        .unwrap();
+    set_caller(a.eve);
+    let first = registry
+        .restore_latest_snapshot(a.django, NODE.into())
+        .unwrap();
+    assert_eq!(registry.restore_request(first).unwrap().cid, cid(2));
+    assert_eq!(registry.restore_request(first).unwrap().requester, a.eve);
+    let second = registry.restore_from_snapshot(cid(50)).unwrap();
+    set_caller(a.eve);
+    registry.cancel_restore_request(first).unwrap();
+    set_caller(a.django);
+    let third = registry.restore_from_snapshot(cid(1)).unwrap();
+    assert_eq!((first, second, third), (0, 1, 2));
+}
+
+#[ink::test]
+fn restore_lifecycle_claim_then_fulfil() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.eve);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestNotClaimed, |r| {
+        r.fulfil_restore_request(id)
+    });
+    test::set_block_number::<Env>(20);
+    registry.claim_restore_request(id).unwrap();
+    let event: RestoreRequestUpdated = last_event();
+    let in_progress = RestoreStatus::InProgress { authority: a.bob };
+    assert_eq!(
+        (event.request_id, event.by, event.status),
+        (id, a.bob, in_progress.clone())
+    );
+    let request = registry.restore_request(id).unwrap();
+    assert_eq!((request.status, request.updated_at), (in_progress, 20));
+    assert_eq!(
+        registry.pending_restore_request_count(),
+        1,
+        "in progress is still open"
+    );
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.claim_restore_request(id)
+    });
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.cancel_restore_request(id)
+    });
+    set_caller(a.charlie);
+    assert_fails_unchanged(&mut registry, Error::NotClaimant, |r| {
+        r.fulfil_restore_request(id)
+    });
+    assert_fails_unchanged(&mut registry, Error::NotClaimant, |r| {
+        r.fail_restore_request(id, "no".into())
+    });
+    set_caller(a.bob);
+    registry.fulfil_restore_request(id).unwrap();
+    let fulfilled = RestoreStatus::Fulfilled { authority: a.bob };
+    let event: RestoreRequestUpdated = last_event();
+    assert_eq!(
+        (event.request_id, event.by, event.status),
+        (id, a.bob, fulfilled.clone())
+    );
+    assert_eq!(registry.restore_request(id).unwrap().status, fulfilled);
+    assert_eq!(registry.pending_restore_request_count(), 0);
+    assert_eq!(
+        registry.backup(a.django, NODE.into()).unwrap().open_request,
+        None
+    );
+    // A second fulfil, or anything else on a closed request, says it is closed.
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClosed, |r| {
+        r.fulfil_restore_request(id)
+    });
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClosed, |r| {
+        r.claim_restore_request(id)
+    });
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClosed, |r| {
+        r.fail_restore_request(id, String::new())
+    });
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestNotFound, |r| {
+        r.fulfil_restore_request(99)
+    });
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestNotFound, |r| {
+        r.claim_restore_request(99)
+    });
+    // The backup accepts a new request once the previous one closed.
+    set_caller(a.django);
+    assert_eq!(registry.restore_from_snapshot(cid(1)), Ok(id + 1));
+}
+
+#[ink::test]
+fn restore_lifecycle_claim_then_fail() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(2)).unwrap();
+    set_caller(a.charlie);
+    registry.claim_restore_request(id).unwrap();
+    assert_fails_unchanged(&mut registry, Error::ReasonTooLong, |r| {
+        r.fail_restore_request(id, "r".repeat(crate::MAX_REASON_LEN + 1))
+    });
+    registry
+        .fail_restore_request(id, "cid mismatch".into())
+        .unwrap();
+    let failed = RestoreStatus::Failed {
+        authority: a.charlie,
+        reason: "cid mismatch".into(),
+    };
+    let event: RestoreRequestUpdated = last_event();
+    assert_eq!(
+        (event.request_id, event.by, event.status),
+        (id, a.charlie, failed.clone())
+    );
+    assert_eq!(registry.restore_request(id).unwrap().status, failed);
+    assert!(registry.pending_restore_requests(0, 10).is_empty());
+}
+
+#[ink::test]
+fn requester_cancels_a_pending_request() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.eve);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    for other in [a.django, a.bob, a.frank] {
+        set_caller(other);
+        assert_fails_unchanged(&mut registry, Error::NotRequester, |r| {
+            r.cancel_restore_request(id)
+        });
+    }
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestNotFound, |r| {
+        r.cancel_restore_request(id + 1)
+    });
+    registry.cancel_restore_request(id).unwrap();
+    let event: RestoreRequestUpdated = last_event();
+    assert_eq!(
+        (event.request_id, event.by, event.status),
+        (id, a.eve, RestoreStatus::Cancelled)
+    );
+    assert_eq!(
+        registry.restore_request(id).unwrap().status,
+        RestoreStatus::Cancelled
+    );
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClosed, |r| {
+        r.cancel_restore_request(id)
+    });
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClosed, |r| {
+        r.claim_restore_request(id)
+    });
+}
+
+#[ink::test]
+fn open_requests_page_and_stay_consistent_as_they_close() {
+    let a = accounts();
+    let mut registry = registry();
+    // Three owners, one backup and one open request each.
+    let owners = [a.django, a.eve, a.frank];
+    for (n, owner) in owners.iter().enumerate() {
+        set_caller(a.bob);
+        registry
+            .add_snapshot(NODE.into(), cid(n as u64), String::new(), 0, *owner, 1)
+            .unwrap();
+        set_caller(*owner);
+        registry.restore_from_snapshot(cid(n as u64)).unwrap();
+    }
+    assert_eq!(registry.pending_restore_request_count(), 3);
+    let ids =
+        |page: Vec<(u64, RestoreRequest)>| page.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(ids(registry.pending_restore_requests(0, 2)), vec![0, 1]);
+    assert_eq!(ids(registry.pending_restore_requests(2, 2)), vec![2]);
+    assert_eq!(
+        ids(registry.pending_restore_requests(3, 2)),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        ids(registry.pending_restore_requests(u32::MAX, u32::MAX)),
+        Vec::<u64>::new()
+    );
+    // Closing the first moves the last into its slot.
+    set_caller(a.django);
+    registry.cancel_restore_request(0).unwrap();
+    assert_eq!(ids(registry.pending_restore_requests(0, 10)), vec![2, 1]);
+    set_caller(a.frank);
+    registry.cancel_restore_request(2).unwrap();
+    assert_eq!(ids(registry.pending_restore_requests(0, 10)), vec![1]);
+}
+
+// ----- Deletion -----
+
+#[ink::test]
+fn delete_backup_leaves_no_trace() {
+    let a = accounts();
+    let mut registry = registry();
+    let cells_before = used_cells();
+    add_snapshot(&mut registry, 1).unwrap();
+    add_snapshot(&mut registry, 2).unwrap();
+    set_caller(a.django);
+    registry.grant_access(NODE.into(), a.eve).unwrap();
+    registry.grant_access(NODE.into(), a.frank).unwrap();
+    assert!(used_cells() > cells_before);
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.delete_backup(OTHER_NODE.into())
+    });
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.delete_backup(NODE.into())
+    });
+    set_caller(a.django);
+    registry.delete_backup(NODE.into()).unwrap();
+    let event: BackupDeleted = last_event();
+    assert_eq!(
+        (event.owner, event.node_id.as_str(), event.snapshot_count),
+        (a.django, NODE, 2)
+    );
+    assert_eq!(
+        used_cells(),
+        cells_before,
+        "every cell of the backup is gone"
+    );
+    assert_eq!(registry.backup(a.django, NODE.into()), None);
+    assert_eq!(registry.backup_by_id(0), None);
+    assert!(registry.backups_of(a.django).is_empty());
+    assert_eq!(registry.snapshot_by_cid(cid(1)), None);
+    assert_eq!(registry.snapshot_by_cid(cid(2)), None);
+    assert!(!registry.has_access(a.django, NODE.into(), a.eve));
+    // The backup can be created again, from scratch.
+    registry.create_backup(NODE.into(), String::new()).unwrap();
+    assert_eq!(
+        registry.backup(a.django, NODE.into()).unwrap().grant_count,
+        0
+    );
+    set_caller(a.eve);
+    assert_eq!(
+        registry.restore_latest_snapshot(a.django, NODE.into()),
+        Err(Error::NotBackupOwner)
+    );
+}
+
+#[ink::test]
+fn delete_backup_keeps_the_owners_other_backup_and_cancels_its_request() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.bob);
+    registry
+        .add_snapshot(OTHER_NODE.into(), cid(3), String::new(), 3, a.django, 1)
+        .unwrap();
+    set_caller(a.eve);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.django);
+    registry.delete_backup(NODE.into()).unwrap();
+    let cancelled: RestoreRequestUpdated = event_from_end(1);
+    assert_eq!(
+        (cancelled.request_id, cancelled.by, cancelled.status),
+        (id, a.django, RestoreStatus::Cancelled)
+    );
+    assert_eq!(
+        registry.restore_request(id).unwrap().status,
+        RestoreStatus::Cancelled
+    );
+    assert_eq!(registry.pending_restore_request_count(), 0);
+    let remaining = registry.backups_of(a.django);
+    assert_eq!(remaining.len(), 1);
+    assert_eq!(
+        (remaining[0].node_id.as_str(), remaining[0].owner_slot),
+        (OTHER_NODE, 0)
+    );
+    assert_eq!(
+        registry
+            .latest_snapshot(a.django, OTHER_NODE.into())
+            .unwrap()
+            .cid,
+        cid(3)
+    );
+    registry.delete_backup(OTHER_NODE.into()).unwrap();
+    assert!(registry.backups_of(a.django).is_empty());
+}
+
+#[ink::test]
+fn delete_user_storage_removes_every_backup() {
+    let a = accounts();
+    let mut registry = registry();
+    let cells_before = used_cells();
+    set_caller(a.bob);
+    registry
+        .add_snapshot(OTHER_NODE.into(), cid(10), String::new(), 0, a.eve, 1)
+        .unwrap();
+    let cells_with_eve = used_cells();
+    for n in 1..=4 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    registry
+        .add_snapshot(OTHER_NODE.into(), cid(20), String::new(), 0, a.django, 1)
+        .unwrap();
+    set_caller(a.django);
+    registry.grant_access(NODE.into(), a.eve).unwrap();
+    registry.grant_access(OTHER_NODE.into(), a.frank).unwrap();
+    registry.set_backup_offchain_worker_frequency(50).unwrap();
+    registry.delete_user_storage().unwrap();
+    let event: UserStorageDeleted = last_event();
+    assert_eq!((event.account, event.backup_count), (a.django, 2));
+    assert!(registry.backups_of(a.django).is_empty());
+    for n in [2, 3, 4, 20] {
+        assert_eq!(registry.snapshot_by_cid(cid(n)), None);
+    }
+    assert!(!registry.has_access(a.django, NODE.into(), a.eve));
+    assert!(!registry.has_access(a.django, OTHER_NODE.into(), a.frank));
+    // Only the frequency setting (an account preference, not backup storage) remains.
+    assert_eq!(used_cells(), cells_with_eve + 1);
+    assert!(cells_with_eve > cells_before);
+    assert_eq!(
+        registry
+            .latest_snapshot(a.eve, OTHER_NODE.into())
+            .unwrap()
+            .cid,
+        cid(10)
+    );
+    // Deleting nothing is not an error.
+    registry.delete_user_storage().unwrap();
+    let event: UserStorageDeleted = last_event();
+    assert_eq!(event.backup_count, 0);
+}
+
+// ----- Admin -----
+
+#[ink::test]
+fn admin_manages_authorities() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.alice);
+    registry.add_authority(a.frank).unwrap();
+    let event: AuthorityChanged = last_event();
+    assert_eq!((event.authority, event.added), (a.frank, true));
+    assert!(registry.is_authority(a.frank));
+    assert_fails_unchanged(&mut registry, Error::AuthorityAlreadyExists, |r| {
+        r.add_authority(a.frank)
+    });
+    registry.remove_authority(a.frank).unwrap();
+    let event: AuthorityChanged = last_event();
+    assert_eq!((event.authority, event.added), (a.frank, false));
+    assert!(!registry.is_authority(a.frank));
+    assert_eq!(registry.authority_count(), 2);
+    assert_fails_unchanged(&mut registry, Error::AuthorityNotFound, |r| {
+        r.remove_authority(a.frank)
+    });
+    // A removed authority can no longer add snapshots.
+    set_caller(a.frank);
+    assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+        r.add_snapshot(NODE.into(), cid(1), String::new(), 0, a.django, 1)
+    });
+    set_caller(a.alice);
+    for n in 2..MAX_AUTHORITIES as u8 {
+        registry
+            .add_authority(AccountId::from([0x80 + n; 32]))
+            .unwrap();
+    }
+    assert_eq!(registry.authority_count(), MAX_AUTHORITIES);
+    assert_fails_unchanged(&mut registry, Error::TooManyAuthorities, |r| {
+        r.add_authority(a.frank)
+    });
+}
+
+#[ink::test]
+fn admin_transfer_takes_two_steps() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.alice);
+    registry.propose_admin(a.eve).unwrap();
+    let event: AdminTransferProposed = last_event();
+    assert_eq!((event.admin, event.proposed), (a.alice, a.eve));
+    assert_eq!(registry.pending_admin(), Some(a.eve));
+    assert_eq!(registry.admin(), a.alice, "nothing moves before acceptance");
+    for other in [a.alice, a.bob, a.frank] {
+        set_caller(other);
+        assert_fails_unchanged(&mut registry, Error::NotPendingAdmin, |r| r.accept_admin());
+    }
+    set_caller(a.eve);
+    registry.accept_admin().unwrap();
+    let event: AdminChanged = last_event();
+    assert_eq!((event.previous, event.admin), (a.alice, a.eve));
+    assert_eq!((registry.admin(), registry.pending_admin()), (a.eve, None));
+    assert_fails_unchanged(&mut registry, Error::NotPendingAdmin, |r| r.accept_admin());
+    set_caller(a.alice);
+    assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.add_authority(a.frank));
+    set_caller(a.eve);
+    registry.add_authority(a.frank).unwrap();
+}
+
+#[ink::test]
+fn pause_stops_every_write_but_the_admins() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.alice);
+    registry.set_paused(true).unwrap();
+    let event: PauseChanged = last_event();
+    assert!(event.paused && registry.is_paused());
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.create_backup(OTHER_NODE.into(), String::new())
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.set_backup_offchain_worker_frequency(50)
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.grant_access(NODE.into(), a.frank)
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.revoke_access(NODE.into(), a.eve)
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.restore_from_snapshot(cid(2))
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.restore_latest_snapshot(a.django, NODE.into())
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.cancel_restore_request(id)
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.delete_backup(NODE.into())
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| r.delete_user_storage());
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.add_snapshot(NODE.into(), cid(5), String::new(), 5, a.django, 1)
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.claim_restore_request(id)
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.fulfil_restore_request(id)
+    });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.fail_restore_request(id, String::new())
+    });
+    set_caller(a.alice);
+    registry.add_authority(a.frank).unwrap();
+    registry.set_paused(false).unwrap();
+    let event: PauseChanged = last_event();
+    assert!(!event.paused && !registry.is_paused());
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+}
+
+/// Every privileged message, called by each role that may not call it.
+#[ink::test]
+fn privileged_messages_refuse_every_other_role() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    let (admin, authority, owner, grantee, stranger) = (a.alice, a.bob, a.django, a.eve, a.frank);
+    for caller in [authority, owner, grantee, stranger] {
+        set_caller(caller);
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
+            r.add_authority(stranger)
+        });
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
+            r.remove_authority(a.charlie)
+        });
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.propose_admin(caller));
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.set_paused(true));
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
+            r.set_code([7; 32].into())
+        });
+    }
+    for caller in [admin, owner, grantee, stranger] {
+        set_caller(caller);
+        assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+            r.add_snapshot(NODE.into(), cid(9), String::new(), 9, owner, 1)
+        });
+        assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+            r.claim_restore_request(id)
+        });
+        assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+            r.fulfil_restore_request(id)
+        });
+        assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+            r.fail_restore_request(id, String::new())
+        });
+    }
+    for caller in [admin, authority, stranger] {
+        set_caller(caller);
+        assert_fails_unchanged(&mut registry, Error::NotBackupOwner, |r| {
+            r.restore_from_snapshot(cid(2))
+        });
+        assert_fails_unchanged(&mut registry, Error::NotRequester, |r| {
+            r.cancel_restore_request(id)
+        });
+    }
+    // Owner-only messages act on the caller's own backups: others find none.
+    for caller in [admin, authority, grantee, stranger] {
+        set_caller(caller);
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.grant_access(NODE.into(), stranger)
+        });
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.revoke_access(NODE.into(), grantee)
+        });
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.delete_backup(NODE.into())
+        });
+    }
+    assert!(registry.backup(owner, NODE.into()).is_some());
+}
+
+// ----- Queries -----
+
+#[ink::test]
+fn snapshot_pages_are_capped() {
+    let a = accounts();
+    set_caller(a.alice);
+    let config = Config {
+        max_snapshots_per_backup: crate::MAX_RETENTION,
+        ..TEST_CONFIG
+    };
+    let mut registry = BackupRegistry::new(vec![a.bob], config).unwrap();
+    for n in 0..40 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    let page = |offset, limit| {
+        registry
+            .snapshots(a.django, NODE.into(), offset, limit)
+            .unwrap()
+            .into_iter()
+            .map(|snapshot| snapshot.request_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(0, u32::MAX).len(), MAX_PAGE_SIZE as usize);
+    assert_eq!(page(32, 100), (32..40).collect::<Vec<u64>>());
+    assert_eq!(page(5, 2), vec![5, 6]);
+    assert!(page(40, 10).is_empty());
+    assert!(page(u32::MAX, u32::MAX).is_empty());
+    assert_eq!(
+        registry.snapshots(a.eve, NODE.into(), 0, 1),
+        Err(Error::BackupNotFound)
+    );
+    assert_eq!(registry.latest_snapshot(a.eve, NODE.into()), None);
+    assert_eq!(registry.snapshot_by_cid("garbage".into()), None);
+    assert_eq!(registry.restore_request(0), None);
+    assert!(!registry.has_access(a.eve, NODE.into(), a.eve));
+}
