@@ -1405,3 +1405,6 @@ mod backup_registry {
 
 #[cfg(test)]
 mod unit_tests;
+
+#[cfg(all(test, feature = "e2e-tests"))]
+mod e2e_tests;

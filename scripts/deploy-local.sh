@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Deploys the registry on a throwaway local chain and walks the whole flow with
+# `cargo contract`: starts `substrate-contracts-node --dev` on loopback (fresh state), builds
+# the bundle, instantiates it with //Alice as admin and authority, then creates a backup,
+# adds a snapshot, sets a frequency, grants access, requests, claims and fulfils a restore,
+# printing each result, and stops the node. PORT (default 9944) picks the RPC port.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-node.sh
+bash scripts/build.sh
+source scripts/env.sh
+
+port="${PORT:-9944}"
+url="ws://127.0.0.1:$port"
+bundle=target/ink/backup_registry.contract
+node_bin="${CONTRACTS_NODE:-substrate-contracts-node}"
+alice=5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY
+bob=5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty
+charlie=5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y
+cid=bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku
+
+chain_dir="$(mktemp -d)"
+"$node_bin" --dev --base-path "$chain_dir" --rpc-port "$port" >"$chain_dir/node.log" 2>&1 &
+node_pid=$!
+trap 'kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null; rm -rf "$chain_dir"' EXIT
+for _ in $(seq 60); do
+    grep -q "Running JSON-RPC server" "$chain_dir/node.log" && break
+    kill -0 "$node_pid" 2>/dev/null || { cat "$chain_dir/node.log"; exit 1; }
+    sleep 1
+done
+echo "deploy-local: node $("$node_bin" --version) on $url"
+
+instantiate_json="$(cargo contract instantiate "$bundle" --url "$url" --suri //Alice \
+    --constructor with_default_config --args "[$alice]" --execute --skip-confirm --output-json)"
+contract="$(printf '%s' "$instantiate_json" | sed -n 's/^ *"contract": "\(.*\)",*$/\1/p')"
+echo "deploy-local: contract at $contract (admin and authority: //Alice)"
+
+# dry_run SURI MESSAGE ARGS...: runs the message without submitting it; prints its result.
+dry_run() {
+    local suri="$1" message="$2"
+    shift 2
+    echo
+    echo "== $message $* (as $suri)"
+    args=(--url "$url" --contract "$contract" --suri "$suri" --message "$message")
+    [ $# -gt 0 ] && args+=(--args "$@")
+    cargo contract call "$bundle" "${args[@]}" | grep -E '^ +Result|Reverted'
+}
+
+# call SURI MESSAGE ARGS...: prints the dry run's result, then submits the message.
+call() {
+    dry_run "$@"
+    cargo contract call "$bundle" "${args[@]}" --execute --skip-confirm \
+        | grep -E 'ContractEmitted|ExtrinsicSuccess' | sed 's/^ */   /'
+}
+
+call //Bob create_backup '"node-1"' '"laptop"'
+call //Alice add_snapshot '"node-1"' "\"$cid\"" '"nightly"' 1 "$bob" 4096
+call //Bob set_backup_offchain_worker_frequency 600
+call //Bob grant_access '"node-1"' "$charlie"
+dry_run //Alice backup "$bob" '"node-1"'
+dry_run //Alice snapshots "$bob" '"node-1"' 0 10
+dry_run //Eve restore_from_snapshot "\"$cid\""   # refused: neither owner nor grantee
+call //Charlie restore_from_snapshot "\"$cid\""
+dry_run //Alice pending_restore_requests 0 10
+call //Alice claim_restore_request 0
+call //Alice fulfil_restore_request 0
+dry_run //Alice restore_request 0
+dry_run //Alice fulfil_restore_request 0   # refused: already fulfilled
+echo
+echo "deploy-local: flow done; stopping the node"
