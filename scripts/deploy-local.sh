@@ -3,7 +3,9 @@
 # `cargo contract`: starts `substrate-contracts-node --dev` on loopback (fresh state), builds
 # the bundle, instantiates it with //Alice as admin and authority, then creates a backup,
 # adds a snapshot, sets a frequency, grants access, requests, claims and fulfils a restore,
-# printing each result, and stops the node. PORT (default 9944) picks the RPC port.
+# printing each result; then runs the polkadot.js client check (client/check.mjs: every
+# message and event through @polkadot/api-contract) and stops the node. PORT (default 9944)
+# picks the RPC port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-node.sh
@@ -66,5 +68,14 @@ call //Alice claim_restore_request 0
 call //Alice fulfil_restore_request 0
 dry_run //Alice restore_request 0
 dry_run //Alice fulfil_restore_request 0   # refused: already fulfilled
+
+# The same contract from the library under Contracts UI: every message, every event.
+echo
+if command -v npm >/dev/null; then
+    echo "deploy-local: polkadot.js client check (client/check.mjs)"
+    (cd client && npm ci --no-audit --no-fund --silent && node check.mjs "$url")
+else
+    echo "deploy-local: npm is not installed, so the polkadot.js client check is SKIPPED"
+fi
 echo
 echo "deploy-local: flow done; stopping the node"

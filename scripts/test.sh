@@ -29,3 +29,10 @@ fi
 
 step "release build of the contract bundle"
 bash scripts/build.sh
+
+if [ -n "${CONTRACTS_NODE:-}" ] || command -v substrate-contracts-node >/dev/null; then
+    step "deploy on a local node: cargo contract flow and the polkadot.js client check"
+    PORT="${PORT:-9944}" bash scripts/deploy-local.sh
+else
+    step "deploy on a local node: SKIPPED (substrate-contracts-node is not installed)"
+fi

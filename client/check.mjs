@@ -1,0 +1,186 @@
+// A real client check with the library under Contracts UI (@polkadot/api-contract 16.5.6):
+// deploys target/ink/backup_registry.contract on a running node, calls every message of the
+// metadata (dry run first, then a signed transaction for the writes), checks each result, and
+// decodes every event the metadata declares. Exits non-zero on the first mismatch.
+//
+// Usage: node check.mjs [ws-url]   (default ws://127.0.0.1:9944; the node must be running)
+import { readFileSync } from 'node:fs';
+import { ApiPromise, Keyring, WsProvider } from '@polkadot/api';
+import { CodePromise } from '@polkadot/api-contract';
+
+const url = process.argv[2] ?? 'ws://127.0.0.1:9944';
+const bundlePath = new URL('../target/ink/backup_registry.contract', import.meta.url);
+const bundle = JSON.parse(readFileSync(bundlePath, 'utf8'));
+const CID = (n) => `f01551220${n.toString(16).padStart(64, '0')}`;
+const NODE = 'node-1';
+
+const api = await ApiPromise.create({ provider: new WsProvider(url), noInitWarn: true });
+const keyring = new Keyring({ type: 'sr25519' });
+const [alice, bob, charlie, dave, ferdie] = ['Alice', 'Bob', 'Charlie', 'Dave', 'Ferdie'].map(
+  (name) => keyring.addFromUri(`//${name}`)
+);
+
+const calledMessages = new Set();
+const decodedEvents = new Set();
+
+function fail(what) {
+  console.error(`client check FAILED: ${what}`);
+  process.exit(1);
+}
+
+/** Signs and sends `tx`; resolves with the result once in a block, rejects on a dispatch error. */
+function submit(tx, pair) {
+  return new Promise((resolve, reject) => {
+    tx.signAndSend(pair, (result) => {
+      if (result.dispatchError) {
+        reject(new Error(result.dispatchError.toString()));
+      } else if (result.status.isInBlock) {
+        resolve(result);
+      }
+    }).catch(reject);
+  });
+}
+
+/** Names and arguments of decoded contract events, recorded as seen. */
+function record(decoded) {
+  return decoded.map(({ event, args }) => {
+    const name = event.identifier.split('::').pop();
+    decodedEvents.add(event.identifier);
+    const fields = Object.fromEntries(event.args.map((arg, i) => [arg.name, args[i].toHuman()]));
+    return `${name} ${JSON.stringify(fields)}`;
+  });
+}
+
+// ---- Deploy ----
+const code = new CodePromise(api, bundle, bundle.source.wasm);
+const config = {
+  maxSnapshotsPerBackup: 2,
+  maxBackupsPerAccount: 4,
+  minFrequency: 10,
+  maxFrequency: 1000,
+  defaultFrequency: 100,
+};
+// Dry runs may use up to a block's weight; the instantiation gets a fixed, ample limit.
+const maxGas = api.registry.createType('WeightV2', api.consts.system.blockWeights.maxBlock);
+const deployGas = api.registry.createType('WeightV2', { refTime: 50_000_000_000n, proofSize: 2_000_000n });
+const deployed = await submit(
+  code.tx.new({ gasLimit: deployGas, storageDepositLimit: null }, [alice.address], config),
+  alice
+);
+const contract = deployed.contract;
+if (!contract) fail('instantiation returned no contract');
+const constructorEvents = deployed.events
+  .filter(({ event }) => api.events.contracts.ContractEmitted.is(event))
+  .map((recordOfEvent) => contract.abi.decodeEvent(recordOfEvent));
+console.log(`deployed at ${contract.address.toString()}: ${record(constructorEvents).join('; ')}`);
+
+/** Dry-runs `message`; returns the decoded output as JSON (`{ ok: ... }` unless a LangError). */
+async function query(pair, message, ...args) {
+  const { output, result, gasRequired } = await contract.query[message](
+    pair.address,
+    { gasLimit: maxGas },
+    ...args
+  );
+  if (result.isErr) fail(`${message}: ${result.asErr.toString()}`);
+  calledMessages.add(message);
+  return { value: output.toJSON().ok, gasRequired };
+}
+
+/** Dry-runs `message` expecting `Ok`, then sends it; returns the dry run's value and the events. */
+async function call(pair, message, ...args) {
+  const { value, gasRequired } = await query(pair, message, ...args);
+  if (value === null || typeof value !== 'object' || !('ok' in value)) {
+    fail(`${message} returned ${JSON.stringify(value)}`);
+  }
+  const tx = contract.tx[message]({ gasLimit: gasRequired, storageDepositLimit: null }, ...args);
+  const result = await submit(tx, pair);
+  const events = record(result.contractEvents ?? []);
+  console.log(`${message}(${args.map(String).join(', ')}) -> ${JSON.stringify(value.ok)}`);
+  events.forEach((line) => console.log(`    event ${line}`));
+  return value.ok;
+}
+
+/** Dry-runs `message` expecting `Err(error)`. */
+async function refused(pair, message, error, ...args) {
+  const { value } = await query(pair, message, ...args);
+  if (value?.err !== error) fail(`${message} should fail with ${error}, got ${JSON.stringify(value)}`);
+  console.log(`${message}(${args.map(String).join(', ')}) -> Err(${error}) as expected`);
+}
+
+/** Reads a query and prints it. */
+async function read(message, ...args) {
+  const { value } = await query(alice, message, ...args);
+  console.log(`${message}(${args.map(String).join(', ')}) = ${JSON.stringify(value)}`);
+  return value;
+}
+
+// ---- Admin and authorities ----
+await read('admin');
+await read('pendingAdmin');
+await read('isPaused');
+await read('config');
+await read('authorityCount');
+await call(alice, 'addAuthority', ferdie.address);
+if (!(await read('isAuthority', ferdie.address))) fail('ferdie should be an authority');
+await call(alice, 'removeAuthority', ferdie.address);
+await refused(ferdie, 'addSnapshot', 'NotAuthorized', NODE, CID(9), '', 9, bob.address, 1);
+
+// ---- Backups and snapshots ----
+await call(bob, 'createBackup', NODE, 'laptop');
+for (const n of [1, 2, 3]) {
+  await call(alice, 'addSnapshot', NODE, CID(n), 'nightly', n, bob.address, 1000 * n);
+}
+await call(bob, 'setBackupOffchainWorkerFrequency', 600);
+if ((await read('backupFrequency', bob.address)) !== 600) fail('frequency not stored');
+await call(bob, 'grantAccess', NODE, charlie.address);
+await read('backup', bob.address, NODE);
+await read('backupById', 0);
+await read('backupsOf', bob.address);
+const kept = await read('snapshots', bob.address, NODE, 0, 10);
+if (kept.ok.length !== 2) fail('retention should keep 2 snapshots');
+await read('latestSnapshot', bob.address, NODE);
+await read('snapshotByCid', CID(3));
+if (!(await read('hasAccess', bob.address, NODE, charlie.address))) fail('charlie has access');
+
+// ---- Restore lifecycle ----
+await refused(dave, 'restoreFromSnapshot', 'NotBackupOwner', CID(3));
+const cancelled = await call(charlie, 'restoreFromSnapshot', CID(3));
+await read('pendingRestoreRequests', 0, 10);
+await read('pendingRestoreRequestCount');
+await call(charlie, 'cancelRestoreRequest', cancelled);
+const failed = await call(bob, 'restoreLatestSnapshot', bob.address, NODE);
+await call(alice, 'claimRestoreRequest', failed);
+await call(alice, 'failRestoreRequest', failed, 'cid mismatch');
+const fulfilled = await call(bob, 'restoreLatestSnapshot', bob.address, NODE);
+await call(alice, 'claimRestoreRequest', fulfilled);
+await call(alice, 'fulfilRestoreRequest', fulfilled);
+await refused(alice, 'fulfilRestoreRequest', 'RestoreRequestAlreadyClosed', fulfilled);
+await read('restoreRequest', fulfilled);
+
+// ---- Grants and deletion ----
+await call(bob, 'revokeAccess', NODE, charlie.address);
+await call(bob, 'createBackup', 'node-2', '');
+await call(bob, 'deleteBackup', 'node-2');
+await call(bob, 'deleteUserStorage');
+if ((await read('backupsOf', bob.address)).length !== 0) fail('deletion left backups');
+
+// ---- Pause, upgrade, admin transfer ----
+await call(alice, 'setPaused', true);
+await refused(bob, 'createBackup', 'Paused', NODE, '');
+await call(alice, 'setPaused', false);
+await call(alice, 'setCode', bundle.source.hash);
+await call(alice, 'proposeAdmin', dave.address);
+await call(dave, 'acceptAdmin');
+if ((await read('admin')) !== dave.address) fail('admin did not move to dave');
+
+// ---- Coverage of the metadata ----
+const allMessages = contract.abi.messages.map((message) => message.method);
+const missedMessages = allMessages.filter((message) => !calledMessages.has(message));
+const allEvents = contract.abi.events.map((event) => event.identifier);
+const missedEvents = allEvents.filter((event) => !decodedEvents.has(event));
+if (missedMessages.length) fail(`messages never called: ${missedMessages.join(', ')}`);
+if (missedEvents.length) fail(`events never decoded: ${missedEvents.join(', ')}`);
+console.log(
+  `client check passed: ${allMessages.length} messages called, ${allEvents.length} events decoded`
+);
+await api.disconnect();
