@@ -13,6 +13,7 @@
 #![cfg_attr(clippy, allow(dead_code, unused_imports, unused_macros))]
 
 use crate::backup_registry::*;
+use crate::unit_tests::cid;
 use ink::env::DefaultEnvironment as Env;
 use ink::primitives::AccountId;
 use ink::scale::{Decode, Encode};
@@ -30,11 +31,6 @@ const CONFIG: Config = Config {
     max_frequency: 1_000,
     default_frequency: 100,
 };
-
-/// A well-formed CIDv1 (raw, sha2-256) that differs for each `n`.
-fn cid(n: u64) -> String {
-    format!("f01551220{n:064x}")
-}
 
 fn account(keyring: AccountKeyring) -> AccountId {
     ink_e2e::account_id(keyring)
@@ -251,8 +247,8 @@ scenario! {
         let (result, events) =
             submit!(client, &ink_e2e::dave(), registry.grant_access(NODE.into(), eve));
         assert_eq!(result, Ok(()));
-        if let Some(granted) = event::<AccessGranted>(&events, 0) {
-            assert_eq!((granted.owner, granted.grantee), (dave, eve));
+        if let Some(granted) = event::<AccessChanged>(&events, 0) {
+            assert_eq!((granted.owner, granted.grantee, granted.granted), (dave, eve, true));
         }
         assert!(query!(client, registry.has_access(dave, NODE.into(), eve)));
 

@@ -406,32 +406,20 @@ mod backup_registry {
         pub status: RestoreStatus,
     }
 
-    /// An owner gave an account restore rights on a backup.
+    /// An owner gave an account restore rights on a backup, or took them back.
     #[ink(event)]
-    pub struct AccessGranted {
+    pub struct AccessChanged {
         /// Owner of the backup.
         #[ink(topic)]
         pub owner: AccountId,
         /// The node backed up.
         #[ink(topic)]
         pub node_id: String,
-        /// The account given access.
+        /// The account whose access changed.
         #[ink(topic)]
         pub grantee: AccountId,
-    }
-
-    /// An owner took restore rights on a backup back from an account.
-    #[ink(event)]
-    pub struct AccessRevoked {
-        /// Owner of the backup.
-        #[ink(topic)]
-        pub owner: AccountId,
-        /// The node backed up.
-        #[ink(topic)]
-        pub node_id: String,
-        /// The account whose access ended.
-        #[ink(topic)]
-        pub grantee: AccountId,
+        /// `true` when granted, `false` when revoked.
+        pub granted: bool,
     }
 
     /// An account joined or left the authority set.
@@ -701,10 +689,11 @@ mod backup_registry {
             self.grant_slots.insert((backup_id, grantee), &slot);
             self.grantees.insert((backup_id, slot), &grantee);
             self.backups.insert(backup_id, &backup);
-            self.env().emit_event(AccessGranted {
+            self.env().emit_event(AccessChanged {
                 owner,
                 node_id,
                 grantee,
+                granted: true,
             });
             Ok(())
         }
@@ -727,10 +716,11 @@ mod backup_registry {
             }
             backup.grant_count = last;
             self.backups.insert(backup_id, &backup);
-            self.env().emit_event(AccessRevoked {
+            self.env().emit_event(AccessChanged {
                 owner,
                 node_id,
                 grantee,
+                granted: false,
             });
             Ok(())
         }

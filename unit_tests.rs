@@ -32,7 +32,7 @@ fn set_caller(account: AccountId) {
 }
 
 /// A well-formed CIDv1 (raw, sha2-256) that differs for each `n`.
-fn cid(n: u64) -> String {
+pub(crate) fn cid(n: u64) -> String {
     format!("f01551220{n:064x}")
 }
 
@@ -493,10 +493,15 @@ fn grant_and_revoke_access() {
     registry.create_backup(NODE.into(), String::new()).unwrap();
     for grantee in [a.eve, a.frank, a.bob] {
         registry.grant_access(NODE.into(), grantee).unwrap();
-        let event: AccessGranted = last_event();
+        let event: AccessChanged = last_event();
         assert_eq!(
-            (event.owner, event.node_id.as_str(), event.grantee),
-            (a.django, NODE, grantee)
+            (
+                event.owner,
+                event.node_id.as_str(),
+                event.grantee,
+                event.granted
+            ),
+            (a.django, NODE, grantee, true)
         );
         assert!(registry.has_access(a.django, NODE.into(), grantee));
     }
@@ -506,10 +511,15 @@ fn grant_and_revoke_access() {
     );
     // Revoking the first moves the last into its slot; the others keep access.
     registry.revoke_access(NODE.into(), a.eve).unwrap();
-    let event: AccessRevoked = last_event();
+    let event: AccessChanged = last_event();
     assert_eq!(
-        (event.owner, event.node_id.as_str(), event.grantee),
-        (a.django, NODE, a.eve)
+        (
+            event.owner,
+            event.node_id.as_str(),
+            event.grantee,
+            event.granted
+        ),
+        (a.django, NODE, a.eve, false)
     );
     assert!(!registry.has_access(a.django, NODE.into(), a.eve));
     assert!(registry.has_access(a.django, NODE.into(), a.frank));
