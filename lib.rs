@@ -1396,5 +1396,8 @@ mod backup_registry {
 #[cfg(test)]
 mod unit_tests;
 
+#[cfg(test)]
+mod props;
+
 #[cfg(all(test, feature = "e2e-tests"))]
 mod e2e_tests;

@@ -1,0 +1,1012 @@
+//! Model-based property tests: random sequences of every message, from random callers, with
+//! valid and invalid arguments, run against the contract (off-chain engine) and against a plain
+//! reference model. After every step the results must agree and the invariants must hold.
+//!
+//! `PROPTEST_CASES` sets the number of sequences (default below); failing sequences shrink to
+//! a minimal one, printed as a list of `Op`s, and are kept in `proptest-regressions/`.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
+use crate::backup_registry::*;
+use crate::unit_tests::cid;
+use crate::{MAX_AUTHORITIES, MAX_GRANTS_PER_BACKUP, MAX_REASON_LEN};
+use ink::env::test;
+use ink::env::DefaultEnvironment as Env;
+use ink::primitives::AccountId;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::result::Result;
+
+/// Cases run when `PROPTEST_CASES` is not set: a few minutes at most on 2 cores.
+const DEFAULT_CASES: u32 = 256;
+/// Longest generated sequence.
+const MAX_STEPS: usize = 200;
+
+const CONFIG: Config = Config {
+    max_snapshots_per_backup: 3,
+    max_backups_per_account: 2,
+    min_frequency: 10,
+    max_frequency: 1_000,
+    default_frequency: 100,
+};
+
+/// Accounts: 0 is the instantiator (admin), 1 and 2 the first authorities.
+const ACTORS: usize = 6;
+/// Node ids: three valid, an empty one and an oversized one.
+const NODES: [&str; 5] = [
+    "n0",
+    "n1",
+    "n2",
+    "",
+    "an-oversized-node-id-an-oversized-node-id-an-oversized-node-id-xx",
+];
+/// CIDs: eight valid ones (`cid(0..8)`), a malformed one and an oversized one.
+const CIDS: usize = 10;
+
+fn actor(index: usize) -> AccountId {
+    AccountId::from([index as u8 + 1; 32])
+}
+
+fn node(index: usize) -> String {
+    NODES[index].to_string()
+}
+
+fn cid_at(index: usize) -> String {
+    match index {
+        8 => "Qm-not-a-cid".into(),
+        9 => format!("b{}", "a".repeat(200)),
+        n => cid(n as u64),
+    }
+}
+
+/// One step of a sequence: a message with its caller and arguments, or time passing.
+#[derive(Debug, Clone)]
+enum Op {
+    CreateBackup {
+        caller: usize,
+        node: usize,
+        long_description: bool,
+    },
+    AddSnapshot {
+        caller: usize,
+        owner: usize,
+        node: usize,
+        cid: usize,
+    },
+    SetFrequency {
+        caller: usize,
+        frequency: u32,
+    },
+    Grant {
+        caller: usize,
+        node: usize,
+        grantee: usize,
+    },
+    Revoke {
+        caller: usize,
+        node: usize,
+        grantee: usize,
+    },
+    RestoreFromSnapshot {
+        caller: usize,
+        cid: usize,
+    },
+    RestoreLatest {
+        caller: usize,
+        owner: usize,
+        node: usize,
+    },
+    Cancel {
+        caller: usize,
+        request: u64,
+    },
+    Claim {
+        caller: usize,
+        request: u64,
+    },
+    Fulfil {
+        caller: usize,
+        request: u64,
+    },
+    Fail {
+        caller: usize,
+        request: u64,
+        long_reason: bool,
+    },
+    DeleteBackup {
+        caller: usize,
+        node: usize,
+    },
+    DeleteUserStorage {
+        caller: usize,
+    },
+    AddAuthority {
+        caller: usize,
+        account: usize,
+    },
+    RemoveAuthority {
+        caller: usize,
+        account: usize,
+    },
+    SetPaused {
+        caller: usize,
+        paused: bool,
+    },
+    ProposeAdmin {
+        caller: usize,
+        account: usize,
+    },
+    AcceptAdmin {
+        caller: usize,
+    },
+    AdvanceBlocks {
+        blocks: u8,
+    },
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    // Biased towards arguments that succeed, so that sequences reach deep states (restore
+    // requests claimed, fulfilled, failed), with every kind of bad argument still drawn.
+    let who = 0..ACTORS;
+    let authority = prop_oneof![3 => 1..3usize, 1 => 0..ACTORS];
+    let owner = prop_oneof![3 => 3..ACTORS, 1 => 0..ACTORS];
+    let node = prop_oneof![6 => 0..3usize, 1 => 3..NODES.len()];
+    let cid = prop_oneof![6 => 0..8usize, 1 => 8..CIDS];
+    let request = prop_oneof![6 => 0u64..16, 1 => Just(u64::MAX)];
+    let frequency = prop_oneof![Just(0u32), 0u32..1_200, Just(u32::MAX)];
+    prop_oneof![
+        4 => (owner.clone(), node.clone(), any::<bool>()).prop_map(|(caller, node, long)| {
+            Op::CreateBackup { caller, node, long_description: long && node == 0 }
+        }),
+        12 => (authority.clone(), owner.clone(), node.clone(), cid.clone())
+            .prop_map(|(caller, owner, node, cid)| Op::AddSnapshot { caller, owner, node, cid }),
+        2 => (who.clone(), frequency)
+            .prop_map(|(caller, frequency)| Op::SetFrequency { caller, frequency }),
+        3 => (owner.clone(), node.clone(), who.clone())
+            .prop_map(|(caller, node, grantee)| Op::Grant { caller, node, grantee }),
+        2 => (owner.clone(), node.clone(), who.clone())
+            .prop_map(|(caller, node, grantee)| Op::Revoke { caller, node, grantee }),
+        8 => (owner.clone(), cid).prop_map(|(caller, cid)| Op::RestoreFromSnapshot { caller, cid }),
+        6 => (owner.clone(), owner.clone(), node.clone())
+            .prop_map(|(caller, owner, node)| Op::RestoreLatest { caller, owner, node }),
+        3 => (owner.clone(), request.clone())
+            .prop_map(|(caller, request)| Op::Cancel { caller, request }),
+        8 => (authority.clone(), request.clone())
+            .prop_map(|(caller, request)| Op::Claim { caller, request }),
+        5 => (authority.clone(), request.clone())
+            .prop_map(|(caller, request)| Op::Fulfil { caller, request }),
+        4 => (authority, request, any::<bool>())
+            .prop_map(|(caller, request, long_reason)| Op::Fail { caller, request, long_reason }),
+        1 => (owner.clone(), node).prop_map(|(caller, node)| Op::DeleteBackup { caller, node }),
+        1 => owner.prop_map(|caller| Op::DeleteUserStorage { caller }),
+        1 => (who.clone(), who.clone())
+            .prop_map(|(caller, account)| Op::AddAuthority { caller, account }),
+        1 => (who.clone(), who.clone())
+            .prop_map(|(caller, account)| Op::RemoveAuthority { caller, account }),
+        1 => (who.clone(), prop_oneof![3 => Just(false), 1 => Just(true)])
+            .prop_map(|(caller, paused)| Op::SetPaused { caller, paused }),
+        1 => (who.clone(), who.clone())
+            .prop_map(|(caller, account)| Op::ProposeAdmin { caller, account }),
+        1 => who.prop_map(|caller| Op::AcceptAdmin { caller }),
+        2 => (1u8..20).prop_map(|blocks| Op::AdvanceBlocks { blocks }),
+    ]
+}
+
+// ----- The reference model -----
+
+#[derive(Debug, Clone, PartialEq)]
+enum Status {
+    Pending,
+    InProgress(AccountId),
+    Fulfilled(AccountId),
+    Failed(AccountId),
+    Cancelled,
+}
+
+impl Status {
+    /// Position in the lifecycle: a request's rank never decreases.
+    fn rank(&self) -> u8 {
+        match self {
+            Status::Pending => 0,
+            Status::InProgress(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl From<&RestoreStatus> for Status {
+    fn from(status: &RestoreStatus) -> Self {
+        match status {
+            RestoreStatus::Pending => Status::Pending,
+            RestoreStatus::InProgress { authority } => Status::InProgress(*authority),
+            RestoreStatus::Fulfilled { authority } => Status::Fulfilled(*authority),
+            RestoreStatus::Failed { authority, .. } => Status::Failed(*authority),
+            RestoreStatus::Cancelled => Status::Cancelled,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ModelBackup {
+    id: u64,
+    /// CIDs kept, oldest first.
+    cids: VecDeque<String>,
+    grantees: BTreeSet<AccountId>,
+    open_request: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct ModelRequest {
+    owner: AccountId,
+    node: String,
+    cid: String,
+    requester: AccountId,
+    status: Status,
+}
+
+/// What the registry should hold, written plainly.
+#[derive(Debug, Clone)]
+struct Model {
+    admin: AccountId,
+    pending_admin: Option<AccountId>,
+    paused: bool,
+    authorities: BTreeSet<AccountId>,
+    backups: BTreeMap<(AccountId, String), ModelBackup>,
+    next_backup_id: u64,
+    frequencies: BTreeMap<AccountId, u32>,
+    requests: Vec<ModelRequest>,
+}
+
+/// The value a message returned, for comparing contract and model.
+#[derive(Debug, PartialEq)]
+enum Value {
+    Unit,
+    Request(u64),
+    Count(u32),
+}
+
+type Outcome = Result<Value, Error>;
+
+fn valid_node(node: &str) -> bool {
+    !node.is_empty() && node.len() <= crate::MAX_NODE_ID_LEN
+}
+
+fn valid_cid(index: usize) -> bool {
+    index < 8
+}
+
+impl Model {
+    fn new() -> Self {
+        Self {
+            admin: actor(0),
+            pending_admin: None,
+            paused: false,
+            authorities: [actor(1), actor(2)].into(),
+            backups: BTreeMap::new(),
+            next_backup_id: 0,
+            frequencies: BTreeMap::new(),
+            requests: Vec::new(),
+        }
+    }
+
+    fn owned_count(&self, owner: AccountId) -> u32 {
+        self.backups.keys().filter(|(o, _)| *o == owner).count() as u32
+    }
+
+    fn cid_location(&self, cid: &str) -> Option<(AccountId, String)> {
+        self.backups
+            .iter()
+            .find(|(_, backup)| backup.cids.iter().any(|kept| kept == cid))
+            .map(|(key, _)| key.clone())
+    }
+
+    fn may_restore(&self, key: &(AccountId, String), caller: AccountId) -> bool {
+        caller == key.0 || self.backups[key].grantees.contains(&caller)
+    }
+
+    fn open_request(
+        &mut self,
+        key: (AccountId, String),
+        cid: String,
+        caller: AccountId,
+    ) -> Outcome {
+        if !self.may_restore(&key, caller) {
+            return Err(Error::NotBackupOwner);
+        }
+        if self.backups[&key].open_request.is_some() {
+            return Err(Error::RestoreAlreadyOpen);
+        }
+        let id = self.requests.len() as u64;
+        self.backups.get_mut(&key).unwrap().open_request = Some(id);
+        self.requests.push(ModelRequest {
+            owner: key.0,
+            node: key.1,
+            cid,
+            requester: caller,
+            status: Status::Pending,
+        });
+        Ok(Value::Request(id))
+    }
+
+    /// The request if its status passes `expected`, else the error the contract gives.
+    fn request_in(&self, id: u64, expected: fn(&Status) -> bool) -> Result<usize, Error> {
+        let request = self
+            .requests
+            .get(id as usize)
+            .ok_or(Error::RestoreRequestNotFound)?;
+        if expected(&request.status) {
+            return Ok(id as usize);
+        }
+        Err(match request.status {
+            Status::Pending => Error::RestoreRequestNotClaimed,
+            Status::InProgress(_) => Error::RestoreRequestAlreadyClaimed,
+            _ => Error::RestoreRequestAlreadyClosed,
+        })
+    }
+
+    fn close(&mut self, index: usize, status: Status) {
+        let request = &mut self.requests[index];
+        request.status = status;
+        let key = (request.owner, request.node.clone());
+        if let Some(backup) = self.backups.get_mut(&key) {
+            backup.open_request = None;
+        }
+    }
+
+    fn remove_backup(&mut self, key: &(AccountId, String)) {
+        let backup = self.backups.remove(key).unwrap();
+        if let Some(id) = backup.open_request {
+            self.requests[id as usize].status = Status::Cancelled;
+        }
+    }
+
+    fn claimed(&self, caller: AccountId, id: u64) -> Result<usize, Error> {
+        if self.paused {
+            return Err(Error::Paused);
+        }
+        if !self.authorities.contains(&caller) {
+            return Err(Error::NotAuthorized);
+        }
+        let index = self.request_in(id, |s| matches!(s, Status::InProgress(_)))?;
+        if self.requests[index].status != Status::InProgress(caller) {
+            return Err(Error::NotClaimant);
+        }
+        Ok(index)
+    }
+
+    /// Applies `op` (not `AdvanceBlocks`) as the contract should, returning its outcome.
+    fn apply(&mut self, op: &Op) -> Outcome {
+        let paused = self.paused;
+        let not_paused = || if paused { Err(Error::Paused) } else { Ok(()) };
+        match *op {
+            Op::CreateBackup {
+                caller,
+                node: n,
+                long_description,
+            } => {
+                not_paused()?;
+                let (owner, node) = (actor(caller), node(n));
+                if !valid_node(&node) {
+                    return Err(Error::InvalidNodeId);
+                }
+                if long_description {
+                    return Err(Error::DescriptionTooLong);
+                }
+                if self.backups.contains_key(&(owner, node.clone())) {
+                    return Err(Error::BackupAlreadyExists);
+                }
+                self.insert_backup(owner, node)?;
+                Ok(Value::Unit)
+            }
+            Op::AddSnapshot {
+                caller,
+                owner,
+                node: n,
+                cid: c,
+            } => {
+                not_paused()?;
+                if !self.authorities.contains(&actor(caller)) {
+                    return Err(Error::NotAuthorized);
+                }
+                let (key, cid) = ((actor(owner), node(n)), cid_at(c));
+                if !valid_node(&key.1) {
+                    return Err(Error::InvalidNodeId);
+                }
+                if !valid_cid(c) {
+                    return Err(Error::InvalidCid);
+                }
+                if self.cid_location(&cid).is_some() {
+                    return Err(Error::CidAlreadyRecorded);
+                }
+                if !self.backups.contains_key(&key) {
+                    self.insert_backup(key.0, key.1.clone())?;
+                }
+                let backup = self.backups.get_mut(&key).unwrap();
+                backup.cids.push_back(cid);
+                if backup.cids.len() > CONFIG.max_snapshots_per_backup as usize {
+                    backup.cids.pop_front();
+                }
+                Ok(Value::Unit)
+            }
+            Op::SetFrequency { caller, frequency } => {
+                not_paused()?;
+                if !(CONFIG.min_frequency..=CONFIG.max_frequency).contains(&frequency) {
+                    return Err(Error::InvalidFrequency);
+                }
+                self.frequencies.insert(actor(caller), frequency);
+                Ok(Value::Unit)
+            }
+            Op::Grant {
+                caller,
+                node: n,
+                grantee,
+            } => {
+                not_paused()?;
+                let (key, grantee) = ((actor(caller), node(n)), actor(grantee));
+                let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
+                if grantee == key.0 || backup.grantees.contains(&grantee) {
+                    return Err(Error::AccessAlreadyGranted);
+                }
+                if backup.grantees.len() as u32 >= MAX_GRANTS_PER_BACKUP {
+                    return Err(Error::TooManyGrants);
+                }
+                backup.grantees.insert(grantee);
+                Ok(Value::Unit)
+            }
+            Op::Revoke {
+                caller,
+                node: n,
+                grantee,
+            } => {
+                not_paused()?;
+                let key = (actor(caller), node(n));
+                let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
+                if !backup.grantees.remove(&actor(grantee)) {
+                    return Err(Error::AccessNotFound);
+                }
+                Ok(Value::Unit)
+            }
+            Op::RestoreFromSnapshot { caller, cid: c } => {
+                not_paused()?;
+                if !valid_cid(c) {
+                    return Err(Error::InvalidCid);
+                }
+                let cid = cid_at(c);
+                let key = self.cid_location(&cid).ok_or(Error::SnapshotNotFound)?;
+                self.open_request(key, cid, actor(caller))
+            }
+            Op::RestoreLatest {
+                caller,
+                owner,
+                node: n,
+            } => {
+                not_paused()?;
+                let key = (actor(owner), node(n));
+                if !self.backups.contains_key(&key) {
+                    return Err(Error::BackupNotFound);
+                }
+                if !self.may_restore(&key, actor(caller)) {
+                    return Err(Error::NotBackupOwner);
+                }
+                let latest = self.backups[&key].cids.back().cloned();
+                let cid = latest.ok_or(Error::SnapshotNotFound)?;
+                self.open_request(key, cid, actor(caller))
+            }
+            Op::Cancel { caller, request } => {
+                not_paused()?;
+                let index = self.request_in(request, |s| *s == Status::Pending)?;
+                if self.requests[index].requester != actor(caller) {
+                    return Err(Error::NotRequester);
+                }
+                self.close(index, Status::Cancelled);
+                Ok(Value::Unit)
+            }
+            Op::Claim { caller, request } => {
+                not_paused()?;
+                if !self.authorities.contains(&actor(caller)) {
+                    return Err(Error::NotAuthorized);
+                }
+                let index = self.request_in(request, |s| *s == Status::Pending)?;
+                self.requests[index].status = Status::InProgress(actor(caller));
+                Ok(Value::Unit)
+            }
+            Op::Fulfil { caller, request } => {
+                let index = self.claimed(actor(caller), request)?;
+                self.close(index, Status::Fulfilled(actor(caller)));
+                Ok(Value::Unit)
+            }
+            Op::Fail {
+                caller,
+                request,
+                long_reason,
+            } => {
+                if long_reason {
+                    return Err(Error::ReasonTooLong);
+                }
+                let index = self.claimed(actor(caller), request)?;
+                self.close(index, Status::Failed(actor(caller)));
+                Ok(Value::Unit)
+            }
+            Op::DeleteBackup { caller, node: n } => {
+                not_paused()?;
+                let key = (actor(caller), node(n));
+                if !self.backups.contains_key(&key) {
+                    return Err(Error::BackupNotFound);
+                }
+                self.remove_backup(&key);
+                Ok(Value::Unit)
+            }
+            Op::DeleteUserStorage { caller } => {
+                not_paused()?;
+                let owner = actor(caller);
+                let keys: Vec<_> = self
+                    .backups
+                    .keys()
+                    .filter(|(o, _)| *o == owner)
+                    .cloned()
+                    .collect();
+                for key in &keys {
+                    self.remove_backup(key);
+                }
+                Ok(Value::Count(keys.len() as u32))
+            }
+            Op::AddAuthority { caller, account } => {
+                self.ensure_admin(caller)?;
+                if self.authorities.contains(&actor(account)) {
+                    return Err(Error::AuthorityAlreadyExists);
+                }
+                if self.authorities.len() as u32 >= MAX_AUTHORITIES {
+                    return Err(Error::TooManyAuthorities);
+                }
+                self.authorities.insert(actor(account));
+                Ok(Value::Unit)
+            }
+            Op::RemoveAuthority { caller, account } => {
+                self.ensure_admin(caller)?;
+                if !self.authorities.remove(&actor(account)) {
+                    return Err(Error::AuthorityNotFound);
+                }
+                Ok(Value::Unit)
+            }
+            Op::SetPaused { caller, paused } => {
+                self.ensure_admin(caller)?;
+                self.paused = paused;
+                Ok(Value::Unit)
+            }
+            Op::ProposeAdmin { caller, account } => {
+                self.ensure_admin(caller)?;
+                self.pending_admin = Some(actor(account));
+                Ok(Value::Unit)
+            }
+            Op::AcceptAdmin { caller } => {
+                if self.pending_admin != Some(actor(caller)) {
+                    return Err(Error::NotPendingAdmin);
+                }
+                self.admin = actor(caller);
+                self.pending_admin = None;
+                Ok(Value::Unit)
+            }
+            Op::AdvanceBlocks { .. } => Ok(Value::Unit),
+        }
+    }
+
+    fn ensure_admin(&self, caller: usize) -> Result<(), Error> {
+        if actor(caller) != self.admin {
+            return Err(Error::NotAdmin);
+        }
+        Ok(())
+    }
+
+    fn insert_backup(&mut self, owner: AccountId, node: String) -> Result<(), Error> {
+        if self.owned_count(owner) >= CONFIG.max_backups_per_account {
+            return Err(Error::TooManyBackups);
+        }
+        let id = self.next_backup_id;
+        self.next_backup_id += 1;
+        let backup = ModelBackup {
+            id,
+            cids: VecDeque::new(),
+            grantees: BTreeSet::new(),
+            open_request: None,
+        };
+        self.backups.insert((owner, node), backup);
+        Ok(())
+    }
+}
+
+// ----- Running a step on the contract -----
+
+fn run_on_contract(registry: &mut BackupRegistry, op: &Op) -> Outcome {
+    let unit = |result: Result<(), Error>| result.map(|()| Value::Unit);
+    let set_caller = |caller: usize| test::set_caller::<Env>(actor(caller));
+    match *op {
+        Op::CreateBackup {
+            caller,
+            node: n,
+            long_description,
+        } => {
+            set_caller(caller);
+            let description = if long_description {
+                "d".repeat(257)
+            } else {
+                "d".into()
+            };
+            unit(registry.create_backup(node(n), description))
+        }
+        Op::AddSnapshot {
+            caller,
+            owner,
+            node: n,
+            cid,
+        } => {
+            set_caller(caller);
+            unit(registry.add_snapshot(node(n), cid_at(cid), String::new(), 0, actor(owner), 1))
+        }
+        Op::SetFrequency { caller, frequency } => {
+            set_caller(caller);
+            unit(registry.set_backup_offchain_worker_frequency(frequency))
+        }
+        Op::Grant {
+            caller,
+            node: n,
+            grantee,
+        } => {
+            set_caller(caller);
+            unit(registry.grant_access(node(n), actor(grantee)))
+        }
+        Op::Revoke {
+            caller,
+            node: n,
+            grantee,
+        } => {
+            set_caller(caller);
+            unit(registry.revoke_access(node(n), actor(grantee)))
+        }
+        Op::RestoreFromSnapshot { caller, cid } => {
+            set_caller(caller);
+            registry
+                .restore_from_snapshot(cid_at(cid))
+                .map(Value::Request)
+        }
+        Op::RestoreLatest {
+            caller,
+            owner,
+            node: n,
+        } => {
+            set_caller(caller);
+            registry
+                .restore_latest_snapshot(actor(owner), node(n))
+                .map(Value::Request)
+        }
+        Op::Cancel { caller, request } => {
+            set_caller(caller);
+            unit(registry.cancel_restore_request(request))
+        }
+        Op::Claim { caller, request } => {
+            set_caller(caller);
+            unit(registry.claim_restore_request(request))
+        }
+        Op::Fulfil { caller, request } => {
+            set_caller(caller);
+            unit(registry.fulfil_restore_request(request))
+        }
+        Op::Fail {
+            caller,
+            request,
+            long_reason,
+        } => {
+            set_caller(caller);
+            let reason = if long_reason {
+                "r".repeat(MAX_REASON_LEN + 1)
+            } else {
+                "failed".into()
+            };
+            unit(registry.fail_restore_request(request, reason))
+        }
+        Op::DeleteBackup { caller, node: n } => {
+            set_caller(caller);
+            unit(registry.delete_backup(node(n)))
+        }
+        Op::DeleteUserStorage { caller } => {
+            set_caller(caller);
+            let owned = registry.backups_of(actor(caller)).len() as u32;
+            registry.delete_user_storage().map(|()| Value::Count(owned))
+        }
+        Op::AddAuthority { caller, account } => {
+            set_caller(caller);
+            unit(registry.add_authority(actor(account)))
+        }
+        Op::RemoveAuthority { caller, account } => {
+            set_caller(caller);
+            unit(registry.remove_authority(actor(account)))
+        }
+        Op::SetPaused { caller, paused } => {
+            set_caller(caller);
+            unit(registry.set_paused(paused))
+        }
+        Op::ProposeAdmin { caller, account } => {
+            set_caller(caller);
+            unit(registry.propose_admin(actor(account)))
+        }
+        Op::AcceptAdmin { caller } => {
+            set_caller(caller);
+            unit(registry.accept_admin())
+        }
+        Op::AdvanceBlocks { blocks } => {
+            for _ in 0..blocks {
+                test::advance_block::<Env>();
+            }
+            Ok(Value::Unit)
+        }
+    }
+}
+
+// ----- Observing the contract through its queries -----
+
+/// Everything the queries show, in a comparable form.
+#[derive(Debug, PartialEq)]
+struct Observation {
+    admin: AccountId,
+    pending_admin: Option<AccountId>,
+    paused: bool,
+    authorities: Vec<bool>,
+    backups: Vec<Option<Backup>>,
+    snapshots: Vec<Vec<Snapshot>>,
+    by_cid: Vec<Option<(Backup, Snapshot)>>,
+    frequencies: Vec<u32>,
+    requests: Vec<Option<RestoreRequest>>,
+    open: BTreeSet<u64>,
+}
+
+fn observe(registry: &BackupRegistry, request_ids: u64) -> Observation {
+    let pairs =
+        (0..ACTORS).flat_map(|owner| (0..NODES.len()).map(move |n| (actor(owner), node(n))));
+    let open_count = registry.pending_restore_request_count();
+    let open = (0..open_count)
+        .step_by(crate::MAX_PAGE_SIZE as usize)
+        .flat_map(|offset| registry.pending_restore_requests(offset, crate::MAX_PAGE_SIZE))
+        .map(|(id, _)| id)
+        .collect();
+    Observation {
+        admin: registry.admin(),
+        pending_admin: registry.pending_admin(),
+        paused: registry.is_paused(),
+        authorities: (0..ACTORS)
+            .map(|a| registry.is_authority(actor(a)))
+            .collect(),
+        backups: pairs.clone().map(|(o, n)| registry.backup(o, n)).collect(),
+        snapshots: pairs
+            .map(|(o, n)| registry.snapshots(o, n, 0, u32::MAX).unwrap_or_default())
+            .collect(),
+        by_cid: (0..CIDS)
+            .map(|c| registry.snapshot_by_cid(cid_at(c)))
+            .collect(),
+        frequencies: (0..ACTORS)
+            .map(|a| registry.backup_frequency(actor(a)))
+            .collect(),
+        requests: (0..request_ids + 2)
+            .map(|id| registry.restore_request(id))
+            .collect(),
+        open,
+    }
+}
+
+/// Checks that the contract's observable state is the model's and that the invariants hold.
+fn check_state(
+    registry: &BackupRegistry,
+    model: &Model,
+    seen: &Observation,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(seen.admin, model.admin);
+    prop_assert_eq!(seen.pending_admin, model.pending_admin);
+    prop_assert_eq!(seen.paused, model.paused);
+    for a in 0..ACTORS {
+        prop_assert_eq!(seen.authorities[a], model.authorities.contains(&actor(a)));
+        let frequency = model.frequencies.get(&actor(a)).copied();
+        prop_assert_eq!(
+            seen.frequencies[a],
+            frequency.unwrap_or(CONFIG.default_frequency)
+        );
+        // The owner's list holds exactly the model's backups, each once.
+        let listed: BTreeSet<String> = registry
+            .backups_of(actor(a))
+            .into_iter()
+            .map(|b| b.node_id)
+            .collect();
+        let expected: BTreeSet<String> = model
+            .backups
+            .keys()
+            .filter(|(o, _)| *o == actor(a))
+            .map(|(_, n)| n.clone())
+            .collect();
+        prop_assert_eq!(listed, expected);
+    }
+    let pairs =
+        (0..ACTORS).flat_map(|owner| (0..NODES.len()).map(move |n| (actor(owner), node(n))));
+    for (index, key) in pairs.enumerate() {
+        let model_backup = model.backups.get(&key);
+        let backup = &seen.backups[index];
+        prop_assert_eq!(backup.is_some(), model_backup.is_some(), "backup {:?}", key);
+        let kept: Vec<String> = seen.snapshots[index]
+            .iter()
+            .map(|s| s.cid.clone())
+            .collect();
+        let Some(model_backup) = model_backup else {
+            prop_assert!(kept.is_empty(), "snapshots without their backup");
+            continue;
+        };
+        let backup = backup.as_ref().unwrap();
+        prop_assert_eq!(registry.backup_by_id(model_backup.id), Some(backup.clone()));
+        prop_assert_eq!(&kept, &Vec::from(model_backup.cids.clone()));
+        prop_assert!(backup.snapshot_count() <= CONFIG.max_snapshots_per_backup);
+        prop_assert_eq!(backup.snapshot_count() as usize, kept.len());
+        prop_assert_eq!(backup.grant_count as usize, model_backup.grantees.len());
+        prop_assert_eq!(backup.open_request, model_backup.open_request);
+        for a in 0..ACTORS {
+            let access = registry.has_access(key.0, key.1.clone(), actor(a));
+            prop_assert_eq!(
+                access,
+                actor(a) == key.0 || model_backup.grantees.contains(&actor(a))
+            );
+        }
+    }
+    // The CID index points at an existing snapshot of the right backup, and back.
+    for c in 0..CIDS {
+        let cid = cid_at(c);
+        match (&seen.by_cid[c], model.cid_location(&cid)) {
+            (None, None) => {}
+            (Some((backup, snapshot)), Some((owner, node))) => {
+                prop_assert_eq!((backup.owner, &backup.node_id), (owner, &node));
+                prop_assert_eq!(&snapshot.cid, &cid);
+            }
+            (found, expected) => prop_assert!(false, "cid {}: {:?} vs {:?}", cid, found, expected),
+        }
+    }
+    // Requests: ids from a counter, statuses as the model says, the open list exact.
+    for (id, request) in seen.requests.iter().enumerate() {
+        match (request, model.requests.get(id)) {
+            (None, None) => {}
+            (Some(request), Some(expected)) => {
+                prop_assert_eq!(&request.cid, &expected.cid);
+                prop_assert_eq!(request.requester, expected.requester);
+                prop_assert_eq!(Status::from(&request.status), expected.status.clone());
+            }
+            (found, expected) => {
+                prop_assert!(false, "request {}: {:?} vs {:?}", id, found, expected)
+            }
+        }
+    }
+    let open: BTreeSet<u64> = model
+        .requests
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status.rank() < 2)
+        .map(|(id, _)| id as u64)
+        .collect();
+    prop_assert_eq!(&seen.open, &open);
+    Ok(())
+}
+
+/// Runs one sequence against a fresh contract and a fresh model.
+fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut outcome = Ok(());
+    test::run_test::<Env, _>(|_| {
+        outcome = run_sequence_in_env(ops);
+        Ok(())
+    })
+    .expect("off-chain environment");
+    outcome
+}
+
+fn run_sequence_in_env(ops: &[Op]) -> Result<(), TestCaseError> {
+    test::set_caller::<Env>(actor(0));
+    let mut registry = BackupRegistry::new(vec![actor(1), actor(2)], CONFIG).expect("valid config");
+    let mut model = Model::new();
+    let contract = test::callee::<Env>();
+    let mut seen = observe(&registry, 0);
+    for (step, op) in ops.iter().enumerate() {
+        let (_, writes_before) = test::get_contract_storage_rw::<Env>(&contract);
+        let events_before = test::recorded_events().count();
+        let expected = model.apply(op);
+        let actual = run_on_contract(&mut registry, op);
+        prop_assert_eq!(&actual, &expected, "step {}: {:?}", step, op);
+        let now = observe(&registry, model.requests.len() as u64);
+        if actual.is_err() {
+            // A failed call changed nothing at all.
+            let (_, writes_after) = test::get_contract_storage_rw::<Env>(&contract);
+            prop_assert_eq!(
+                writes_after,
+                writes_before,
+                "step {}: a failed call wrote",
+                step
+            );
+            prop_assert_eq!(test::recorded_events().count(), events_before);
+            prop_assert_eq!(&now, &seen, "step {}: a failed call changed state", step);
+        }
+        // A request's status only moves forward.
+        for (before, after) in seen.requests.iter().zip(&now.requests) {
+            if let (Some(before), Some(after)) = (before, after) {
+                prop_assert!(
+                    Status::from(&before.status).rank() <= Status::from(&after.status).rank()
+                );
+            }
+        }
+        check_state(&registry, &model, &now)?;
+        if let Op::DeleteUserStorage { caller } = *op {
+            if actual.is_ok() {
+                prop_assert!(registry.backups_of(actor(caller)).is_empty());
+            }
+        }
+        seen = now;
+    }
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|cases| cases.parse().ok())
+        .unwrap_or(DEFAULT_CASES)
+}
+
+impl Op {
+    /// The message's name, for counting outcomes.
+    fn kind(&self) -> String {
+        let debug = format!("{self:?}");
+        debug
+            .split([' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The generator is worth something only if it reaches every message's success path: count,
+/// over a fixed set of sequences, the kinds of step that succeed (by the model, which the
+/// property keeps equal to the contract).
+#[test]
+fn generated_sequences_reach_every_success_path() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut succeeded = BTreeMap::<String, u32>::new();
+    let mut kinds = BTreeSet::new();
+    for _ in 0..64 {
+        let ops = prop::collection::vec(op_strategy(), MAX_STEPS)
+            .new_tree(&mut runner)
+            .expect("a sequence")
+            .current();
+        let mut model = Model::new();
+        for op in &ops {
+            kinds.insert(op.kind());
+            if model.apply(op).is_ok() {
+                *succeeded.entry(op.kind()).or_default() += 1;
+            }
+        }
+    }
+    println!("successful steps by message over 64 sequences: {succeeded:?}");
+    let never: Vec<_> = kinds
+        .iter()
+        .filter(|kind| !succeeded.contains_key(*kind))
+        .collect();
+    assert!(never.is_empty(), "never succeeded: {never:?}");
+    assert_eq!(kinds.len(), 19, "every kind of step is generated");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("proptest-regressions/props.txt"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
+    /// Random message sequences keep the contract equal to the model and every invariant true.
+    #[test]
+    fn random_sequences_match_the_model(ops in prop::collection::vec(op_strategy(), 1..MAX_STEPS)) {
+        run_sequence(&ops)?;
+    }
+}
