@@ -530,3 +530,7 @@ scenario! {
         Ok(())
     }
 }
+
+/// Gas, storage deposit and code size per message, small versus large registry.
+#[path = "bench.rs"]
+mod bench;

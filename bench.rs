@@ -1,0 +1,368 @@
+//! Measured cost of every message on the real pallet-contracts (the sandbox backend), on a
+//! small registry and on a large one, and a check that no message's cost grows with the
+//! registry: `cargo test --features e2e-tests bench -- --nocapture`. Writes the table to
+//! `target/bench/gas.md` and `target/bench/gas.json`.
+//!
+//! Both registries hold the measured owner's state: dave owns `node-1` (1 snapshot, a pending
+//! restore request, grantee eve), `node-2` (1 snapshot, a restore request claimed by bob) and
+//! `node-3` (at the retention cap). The large one also holds 1,000 backups of 100 other
+//! accounts, one snapshot each, recorded before dave's.
+
+use super::*;
+use std::fmt::Write as _;
+
+/// Accounts besides dave in the large registry, and backups each.
+const OTHER_ACCOUNTS: u8 = 100;
+const BACKUPS_EACH: u8 = 10;
+/// Largest growth of ref_time or proof_size allowed from the small to the large registry.
+const MAX_GROWTH: f64 = 1.05;
+
+/// One measured dry run.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    ref_time: u64,
+    proof_size: u64,
+    deposit: i128,
+}
+
+fn cost<V: Decode>(dry_run: &ink_e2e::CallDryRunResult<Env, V>) -> Cost {
+    assert!(
+        !dry_run.is_err(),
+        "a measured call failed: {:?}",
+        dry_run.exec_result.result
+    );
+    assert!(
+        !dry_run.exec_return_value().did_revert(),
+        "a measured call reverted"
+    );
+    Cost {
+        ref_time: dry_run.exec_result.gas_consumed.ref_time(),
+        proof_size: dry_run.exec_result.gas_consumed.proof_size(),
+        deposit: deposit(dry_run),
+    }
+}
+
+/// A CID of the same length for every `(account, index)`.
+fn bench_cid(account: u8, index: u32) -> String {
+    cid((u64::from(account) << 32) | u64::from(index))
+}
+
+/// Builds dave's state (and, for the large registry, the other accounts' backups first), then
+/// measures every message with a dry run. Returns `(label, cost)` rows in a fixed order.
+macro_rules! measure_registry {
+    ($client:expr, $large:expr) => {{
+        let contract = deploy!($client, Config::default());
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let (dave, eve, frank) = (
+            account(AccountKeyring::Dave),
+            account(AccountKeyring::Eve),
+            account(AccountKeyring::Ferdie),
+        );
+        let bob = ink_e2e::bob();
+        if $large {
+            for owner in 1..=OTHER_ACCOUNTS {
+                let owner_id = AccountId::from([owner; 32]);
+                for index in 0..BACKUPS_EACH {
+                    let node = format!("node-{index}");
+                    let message = registry.add_snapshot(
+                        node,
+                        bench_cid(owner, u32::from(index)),
+                        String::new(),
+                        0,
+                        owner_id,
+                        1,
+                    );
+                    submit!($client, &bob, message).0.unwrap();
+                }
+            }
+        }
+        if $large {
+            for owner in [1, OTHER_ACCOUNTS] {
+                let listed = query!($client, registry.backups_of(AccountId::from([owner; 32])));
+                assert_eq!(listed.len(), usize::from(BACKUPS_EACH));
+            }
+        }
+        // Dave's state, identical in both registries.
+        let retention = Config::default().max_snapshots_per_backup;
+        for (node, snapshots) in [("node-1", 1), ("node-2", 1), ("node-3", retention)] {
+            for index in 0..snapshots {
+                let cid = bench_cid(0, index + 1_000 * u32::from(node.as_bytes()[5]));
+                let message = registry.add_snapshot(node.into(), cid, String::new(), 0, dave, 1);
+                submit!($client, &bob, message).0.unwrap();
+            }
+        }
+        let dave_kp = ink_e2e::dave();
+        submit!(
+            $client,
+            &dave_kp,
+            registry.grant_access("node-1".into(), eve)
+        )
+        .0
+        .unwrap();
+        let pending = submit!(
+            $client,
+            &dave_kp,
+            registry.restore_latest_snapshot(dave, "node-1".into())
+        )
+        .0
+        .unwrap();
+        let claimed = submit!(
+            $client,
+            &dave_kp,
+            registry.restore_latest_snapshot(dave, "node-2".into())
+        )
+        .0
+        .unwrap();
+        submit!($client, &bob, registry.claim_restore_request(claimed))
+            .0
+            .unwrap();
+        let capped_cid = bench_cid(0, retention - 1 + 1_000 * u32::from(b'3'));
+        let fresh_cid = bench_cid(0, 999_999);
+        let alice = ink_e2e::alice();
+
+        let mut rows: Vec<(&str, Cost)> = Vec::new();
+        macro_rules! row {
+            ($label:expr, $caller:expr, $message:expr) => {
+                rows.push(($label, cost(&dry_run!($client, $caller, $message))));
+            };
+        }
+        row!(
+            "create_backup",
+            &dave_kp,
+            registry.create_backup("node-4".into(), "laptop".into())
+        );
+        row!(
+            "add_snapshot (new backup)",
+            &bob,
+            registry.add_snapshot(
+                "node-9".into(),
+                fresh_cid.clone(),
+                String::new(),
+                1,
+                frank,
+                1
+            )
+        );
+        row!(
+            "add_snapshot (existing backup)",
+            &bob,
+            registry.add_snapshot(
+                "node-1".into(),
+                fresh_cid.clone(),
+                String::new(),
+                1,
+                dave,
+                1
+            )
+        );
+        row!(
+            "add_snapshot (at cap: prunes)",
+            &bob,
+            registry.add_snapshot(
+                "node-3".into(),
+                fresh_cid.clone(),
+                String::new(),
+                1,
+                dave,
+                1
+            )
+        );
+        row!(
+            "set_backup_offchain_worker_frequency",
+            &dave_kp,
+            registry.set_backup_offchain_worker_frequency(600)
+        );
+        row!(
+            "grant_access",
+            &dave_kp,
+            registry.grant_access("node-1".into(), frank)
+        );
+        row!(
+            "revoke_access",
+            &dave_kp,
+            registry.revoke_access("node-1".into(), eve)
+        );
+        row!(
+            "restore_from_snapshot",
+            &dave_kp,
+            registry.restore_from_snapshot(capped_cid.clone())
+        );
+        row!(
+            "restore_latest_snapshot",
+            &dave_kp,
+            registry.restore_latest_snapshot(dave, "node-3".into())
+        );
+        row!(
+            "cancel_restore_request",
+            &dave_kp,
+            registry.cancel_restore_request(pending)
+        );
+        row!(
+            "claim_restore_request",
+            &bob,
+            registry.claim_restore_request(pending)
+        );
+        row!(
+            "fulfil_restore_request",
+            &bob,
+            registry.fulfil_restore_request(claimed)
+        );
+        row!(
+            "fail_restore_request",
+            &bob,
+            registry.fail_restore_request(claimed, "cid mismatch".into())
+        );
+        row!(
+            "delete_backup (retention cap)",
+            &dave_kp,
+            registry.delete_backup("node-3".into())
+        );
+        row!(
+            "delete_user_storage (3 backups)",
+            &dave_kp,
+            registry.delete_user_storage()
+        );
+        row!("add_authority", &alice, registry.add_authority(frank));
+        row!(
+            "remove_authority",
+            &alice,
+            registry.remove_authority(account(AccountKeyring::Charlie))
+        );
+        row!("set_paused", &alice, registry.set_paused(true));
+        row!("propose_admin", &alice, registry.propose_admin(frank));
+        row!(
+            "query backup",
+            &alice,
+            registry.backup(dave, "node-1".into())
+        );
+        row!(
+            "query snapshots (32)",
+            &alice,
+            registry.snapshots(dave, "node-3".into(), 0, 32)
+        );
+        row!(
+            "query snapshot_by_cid",
+            &alice,
+            registry.snapshot_by_cid(capped_cid.clone())
+        );
+        row!("query backups_of (3)", &alice, registry.backups_of(dave));
+        row!(
+            "query restore_request",
+            &alice,
+            registry.restore_request(claimed)
+        );
+        row!(
+            "query pending_restore_requests",
+            &alice,
+            registry.pending_restore_requests(0, 32)
+        );
+        row!(
+            "query backup_frequency",
+            &alice,
+            registry.backup_frequency(dave)
+        );
+        rows
+    }};
+}
+
+fn ratio(small: u64, large: u64) -> f64 {
+    large as f64 / small.max(1) as f64
+}
+
+#[ink_e2e::test(backend(runtime_only))]
+async fn bench<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
+    let client = &mut client;
+    let small = measure_registry!(client, false);
+    let large = measure_registry!(client, true);
+
+    let mut built = ink_e2e::build_root_and_contract_dependencies();
+    built.dedup();
+    let wasm: Vec<(String, u64)> = built
+        .into_iter()
+        .map(|path| {
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            (path.display().to_string(), size)
+        })
+        .collect();
+    // A typical CIDv1 (base32, raw leaves, sha2-256): 59 characters.
+    let typical_cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".to_string();
+    let snapshot = Snapshot {
+        cid: typical_cid.clone(),
+        description: String::new(),
+        size_bytes: 1,
+        request_id: 0,
+        block_number: 1,
+        timestamp: 1,
+    };
+    // ink! 5 storage keys: the mapping's 4-byte root key followed by the encoded key.
+    let snapshot_key = 4 + (0u64, 0u32).encode().len();
+    let index_key = 4 + typical_cid.encode().len();
+    let index_value = SnapshotRef {
+        backup_id: 0,
+        seq: 0,
+    }
+    .encode()
+    .len();
+
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "Measured with ink_e2e's sandbox (pallet-contracts in-process), contract built by \
+         ink_e2e in cargo-contract's debug mode (wasm-opt applied): {}.\n\
+         Small registry: 1 user (dave: 3 backups, 34 snapshots). Large: the same plus {} \
+         backups of {} other accounts.\n",
+        wasm.iter()
+            .map(|(path, size)| format!("{path} = {size} bytes"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        u32::from(OTHER_ACCOUNTS) * u32::from(BACKUPS_EACH),
+        OTHER_ACCOUNTS
+    );
+    let _ = writeln!(
+        table,
+        "| message | ref_time small | ref_time large | ratio | proof_size small | proof_size large | ratio | deposit small | deposit large |"
+    );
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut json_rows = Vec::new();
+    let mut too_steep = Vec::new();
+    for ((label, s), (_, l)) in small.iter().zip(&large) {
+        let (time_ratio, proof_ratio) = (
+            ratio(s.ref_time, l.ref_time),
+            ratio(s.proof_size, l.proof_size),
+        );
+        let _ = writeln!(
+            table,
+            "| {label} | {} | {} | {time_ratio:.3} | {} | {} | {proof_ratio:.3} | {} | {} |",
+            s.ref_time, l.ref_time, s.proof_size, l.proof_size, s.deposit, l.deposit
+        );
+        json_rows.push(format!(
+            "{{\"message\":\"{label}\",\"small\":{{\"ref_time\":{},\"proof_size\":{},\"deposit\":{}}},\"large\":{{\"ref_time\":{},\"proof_size\":{},\"deposit\":{}}},\"ref_time_ratio\":{time_ratio:.4},\"proof_size_ratio\":{proof_ratio:.4}}}",
+            s.ref_time, s.proof_size, s.deposit, l.ref_time, l.proof_size, l.deposit
+        ));
+        if time_ratio > MAX_GROWTH || proof_ratio > MAX_GROWTH {
+            too_steep.push(*label);
+        }
+    }
+    let _ = writeln!(
+        table,
+        "\nStored per snapshot with a 59-character CID and no description: value {} bytes + \
+         key {} bytes; its CID index entry: value {} bytes + key {} bytes. Deposits are in the \
+         sandbox runtime's units (negative: refunded); the benchmark's CIDs have 73 characters.",
+        snapshot.encode().len(),
+        snapshot_key,
+        index_value,
+        index_key
+    );
+    println!("{table}");
+    std::fs::create_dir_all("target/bench")?;
+    std::fs::write("target/bench/gas.md", &table)?;
+    std::fs::write(
+        "target/bench/gas.json",
+        format!("{{\"rows\":[{}]}}\n", json_rows.join(",")),
+    )?;
+    assert!(
+        too_steep.is_empty(),
+        "cost grows by more than {MAX_GROWTH}x with the registry: {too_steep:?}"
+    );
+    Ok(())
+}
