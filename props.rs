@@ -20,8 +20,8 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::result::Result;
 
-/// Cases run when `PROPTEST_CASES` is not set: a few minutes at most on 2 cores.
-const DEFAULT_CASES: u32 = 256;
+/// Cases run when `PROPTEST_CASES` is not set: a few minutes on 2 cores.
+const DEFAULT_CASES: u32 = 1024;
 /// Longest generated sequence.
 const MAX_STEPS: usize = 200;
 
@@ -377,7 +377,7 @@ impl Model {
         Ok(index)
     }
 
-    /// Applies `op` (not `AdvanceBlocks`) as the contract should, returning its outcome.
+    /// Applies `op` as the contract should, returning its outcome.
     fn apply(&mut self, op: &Op) -> Outcome {
         let paused = self.paused;
         let not_paused = || if paused { Err(Error::Paused) } else { Ok(()) };
