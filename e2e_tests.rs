@@ -13,7 +13,7 @@
 #![cfg_attr(clippy, allow(dead_code, unused_imports, unused_macros))]
 
 use crate::backup_registry::*;
-use crate::unit_tests::cid;
+use crate::unit_tests::{cid, TEST_CONFIG as CONFIG};
 use ink::env::DefaultEnvironment as Env;
 use ink::primitives::AccountId;
 use ink::scale::{Decode, Encode};
@@ -22,15 +22,6 @@ use ink_e2e::{AccountKeyring, ChainBackend, ContractsBackend};
 type E2EResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const NODE: &str = "node-1";
-
-/// Limits small enough to reach in a few calls.
-const CONFIG: Config = Config {
-    max_snapshots_per_backup: 2,
-    max_backups_per_account: 2,
-    min_frequency: 10,
-    max_frequency: 1_000,
-    default_frequency: 100,
-};
 
 fn account(keyring: AccountKeyring) -> AccountId {
     ink_e2e::account_id(keyring)

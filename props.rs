@@ -11,7 +11,7 @@
 )]
 
 use crate::backup_registry::*;
-use crate::unit_tests::cid;
+use crate::unit_tests::{cid, TEST_CONFIG as CONFIG};
 use crate::{MAX_AUTHORITIES, MAX_GRANTS_PER_BACKUP, MAX_REASON_LEN};
 use ink::env::test;
 use ink::env::DefaultEnvironment as Env;
@@ -24,14 +24,6 @@ use std::result::Result;
 const DEFAULT_CASES: u32 = 1024;
 /// Longest generated sequence.
 const MAX_STEPS: usize = 200;
-
-const CONFIG: Config = Config {
-    max_snapshots_per_backup: 3,
-    max_backups_per_account: 2,
-    min_frequency: 10,
-    max_frequency: 1_000,
-    default_frequency: 100,
-};
 
 /// Accounts: 0 is the instantiator (admin), 1 and 2 the first authorities.
 const ACTORS: usize = 6;

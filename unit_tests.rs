@@ -13,8 +13,8 @@ use ink::scale::Decode;
 const NODE: &str = "node-1";
 const OTHER_NODE: &str = "node-2";
 
-/// Small limits so that caps are reached in a few calls.
-const TEST_CONFIG: Config = Config {
+/// Small limits so that caps are reached in a few calls (shared by the e2e and property tests).
+pub(crate) const TEST_CONFIG: Config = Config {
     max_snapshots_per_backup: 3,
     max_backups_per_account: 2,
     min_frequency: 10,
