@@ -27,7 +27,8 @@
 mod cid;
 
 pub use self::backup_registry::{
-    Backup, BackupRegistry, Config, Error, RestoreRequest, RestoreStatus, Snapshot,
+    Backup, BackupId, BackupRegistry, Config, Error, RequestId, RestoreRequest, RestoreStatus,
+    Snapshot, SnapshotRef, SnapshotSeq,
 };
 
 /// Most authorities the registry holds.

@@ -12,25 +12,14 @@ bash scripts/install-node.sh
 bash scripts/build.sh
 source scripts/env.sh
 
-port="${PORT:-9944}"
-url="ws://127.0.0.1:$port"
+source scripts/dev-node.sh
+start_dev_node "${PORT:-9944}"
+url="$node_url"
 bundle=target/ink/backup_registry.contract
-node_bin="${CONTRACTS_NODE:-substrate-contracts-node}"
 alice=5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY
 bob=5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty
 charlie=5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y
 cid=bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku
-
-chain_dir="$(mktemp -d)"
-"$node_bin" --dev --base-path "$chain_dir" --rpc-port "$port" >"$chain_dir/node.log" 2>&1 &
-node_pid=$!
-trap 'kill "$node_pid" 2>/dev/null; wait "$node_pid" 2>/dev/null; rm -rf "$chain_dir"' EXIT
-for _ in $(seq 60); do
-    grep -q "Running JSON-RPC server" "$chain_dir/node.log" && break
-    kill -0 "$node_pid" 2>/dev/null || { cat "$chain_dir/node.log"; exit 1; }
-    sleep 1
-done
-echo "deploy-local: node $("$node_bin" --version) on $url"
 
 instantiate_json="$(cargo contract instantiate "$bundle" --url "$url" --suri //Alice \
     --constructor with_default_config --args "[$alice]" --execute --skip-confirm --output-json)"

@@ -1,0 +1,337 @@
+//! The bot's work: one pass snapshots every served node that is due and serves every open
+//! restore request of a served node.
+//!
+//! A pass never panics on bad data: a node that cannot be packed is logged and skipped, a
+//! request whose content fails its checks is marked failed with a short reason, and errors
+//! that may pass (an unreachable chain or content store) leave the request claimed by this
+//! bot, which resumes it on its next pass, even after a restart.
+
+use crate::archive;
+use crate::chain::Chain;
+use crate::registry::{ink_account, refusal, Registry};
+use crate::store::{self, ContentStore};
+use anyhow::{Context, Result};
+use backup_registry::{Error as ContractError, RequestId, RestoreRequest, RestoreStatus};
+use cid::Cid;
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use subxt::utils::AccountId32;
+use tracing::{info, warn};
+
+/// The contract's limit on a failure reason, in bytes.
+const MAX_REASON_LEN: usize = 128;
+
+/// One node this bot backs up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedNode {
+    /// The node's id in the registry.
+    pub node_id: String,
+    /// The account whose data it is.
+    pub owner: AccountId32,
+    /// The directory whose contents are the node's data.
+    pub source: PathBuf,
+    /// Where restores go: request `n` is unpacked into `restore_to/request-n`.
+    pub restore_to: PathBuf,
+}
+
+impl ServedNode {
+    /// The directory that restore request `request_id` is unpacked into.
+    pub fn restore_dir(&self, request_id: RequestId) -> PathBuf {
+        self.restore_to.join(format!("request-{request_id}"))
+    }
+}
+
+/// Whether a node whose last snapshot (or last unchanged check) was at block `last` is due
+/// for a snapshot at block `now`, with a frequency of `frequency` blocks.
+pub fn snapshot_due(now: u32, last: Option<u32>, frequency: u32) -> bool {
+    match last {
+        None => true,
+        Some(last) => now.saturating_sub(last) >= frequency,
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Snapshots recorded: node id and CID.
+    pub snapshots: Vec<(String, String)>,
+    /// Nodes whose content was already recorded (unchanged since a kept snapshot).
+    pub unchanged: Vec<String>,
+    /// Nodes not due yet.
+    pub not_due: Vec<String>,
+    /// Restore requests fulfilled.
+    pub fulfilled: Vec<RequestId>,
+    /// Restore requests marked failed, with the reason.
+    pub failed: Vec<(RequestId, String)>,
+    /// Errors that left work for the next pass.
+    pub errors: Vec<String>,
+}
+
+/// A one-line summary, as logged after each pass.
+impl std::fmt::Display for PassReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} snapshots, {} unchanged, {} not due, {} restored, {} failed, {} errors",
+            self.snapshots.len(),
+            self.unchanged.len(),
+            self.not_due.len(),
+            self.fulfilled.len(),
+            self.failed.len(),
+            self.errors.len()
+        )
+    }
+}
+
+/// How a restore attempt ended.
+enum RestoreOutcome {
+    /// Restored: mark the request fulfilled.
+    Restored,
+    /// The content is bad: mark the request failed with this reason.
+    Refused(String),
+}
+
+/// The bot: a registry handle, a content store and the nodes it serves.
+pub struct Bot<C> {
+    registry: Registry<C>,
+    store: ContentStore,
+    nodes: Vec<ServedNode>,
+    work_dir: PathBuf,
+    /// Block at which each node's content was last found already recorded.
+    unchanged_at: HashMap<String, u32>,
+}
+
+impl<C: Chain> Bot<C> {
+    /// A bot serving `nodes`, keeping temporary files in `work_dir`.
+    pub fn new(
+        registry: Registry<C>,
+        store: ContentStore,
+        nodes: Vec<ServedNode>,
+        work_dir: PathBuf,
+    ) -> Result<Self> {
+        fs::create_dir_all(&work_dir)
+            .with_context(|| format!("creating {}", work_dir.display()))?;
+        Ok(Self {
+            registry,
+            store,
+            nodes,
+            work_dir,
+            unchanged_at: HashMap::new(),
+        })
+    }
+
+    /// The registry handle.
+    pub fn registry(&mut self) -> &mut Registry<C> {
+        &mut self.registry
+    }
+
+    /// Checks that the bot's account is an authority of the registry.
+    pub async fn check_authority(&mut self) -> Result<()> {
+        let account = self.registry.account();
+        if !self.registry.is_authority(&account).await? {
+            anyhow::bail!(
+                "{account} is not an authority of this registry: ask its admin to add it"
+            );
+        }
+        Ok(())
+    }
+
+    /// One pass: snapshots, then restores.
+    pub async fn pass(&mut self) -> Result<PassReport> {
+        let mut report = PassReport::default();
+        let now = self.registry.block_number().await?;
+        for node in self.nodes.clone() {
+            if let Err(error) = self.snapshot_if_due(&node, now, &mut report).await {
+                warn!(node = %node.node_id, "snapshot failed: {error:#}");
+                report.errors.push(format!("{}: {error:#}", node.node_id));
+            }
+        }
+        self.serve_restores(&mut report).await?;
+        Ok(report)
+    }
+
+    async fn snapshot_if_due(
+        &mut self,
+        node: &ServedNode,
+        now: u32,
+        report: &mut PassReport,
+    ) -> Result<()> {
+        let frequency = self.registry.backup_frequency(&node.owner).await?;
+        let last_snapshot = self
+            .registry
+            .latest_snapshot(&node.owner, &node.node_id)
+            .await?
+            .map(|snapshot| snapshot.block_number);
+        let last = last_snapshot.max(self.unchanged_at.get(&node.node_id).copied());
+        if !snapshot_due(now, last, frequency) {
+            report.not_due.push(node.node_id.clone());
+            return Ok(());
+        }
+        let archive_file = tempfile::NamedTempFile::new_in(&self.work_dir)?;
+        let stats = archive::pack(&node.source, BufWriter::new(archive_file.as_file()))
+            .with_context(|| format!("packing {}", node.source.display()))?;
+        let size = archive_file.as_file().metadata()?.len();
+        let cid = self.store.put(archive_file.path()).await?.to_string();
+        let description = format!("{} files, {} bytes", stats.files, stats.content_bytes);
+        let recorded = self
+            .registry
+            .add_snapshot(
+                &node.owner,
+                &node.node_id,
+                &cid,
+                &description,
+                u64::from(now),
+                size,
+            )
+            .await;
+        match recorded {
+            Ok(()) => {
+                info!(node = %node.node_id, %cid, size, "snapshot recorded");
+                report.snapshots.push((node.node_id.clone(), cid));
+            }
+            Err(error) if refusal(&error) == Some(ContractError::CidAlreadyRecorded) => {
+                info!(node = %node.node_id, %cid, "content unchanged: already recorded");
+                self.unchanged_at.insert(node.node_id.clone(), now);
+                report.unchanged.push(node.node_id.clone());
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(())
+    }
+
+    async fn serve_restores(&mut self, report: &mut PassReport) -> Result<()> {
+        let me = self.registry.account();
+        let requests = self.registry.open_restore_requests().await?;
+        for (request_id, request) in requests {
+            let resume = match &request.status {
+                RestoreStatus::Pending => false,
+                RestoreStatus::InProgress { authority } if *authority == ink_account(&me) => true,
+                _ => continue,
+            };
+            let Some(node) = self.served_node_of(&request).await? else {
+                continue;
+            };
+            if !resume {
+                match self.registry.claim_restore_request(request_id).await {
+                    Ok(()) => info!(request_id, node = %node.node_id, "restore request claimed"),
+                    // Another authority was faster.
+                    Err(error) if refusal(&error).is_some() => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            match self.restore(&node, request_id, &request.cid).await {
+                Ok(RestoreOutcome::Restored) => {
+                    self.registry.fulfil_restore_request(request_id).await?;
+                    info!(request_id, node = %node.node_id, "restore fulfilled");
+                    report.fulfilled.push(request_id);
+                }
+                Ok(RestoreOutcome::Refused(reason)) => {
+                    let reason = truncate(&reason, MAX_REASON_LEN);
+                    self.registry
+                        .fail_restore_request(request_id, &reason)
+                        .await?;
+                    warn!(request_id, node = %node.node_id, %reason, "restore failed");
+                    report.failed.push((request_id, reason));
+                }
+                Err(error) => {
+                    warn!(
+                        request_id,
+                        "restore interrupted, retried next pass: {error:#}"
+                    );
+                    report
+                        .errors
+                        .push(format!("request {request_id}: {error:#}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The served node a request is for, if this bot serves it.
+    async fn served_node_of(&mut self, request: &RestoreRequest) -> Result<Option<ServedNode>> {
+        let Some(backup) = self.registry.backup_by_id(request.backup_id).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .nodes
+            .iter()
+            .find(|node| node.node_id == backup.node_id && ink_account(&node.owner) == backup.owner)
+            .cloned())
+    }
+
+    /// Fetches, verifies and unpacks snapshot `cid` for `node`. Errors are transient (retry);
+    /// refusals are final.
+    async fn restore(
+        &self,
+        node: &ServedNode,
+        request_id: RequestId,
+        cid: &str,
+    ) -> Result<RestoreOutcome> {
+        let Ok(cid) = Cid::try_from(cid) else {
+            return Ok(RestoreOutcome::Refused(format!("invalid cid {cid}")));
+        };
+        let fetched = tempfile::NamedTempFile::new_in(&self.work_dir)?;
+        self.store.fetch(&cid, fetched.path()).await?;
+        if let Err(error) = store::verify(&cid, fetched.path()) {
+            return Ok(RestoreOutcome::Refused(error.to_string()));
+        }
+        let dest = node.restore_dir(request_id);
+        // A previous attempt of this same request may have left a partial tree.
+        if dest.exists() {
+            fs::remove_dir_all(&dest)?;
+        }
+        let reader = BufReader::new(File::open(fetched.path())?);
+        Ok(match archive::unpack(reader, &dest) {
+            Ok(_) => RestoreOutcome::Restored,
+            Err(error) => {
+                let _ = fs::remove_dir_all(&dest);
+                RestoreOutcome::Refused(error.to_string())
+            }
+        })
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_snapshot_is_always_due() {
+        assert!(snapshot_due(0, None, 100));
+        assert!(snapshot_due(5_000, None, u32::MAX));
+    }
+
+    #[test]
+    fn due_once_frequency_has_elapsed() {
+        assert!(!snapshot_due(109, Some(10), 100));
+        assert!(snapshot_due(110, Some(10), 100));
+        assert!(snapshot_due(500, Some(10), 100));
+    }
+
+    #[test]
+    fn clock_behind_last_snapshot_is_not_due() {
+        // A node reporting an older block than the last snapshot's (a reorg, a lagging RPC
+        // node) must not underflow into "due".
+        assert!(!snapshot_due(5, Some(10), 100));
+    }
+
+    #[test]
+    fn reasons_are_cut_on_character_boundaries() {
+        assert_eq!(truncate("short", 128), "short");
+        let long = "é".repeat(100);
+        let cut = truncate(&long, 128);
+        assert_eq!(cut.len(), 128);
+        assert_eq!(truncate("aé", 2), "a");
+    }
+}

@@ -1,0 +1,18 @@
+//! The backup registry's off-chain bot, as a library: the `backup-bot` binary is a thin
+//! command line over it, and the integration tests drive it directly.
+//!
+//! - [`archive`]: deterministic archives of a directory and their safe unpacking;
+//! - [`store`]: content stores addressed by CID (embedded directory, Kubo RPC);
+//! - [`chain`]: the registry on a live node or on an in-process chain, behind one trait;
+//! - [`registry`]: the contract's messages the bot uses, typed;
+//! - [`bot`]: one pass of snapshots and restores;
+//! - [`config`]: the configuration file;
+//! - [`demo`]: the whole flow in-process.
+
+pub mod archive;
+pub mod bot;
+pub mod chain;
+pub mod config;
+pub mod demo;
+pub mod registry;
+pub mod store;

@@ -1,0 +1,227 @@
+//! The registry's messages the bot uses, typed: arguments are written as the text
+//! `contract-transcode` parses (as `cargo contract call --args` takes them), and return values
+//! are decoded with the contract crate's own types.
+
+use crate::chain::Chain;
+use anyhow::{anyhow, Result};
+use backup_registry::{
+    Backup, BackupId, Error as ContractError, RequestId, RestoreRequest, Snapshot,
+};
+use scale::Decode;
+use subxt::utils::AccountId32;
+
+/// The contract refused a call with one of its `Error`s; nothing was submitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused(pub ContractError);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the registry refused the call: {:?}", self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The contract error behind `error`, if the registry refused the call.
+pub fn refusal(error: &anyhow::Error) -> Option<ContractError> {
+    error.downcast_ref::<Refused>().map(|refused| refused.0)
+}
+
+/// Page size of paged queries (the contract's `MAX_PAGE_SIZE`).
+const PAGE_SIZE: u32 = 32;
+
+/// Pages read at most by one listing: bounds a pass however many requests are open.
+const MAX_PAGES: u32 = 64;
+
+/// A string argument, quoted and escaped as `contract-transcode` expects.
+fn text(value: &str) -> String {
+    serde_json::to_string(value).expect("a string always serializes")
+}
+
+/// An account argument, as SS58 text.
+fn account(value: &AccountId32) -> String {
+    value.to_string()
+}
+
+/// The contract's form of an account.
+pub fn ink_account(value: &AccountId32) -> ink::primitives::AccountId {
+    value.0.into()
+}
+
+/// Decodes a message's return value, `Result<T, ink::LangError>` on the wire.
+fn decode<T: Decode>(message: &str, data: &[u8]) -> Result<T> {
+    let value = <core::result::Result<T, ink::LangError>>::decode(&mut &data[..])
+        .map_err(|error| anyhow!("decoding the return of {message}: {error}"))?;
+    value.map_err(|error| anyhow!("{message} was not dispatched: {error:?}"))
+}
+
+/// The registry seen through one account.
+pub struct Registry<C> {
+    chain: C,
+}
+
+impl<C: Chain> Registry<C> {
+    /// The registry reached through `chain`.
+    pub fn new(chain: C) -> Self {
+        Self { chain }
+    }
+
+    /// The chain handle.
+    pub fn chain(&mut self) -> &mut C {
+        &mut self.chain
+    }
+
+    /// The account this handle signs with.
+    pub fn account(&self) -> AccountId32 {
+        self.chain.account()
+    }
+
+    /// Runs a query and decodes its value.
+    async fn query<T: Decode>(&mut self, message: &str, args: &[String]) -> Result<T> {
+        let outcome = self.chain.dry_run(message, args).await?;
+        decode(message, &outcome.data)
+    }
+
+    /// Runs a message returning `Result<T, Error>`: dry run first, and submitted only if the
+    /// contract accepts it. Returns the dry run's value.
+    async fn call<T: Decode>(&mut self, message: &str, args: &[String]) -> Result<T> {
+        let outcome = self.chain.dry_run(message, args).await?;
+        let result: core::result::Result<T, ContractError> = decode(message, &outcome.data)?;
+        let value = result.map_err(Refused)?;
+        if outcome.reverted {
+            return Err(anyhow!("{message} reverted without an error value"));
+        }
+        self.chain.submit(message, args).await?;
+        Ok(value)
+    }
+
+    /// The latest block number.
+    pub async fn block_number(&mut self) -> Result<u32> {
+        self.chain.block_number().await
+    }
+
+    /// Whether `who` is an authority.
+    pub async fn is_authority(&mut self, who: &AccountId32) -> Result<bool> {
+        self.query("is_authority", &[account(who)]).await
+    }
+
+    /// `owner`'s backup of `node_id`, if any.
+    pub async fn backup(&mut self, owner: &AccountId32, node_id: &str) -> Result<Option<Backup>> {
+        self.query("backup", &[account(owner), text(node_id)]).await
+    }
+
+    /// The backup with id `backup_id`, if any.
+    pub async fn backup_by_id(&mut self, backup_id: BackupId) -> Result<Option<Backup>> {
+        self.query("backup_by_id", &[backup_id.to_string()]).await
+    }
+
+    /// The newest snapshot of `owner`'s backup of `node_id`, if any.
+    pub async fn latest_snapshot(
+        &mut self,
+        owner: &AccountId32,
+        node_id: &str,
+    ) -> Result<Option<Snapshot>> {
+        self.query("latest_snapshot", &[account(owner), text(node_id)])
+            .await
+    }
+
+    /// The backup frequency of `owner`, in blocks.
+    pub async fn backup_frequency(&mut self, owner: &AccountId32) -> Result<u32> {
+        self.query("backup_frequency", &[account(owner)]).await
+    }
+
+    /// The restore request `request_id`, if any.
+    pub async fn restore_request(
+        &mut self,
+        request_id: RequestId,
+    ) -> Result<Option<RestoreRequest>> {
+        self.query("restore_request", &[request_id.to_string()])
+            .await
+    }
+
+    /// Every pending or in-progress restore request (read in pages, at most
+    /// `PAGE_SIZE * MAX_PAGES`).
+    pub async fn open_restore_requests(&mut self) -> Result<Vec<(RequestId, RestoreRequest)>> {
+        let mut requests = Vec::new();
+        for page in 0..MAX_PAGES {
+            let offset = page * PAGE_SIZE;
+            let batch: Vec<(RequestId, RestoreRequest)> = self
+                .query(
+                    "pending_restore_requests",
+                    &[offset.to_string(), PAGE_SIZE.to_string()],
+                )
+                .await?;
+            let full = batch.len() == PAGE_SIZE as usize;
+            requests.extend(batch);
+            if !full {
+                break;
+            }
+        }
+        Ok(requests)
+    }
+
+    /// Records a snapshot of `owner`'s node `node_id` (authorities only).
+    pub async fn add_snapshot(
+        &mut self,
+        owner: &AccountId32,
+        node_id: &str,
+        cid: &str,
+        description: &str,
+        run_id: u64,
+        size_bytes: u64,
+    ) -> Result<()> {
+        let args = [
+            text(node_id),
+            text(cid),
+            text(description),
+            run_id.to_string(),
+            account(owner),
+            size_bytes.to_string(),
+        ];
+        self.call("add_snapshot", &args).await
+    }
+
+    /// Claims a pending restore request (authorities only).
+    pub async fn claim_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+        self.call("claim_restore_request", &[request_id.to_string()])
+            .await
+    }
+
+    /// Marks a claimed restore request fulfilled.
+    pub async fn fulfil_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+        self.call("fulfil_restore_request", &[request_id.to_string()])
+            .await
+    }
+
+    /// Marks a claimed restore request failed, for `reason`.
+    pub async fn fail_restore_request(
+        &mut self,
+        request_id: RequestId,
+        reason: &str,
+    ) -> Result<()> {
+        self.call(
+            "fail_restore_request",
+            &[request_id.to_string(), text(reason)],
+        )
+        .await
+    }
+
+    /// Sets the caller's backup frequency, in blocks.
+    pub async fn set_backup_frequency(&mut self, frequency: u32) -> Result<()> {
+        self.call(
+            "set_backup_offchain_worker_frequency",
+            &[frequency.to_string()],
+        )
+        .await
+    }
+
+    /// Requests a restore of the newest snapshot of `owner`'s backup of `node_id`.
+    pub async fn restore_latest_snapshot(
+        &mut self,
+        owner: &AccountId32,
+        node_id: &str,
+    ) -> Result<RequestId> {
+        self.call("restore_latest_snapshot", &[account(owner), text(node_id)])
+            .await
+    }
+}

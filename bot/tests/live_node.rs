@@ -1,0 +1,176 @@
+//! The `backup-bot` binary against a real `substrate-contracts-node`: starts a dev node on
+//! loopback, deploys the registry, runs `backup-bot run --once` over two node folders, checks
+//! the CIDs recorded on chain, requests a restore as the owner, runs the bot again and checks
+//! the restored tree and the request's status.
+//!
+//! Needs the node (`$CONTRACTS_NODE` or `substrate-contracts-node` on `PATH`, see
+//! `scripts/install-node.sh`) and the release bundle (`scripts/build.sh`). `scripts/test.sh`
+//! runs it when the node is installed and says so when it skips it.
+
+mod common;
+
+use backup_bot::archive;
+use backup_bot::chain::NodeChain;
+use backup_bot::registry::Registry;
+use backup_bot::store;
+use backup_registry::RestoreStatus;
+use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
+use ink::env::DefaultEnvironment;
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use subxt::PolkadotConfig;
+use subxt_signer::sr25519::{dev, Keypair};
+
+/// A dev node on loopback, stopped when dropped.
+struct DevNode {
+    process: Child,
+    url: String,
+}
+
+impl DevNode {
+    fn start(base: &Path) -> Self {
+        let binary =
+            std::env::var("CONTRACTS_NODE").unwrap_or_else(|_| "substrate-contracts-node".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = base.join("node.log");
+        let process = Command::new(&binary)
+            .args(["--dev", "--rpc-port", &port.to_string(), "--base-path"])
+            .arg(base.join("chain"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {binary}: {error}"));
+        let node = Self {
+            process,
+            url: format!("ws://127.0.0.1:{port}"),
+        };
+        for _ in 0..120 {
+            if fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("Running JSON-RPC server")
+            {
+                return node;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "the node did not start: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Deploys the registry with Alice as admin and only authority; returns its address.
+async fn deploy(url: &str) -> subxt::utils::AccountId32 {
+    let alice = dev::alice();
+    let opts =
+        ExtrinsicOptsBuilder::<PolkadotConfig, DefaultEnvironment, Keypair>::new(alice.clone())
+            .file(Some(common::bundle()))
+            .url(url::Url::parse(url).unwrap())
+            .done();
+    let exec = InstantiateCommandBuilder::new(opts)
+        .constructor("with_default_config")
+        .args(vec![format!("[{}]", alice.public_key().to_account_id())])
+        .done()
+        .await
+        .unwrap();
+    exec.instantiate(None).await.unwrap().contract_address
+}
+
+/// Runs `backup-bot run --once` with the configuration file `config`, as Alice.
+fn run_bot_once(config: &Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
+        .args(["run", "--once", "--config"])
+        .arg(config)
+        .env("BACKUP_BOT_SURI", "//Alice")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "backup-bot failed:\n{log}");
+    assert!(
+        !log.contains("//Alice"),
+        "the secret URI was logged:\n{log}"
+    );
+}
+
+/// The CID the bot must record for the tree at `root`, computed independently.
+fn expected_cid(root: &Path) -> String {
+    let mut bytes = Vec::new();
+    archive::pack(root, &mut bytes).unwrap();
+    store::cid_of(&bytes[..]).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn live_node_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let contract = deploy(&node.url).await;
+    let bob = dev::bob().public_key().to_account_id();
+
+    for name in ["node-a", "node-b"] {
+        let source = dir.path().join(name).join("data");
+        backup_bot::demo::write_sample_tree(&source).unwrap();
+        fs::write(source.join("name.txt"), name).unwrap();
+    }
+    let config = dir.path().join("bot.toml");
+    fs::write(
+        &config,
+        format!(
+            "url = \"{url}\"\ncontract = \"{contract}\"\nmetadata = \"{bundle}\"\n\
+             data_dir = \"bot-data\"\n\n\
+             [[nodes]]\nnode_id = \"node-a\"\nowner = \"{bob}\"\n\
+             source = \"node-a/data\"\nrestore_to = \"node-a/restored\"\n\n\
+             [[nodes]]\nnode_id = \"node-b\"\nowner = \"{bob}\"\n\
+             source = \"node-b/data\"\nrestore_to = \"node-b/restored\"\n",
+            url = node.url,
+            bundle = common::bundle().display(),
+        ),
+    )
+    .unwrap();
+
+    run_bot_once(&config);
+
+    let chain = NodeChain::connect(&node.url, contract, &common::bundle(), dev::bob())
+        .await
+        .unwrap();
+    let mut owner = Registry::new(chain);
+    for name in ["node-a", "node-b"] {
+        let snapshot = owner.latest_snapshot(&bob, name).await.unwrap();
+        let snapshot = snapshot.unwrap_or_else(|| panic!("no snapshot of {name} on chain"));
+        assert_eq!(
+            snapshot.cid,
+            expected_cid(&dir.path().join(name).join("data"))
+        );
+    }
+
+    let request_id = owner.restore_latest_snapshot(&bob, "node-a").await.unwrap();
+    run_bot_once(&config);
+
+    let request = owner.restore_request(request_id).await.unwrap().unwrap();
+    assert!(
+        matches!(request.status, RestoreStatus::Fulfilled { .. }),
+        "{:?}",
+        request.status
+    );
+    let restored = dir
+        .path()
+        .join("node-a/restored")
+        .join(format!("request-{request_id}"));
+    assert_eq!(
+        archive::first_difference(&dir.path().join("node-a/data"), &restored).unwrap(),
+        None
+    );
+}
