@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's tests: formatting, clippy with warnings denied (contract and bot), the
 # contract's unit tests and e2e scenarios (sandbox always, node when installed), the release
-# build of the contract bundle, the bot's tests (unit, in-process chain, and a live node when
-# installed), and the deploy and bot flows on a local node when one is installed. Installs
-# what it needs first (scripts/setup.sh).
+# build of the contract bundle, the bot's tests (unit, in-process chain, UnixFS CIDs against
+# the JavaScript importer when npm is installed, a live node when installed), and the deploy
+# and bot flows on a local node when one is installed. Installs what it needs first
+# (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -34,14 +35,20 @@ fi
 step "release build of the contract bundle"
 bash scripts/build.sh
 
-if have_node; then
-    step "bot tests: unit, in-process chain, live node"
-    cargo test -p backup-bot --locked
+step "bot tests: unit, in-process chain, UnixFS CIDs against IPFS's JavaScript importer, live node"
+skips=()
+if command -v npm >/dev/null; then
+    (cd bot/unixfs-check && npm ci --no-audit --no-fund --silent)
 else
-    step "bot tests: unit, in-process chain"
-    echo "NOTE: substrate-contracts-node is not installed, so the bot's live-node test is SKIPPED."
-    cargo test -p backup-bot --locked -- --skip live_node
+    echo "NOTE: npm is not installed, so the check of the bot's UnixFS CIDs against IPFS's"
+    echo "      JavaScript importer is SKIPPED."
+    skips+=(--skip javascript_importer)
 fi
+if ! have_node; then
+    echo "NOTE: substrate-contracts-node is not installed, so the bot's live-node test is SKIPPED."
+    skips+=(--skip live_node)
+fi
+cargo test -p backup-bot --locked -- "${skips[@]}"
 
 if have_node; then
     step "deploy on a local node: cargo contract flow and the polkadot.js client check"

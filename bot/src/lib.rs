@@ -2,6 +2,7 @@
 //! command line over it, and the integration tests drive it directly.
 //!
 //! - [`archive`]: deterministic archives of a directory and their safe unpacking;
+//! - [`unixfs`]: the CID `ipfs add --cid-version=1` gives a file, computed in one pass;
 //! - [`store`]: content stores addressed by CID (embedded directory, Kubo RPC);
 //! - [`chain`]: the registry on a live node or on an in-process chain, behind one trait;
 //! - [`registry`]: the contract's messages the bot uses, typed;
@@ -16,3 +17,4 @@ pub mod config;
 pub mod demo;
 pub mod registry;
 pub mod store;
+pub mod unixfs;

@@ -8,7 +8,7 @@ use backup_bot::chain::NodeChain;
 use backup_bot::config::{self, FileConfig};
 use backup_bot::demo;
 use backup_bot::registry::Registry;
-use backup_bot::store::{ContentStore, KuboStore, LocalStore};
+use backup_bot::store::{self, ContentStore, KuboStore, LocalStore};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -36,6 +36,13 @@ enum Command {
     /// Deploy the registry on an in-process chain, back up a sample directory through the
     /// bot, restore it on request and check both trees are identical. Needs nothing running.
     Demo(DemoArgs),
+    /// Print the CID `ipfs add --cid-version=1` gives each file (UnixFS, 256 KiB chunks, raw
+    /// leaves, balanced DAG of 174 links), computed without IPFS.
+    Cid {
+        /// Files to hash.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -235,6 +242,14 @@ async fn serve_once(settings: &Settings, bot: &mut Option<Bot<NodeChain>>) -> Re
     Ok(())
 }
 
+/// Prints "<cid> <path>" for each file.
+fn print_cids(files: &[PathBuf]) -> Result<()> {
+    for file in files {
+        println!("{} {}", store::cid_of_file(file)?, file.display());
+    }
+    Ok(())
+}
+
 /// Runs the in-process demo.
 async fn run_demo(args: DemoArgs) -> Result<()> {
     if !args.bundle.exists() {
@@ -259,6 +274,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => run_demo(args).await,
+        Command::Cid { files } => print_cids(&files),
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

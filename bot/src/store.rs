@@ -1,46 +1,28 @@
 //! Content stores: where archives go, addressed by their CID.
 //!
 //! The embedded [`LocalStore`] needs nothing installed: a directory of files named by CID.
-//! [`KuboStore`] talks to a Kubo (go-ipfs) node's HTTP RPC API. Both address content by a
-//! CIDv1 of the `raw` codec with a sha2-256 multihash, which any IPFS tool can check.
+//! [`KuboStore`] talks to a Kubo (go-ipfs) node's HTTP RPC API. Both name content by the CID
+//! `ipfs add --cid-version=1` gives it ([`crate::unixfs`]), so content moved between them, or
+//! to any IPFS node, keeps its CID.
 
+use crate::unixfs;
 use anyhow::{bail, Context, Result};
 use cid::Cid;
-use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// Multicodec of raw bytes.
-const RAW_CODEC: u64 = 0x55;
-/// Multihash code of sha2-256.
-const SHA2_256: u64 = 0x12;
-/// Buffer size for hashing and copying.
-const CHUNK: usize = 256 * 1024;
-
-/// The CIDv1 (`raw`, sha2-256) of everything `content` yields.
-pub fn cid_of(mut content: impl Read) -> Result<Cid> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; CHUNK];
-    loop {
-        let read = content.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-    }
-    let digest = cid::multihash::Multihash::wrap(SHA2_256, &hasher.finalize())?;
-    Ok(Cid::new_v1(RAW_CODEC, digest))
+/// The CID of the file at `path`, as `ipfs add --cid-version=1` computes it.
+pub fn cid_of_file(path: &Path) -> Result<Cid> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    unixfs::cid_of(BufReader::new(file))
 }
 
 /// Checks that the file at `path` is the content `cid` names.
 pub fn verify(cid: &Cid, path: &Path) -> Result<()> {
-    if cid.codec() != RAW_CODEC || cid.hash().code() != SHA2_256 {
-        bail!("unsupported CID {cid}: only raw sha2-256 CIDs can be verified");
-    }
-    let actual = cid_of(File::open(path)?)?;
-    if actual.hash() != cid.hash() {
-        bail!("cid mismatch: content hashes to {actual}");
+    let actual = cid_of_file(path)?;
+    if actual != *cid {
+        bail!("cid mismatch: content is {actual}");
     }
     Ok(())
 }
@@ -90,7 +72,7 @@ impl LocalStore {
     }
 
     fn put(&self, path: &Path) -> Result<Cid> {
-        let cid = cid_of(File::open(path)?)?;
+        let cid = cid_of_file(path)?;
         let target = self.path_of(&cid);
         if !target.exists() {
             // Copy under a temporary name, then rename: a crash never leaves a partial file
@@ -141,20 +123,12 @@ impl KuboStore {
     }
 
     async fn put(&self, path: &Path) -> Result<Cid> {
-        // Kubo computes the CID itself; with one raw block (no chunking beyond the content
-        // size) it equals `cid_of`. We compute ours and refuse a different answer.
-        let expected = cid_of(File::open(path)?)?;
-        let size = fs::metadata(path)?.len();
-        let chunker = format!("size-{}", size.max(1));
+        // Kubo computes the CID itself, with the same defaults as ours: refuse any other.
+        let expected = cid_of_file(path)?;
         let part = reqwest::multipart::Part::file(path).await?;
         let form = reqwest::multipart::Form::new().part("file", part);
         let url = format!("{}/api/v0/add", self.api);
-        let query = [
-            ("cid-version", "1"),
-            ("raw-leaves", "true"),
-            ("pin", "true"),
-            ("chunker", chunker.as_str()),
-        ];
+        let query = [("cid-version", "1"), ("pin", "true")];
         let response = self
             .rpc_request(self.http.post(&url).query(&query).multipart(form))
             .await?;
@@ -188,16 +162,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cid_matches_ipfs_for_known_content() {
-        // `printf 'hello world' | ipfs add --cid-version=1 --raw-leaves -Q`
-        let cid = cid_of(&b"hello world"[..]).unwrap();
-        assert_eq!(
-            cid.to_string(),
-            "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
-        );
-    }
-
-    #[test]
     fn local_store_round_trip_and_tamper_detection() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path().join("store")).unwrap();
@@ -222,7 +186,7 @@ mod tests {
     fn unknown_cid_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        let cid = cid_of(&b"never stored"[..]).unwrap();
+        let cid = unixfs::cid_of(&b"never stored"[..]).unwrap();
         assert!(store.fetch(&cid, &dir.path().join("out")).is_err());
     }
 }

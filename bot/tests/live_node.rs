@@ -12,7 +12,7 @@ mod common;
 use backup_bot::archive;
 use backup_bot::chain::NodeChain;
 use backup_bot::registry::Registry;
-use backup_bot::store;
+use backup_bot::unixfs;
 use backup_registry::RestoreStatus;
 use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
 use ink::env::DefaultEnvironment;
@@ -110,7 +110,7 @@ fn run_bot_once(config: &Path) {
 fn expected_cid(root: &Path) -> String {
     let mut bytes = Vec::new();
     archive::pack(root, &mut bytes).unwrap();
-    store::cid_of(&bytes[..]).unwrap().to_string()
+    unixfs::cid_of(&bytes[..]).unwrap().to_string()
 }
 
 #[tokio::test]

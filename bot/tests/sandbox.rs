@@ -77,7 +77,7 @@ async fn archive_escaping_its_folder_fails_the_request() {
     builder.append(&header, &b"evil"[..]).unwrap();
     let archive = dir.path().join("evil.tar");
     fs::write(&archive, builder.into_inner().unwrap()).unwrap();
-    let cid = store::cid_of(fs::File::open(&archive).unwrap()).unwrap();
+    let cid = store::cid_of_file(&archive).unwrap();
     fs::copy(
         &archive,
         LocalStore::open(&world.store_dir).unwrap().path_of(&cid),
