@@ -8,15 +8,17 @@
 
 use crate::archive;
 use crate::chain::Chain;
+use crate::keys::{self, Keyring};
 use crate::registry::{ink_account, refusal, Registry};
 use crate::store::{self, ContentStore};
 use anyhow::{Context, Result};
-use backup_registry::{Error as ContractError, RequestId, RestoreRequest, RestoreStatus};
+use backup_registry::{RequestId, RestoreRequest, RestoreStatus};
 use cid::Cid;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter};
-use std::path::PathBuf;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 use subxt::utils::AccountId32;
 use tracing::{info, warn};
 
@@ -93,33 +95,53 @@ enum RestoreOutcome {
     Refused(String),
 }
 
-/// The bot: a registry handle, a content store and the nodes it serves.
+/// What the bot remembers of the last snapshot it recorded of a node.
+struct LastSnapshot {
+    /// Its CID.
+    cid: String,
+    /// sha2-256 of its plaintext archive.
+    plaintext_digest: [u8; 32],
+}
+
+/// The bot: a registry handle, a content store, its keys and the nodes it serves.
 pub struct Bot<C> {
     registry: Registry<C>,
     store: ContentStore,
+    keyring: Keyring,
     nodes: Vec<ServedNode>,
     work_dir: PathBuf,
-    /// Block at which each node's content was last found already recorded.
+    /// The last snapshot recorded of each node (by node id), while this bot runs.
+    last_snapshots: HashMap<String, LastSnapshot>,
+    /// Block at which each node's content was last found unchanged.
     unchanged_at: HashMap<String, u32>,
 }
 
 impl<C: Chain> Bot<C> {
-    /// A bot serving `nodes`, keeping temporary files in `work_dir`.
+    /// A bot serving `nodes`, keeping its identities in `data_dir/keys` and temporary files
+    /// in `data_dir/tmp`.
     pub fn new(
         registry: Registry<C>,
         store: ContentStore,
         nodes: Vec<ServedNode>,
-        work_dir: PathBuf,
+        data_dir: &Path,
     ) -> Result<Self> {
+        let work_dir = data_dir.join("tmp");
         fs::create_dir_all(&work_dir)
             .with_context(|| format!("creating {}", work_dir.display()))?;
         Ok(Self {
             registry,
             store,
+            keyring: Keyring::open(data_dir.join("keys"))?,
             nodes,
             work_dir,
+            last_snapshots: HashMap::new(),
             unchanged_at: HashMap::new(),
         })
+    }
+
+    /// The bot's keyring.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
     }
 
     /// The registry handle.
@@ -159,24 +181,44 @@ impl<C: Chain> Bot<C> {
         report: &mut PassReport,
     ) -> Result<()> {
         let frequency = self.registry.backup_frequency(&node.owner).await?;
-        let last_snapshot = self
+        let latest = self
             .registry
             .latest_snapshot(&node.owner, &node.node_id)
-            .await?
-            .map(|snapshot| snapshot.block_number);
-        let last = last_snapshot.max(self.unchanged_at.get(&node.node_id).copied());
+            .await?;
+        let last_block = latest.as_ref().map(|snapshot| snapshot.block_number);
+        let last = last_block.max(self.unchanged_at.get(&node.node_id).copied());
         if !snapshot_due(now, last, frequency) {
             report.not_due.push(node.node_id.clone());
             return Ok(());
         }
+        let latest_cid = latest.map(|snapshot| snapshot.cid);
+        let identity = self.keyring.identity(node)?;
         let archive_file = tempfile::NamedTempFile::new_in(&self.work_dir)?;
-        let stats = archive::pack(&node.source, BufWriter::new(archive_file.as_file()))
+        let mut encrypted = keys::encrypt_to(
+            &[identity.to_public()],
+            BufWriter::new(archive_file.as_file()),
+        )?;
+        let mut hashing = HashingWriter::new(&mut encrypted);
+        let stats = archive::pack(&node.source, &mut hashing)
             .with_context(|| format!("packing {}", node.source.display()))?;
+        let plaintext_digest = hashing.digest();
+        encrypted.finish()?.flush()?;
+        let unchanged = self.last_snapshots.get(&node.node_id).is_some_and(|last| {
+            last.plaintext_digest == plaintext_digest && Some(&last.cid) == latest_cid.as_ref()
+        });
+        if unchanged {
+            info!(node = %node.node_id, "content unchanged since the last snapshot");
+            self.unchanged_at.insert(node.node_id.clone(), now);
+            report.unchanged.push(node.node_id.clone());
+            return Ok(());
+        }
         let size = archive_file.as_file().metadata()?.len();
         let cid = self.store.put(archive_file.path()).await?.to_string();
-        let description = format!("{} files, {} bytes", stats.files, stats.content_bytes);
-        let recorded = self
-            .registry
+        let description = format!(
+            "age-encrypted tar: {} files, {} bytes",
+            stats.files, stats.content_bytes
+        );
+        self.registry
             .add_snapshot(
                 &node.owner,
                 &node.node_id,
@@ -185,19 +227,16 @@ impl<C: Chain> Bot<C> {
                 u64::from(now),
                 size,
             )
-            .await;
-        match recorded {
-            Ok(()) => {
-                info!(node = %node.node_id, %cid, size, "snapshot recorded");
-                report.snapshots.push((node.node_id.clone(), cid));
-            }
-            Err(error) if refusal(&error) == Some(ContractError::CidAlreadyRecorded) => {
-                info!(node = %node.node_id, %cid, "content unchanged: already recorded");
-                self.unchanged_at.insert(node.node_id.clone(), now);
-                report.unchanged.push(node.node_id.clone());
-            }
-            Err(error) => return Err(error),
-        }
+            .await?;
+        info!(node = %node.node_id, %cid, size, "snapshot recorded");
+        self.last_snapshots.insert(
+            node.node_id.clone(),
+            LastSnapshot {
+                cid: cid.clone(),
+                plaintext_digest,
+            },
+        );
+        report.snapshots.push((node.node_id.clone(), cid));
         Ok(())
     }
 
@@ -277,19 +316,54 @@ impl<C: Chain> Bot<C> {
         if let Err(error) = store::verify(&cid, fetched.path()) {
             return Ok(RestoreOutcome::Refused(error.to_string()));
         }
+        let identity = self.keyring.identity(node)?;
+        let ciphertext = BufReader::new(File::open(fetched.path())?);
+        let Ok(plaintext) = keys::decrypt_with(&identity, ciphertext) else {
+            return Ok(RestoreOutcome::Refused("decrypt failed".to_string()));
+        };
         let dest = node.restore_dir(request_id);
         // A previous attempt of this same request may have left a partial tree.
         if dest.exists() {
             fs::remove_dir_all(&dest)?;
         }
-        let reader = BufReader::new(File::open(fetched.path())?);
-        Ok(match archive::unpack(reader, &dest) {
+        Ok(match archive::unpack(plaintext, &dest) {
             Ok(_) => RestoreOutcome::Restored,
             Err(error) => {
                 let _ = fs::remove_dir_all(&dest);
                 RestoreOutcome::Refused(error.to_string())
             }
         })
+    }
+}
+
+/// A writer that hashes (sha2-256) what goes through it.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn digest(self) -> [u8; 32] {
+        self.hasher.finalize().into()
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.hasher.update(&buf[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -107,8 +107,8 @@ pub fn parse_account(text: &str) -> Result<AccountId32> {
         .map_err(|error| anyhow!("{text:?} is not an SS58 account address: {error:?}"))
 }
 
-/// Reads a secret URI from a file (its first line), refusing files others can read.
-pub fn read_suri_file(path: &Path) -> Result<String> {
+/// Reads a file holding a secret, refusing it when its mode lets others read it.
+pub fn read_secret_file(path: &Path) -> Result<String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -121,7 +121,12 @@ pub fn read_suri_file(path: &Path) -> Result<String> {
             mode & 0o777
         );
     }
-    let text = std::fs::read_to_string(path)?;
+    Ok(std::fs::read_to_string(path)?)
+}
+
+/// Reads a secret URI from a file (its first line), refusing files others can read.
+pub fn read_suri_file(path: &Path) -> Result<String> {
+    let text = read_secret_file(path)?;
     let suri = text.lines().next().unwrap_or("").trim().to_string();
     if suri.is_empty() {
         bail!("{} holds no secret URI", path.display());

@@ -69,7 +69,7 @@ impl DemoWorld {
             Registry::new(admin),
             store,
             vec![node.clone()],
-            work_dir.join("tmp"),
+            &work_dir.join("bot"),
         )?;
         Ok(Self {
             bot,
@@ -103,7 +103,8 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
 
     let report = world.bot.pass().await?;
     let (_, first_cid) = single(&report.snapshots, "snapshot on the first pass")?;
-    println!("3. Bot pass: snapshot recorded, CID {first_cid}");
+    println!("3. Bot pass: the folder is packed, encrypted with age to the node's key, stored,");
+    println!("   and recorded on chain under CID {first_cid}");
 
     world.advance_blocks(4);
     let report = world.bot.pass().await?;
@@ -151,16 +152,21 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
         matches!(status, Some(RestoreStatus::Fulfilled { .. })),
         "request status on chain: {status:?}"
     );
+    println!("8. Bot pass: request claimed, snapshot fetched, checked against its CID, decrypted,");
     println!(
-        "8. Bot pass: request claimed, snapshot fetched, checked against its CID, unpacked into"
+        "   unpacked into {}, and marked Fulfilled on chain.",
+        restored.display()
     );
-    println!("   {}, and marked Fulfilled on chain.", restored.display());
 
     match archive::first_difference(&world.node.source, &restored)? {
         None => println!("9. The restored tree is identical to the node's data."),
         Some(difference) => bail!("restored tree differs: {difference}"),
     }
-    println!("Content store: {}", world.store_dir.display());
+    println!(
+        "Content store (ciphertext only): {}\nThe node's age identity: {}",
+        world.store_dir.display(),
+        world.bot.keyring().path_of(&world.node).display()
+    );
     Ok(())
 }
 

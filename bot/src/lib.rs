@@ -6,6 +6,7 @@
 //! - [`store`]: content stores addressed by CID (embedded directory, Kubo RPC);
 //! - [`chain`]: the registry on a live node or on an in-process chain, behind one trait;
 //! - [`registry`]: the contract's messages the bot uses, typed;
+//! - [`keys`]: age encryption of archives and the bot's identities;
 //! - [`bot`]: one pass of snapshots and restores;
 //! - [`config`]: the configuration file;
 //! - [`demo`]: the whole flow in-process.
@@ -15,6 +16,7 @@ pub mod bot;
 pub mod chain;
 pub mod config;
 pub mod demo;
+pub mod keys;
 pub mod registry;
 pub mod store;
 pub mod unixfs;

@@ -6,9 +6,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use backup_bot::bot::{self, Bot};
 use backup_bot::chain::NodeChain;
 use backup_bot::config::{self, FileConfig};
-use backup_bot::demo;
 use backup_bot::registry::Registry;
 use backup_bot::store::{self, ContentStore, KuboStore, LocalStore};
+use backup_bot::{archive, demo, keys};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -36,6 +36,10 @@ enum Command {
     /// Deploy the registry on an in-process chain, back up a sample directory through the
     /// bot, restore it on request and check both trees are identical. Needs nothing running.
     Demo(DemoArgs),
+    /// Turn a fetched snapshot back into its tree with an age identity file (the owner's, or
+    /// the bot's from its data folder): checks the CID first when given, then decrypts and
+    /// unpacks safely.
+    Decrypt(DecryptArgs),
     /// Print the CID `ipfs add --cid-version=1` gives each file (UnixFS, 256 KiB chunks, raw
     /// leaves, balanced DAG of 174 links), computed without IPFS.
     Cid {
@@ -91,6 +95,21 @@ struct DemoArgs {
     /// Folder for the demo's node data, store and restores (emptied first).
     #[arg(long, default_value = "target/bot-demo")]
     work_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct DecryptArgs {
+    /// Age identity file (`age-keygen` format, mode 600).
+    #[arg(long)]
+    identity: PathBuf,
+    /// The CID the snapshot was recorded under: the file must match it.
+    #[arg(long)]
+    cid: Option<String>,
+    /// Folder to unpack into (created; must not exist yet).
+    #[arg(long)]
+    output: PathBuf,
+    /// The snapshot file, as fetched (for example with `ipfs get <cid>`).
+    snapshot: PathBuf,
 }
 
 /// Everything `run` needs, once file, flags and environment are merged.
@@ -171,7 +190,7 @@ impl Settings {
             Registry::new(chain),
             self.store()?,
             self.nodes.clone(),
-            self.data_dir.join("tmp"),
+            &self.data_dir,
         )?;
         bot.check_authority().await?;
         Ok(bot)
@@ -242,6 +261,34 @@ async fn serve_once(settings: &Settings, bot: &mut Option<Bot<NodeChain>>) -> Re
     Ok(())
 }
 
+/// Verifies, decrypts and unpacks a snapshot file.
+fn decrypt(args: &DecryptArgs) -> Result<()> {
+    if let Some(cid) = &args.cid {
+        let cid = cid::Cid::try_from(cid.as_str()).context("--cid")?;
+        store::verify(&cid, &args.snapshot)?;
+    }
+    if args.output.exists() {
+        bail!(
+            "{} exists already: choose a new folder",
+            args.output.display()
+        );
+    }
+    let identity = keys::read_identity(&args.identity)?;
+    let file = std::fs::File::open(&args.snapshot)
+        .with_context(|| format!("opening {}", args.snapshot.display()))?;
+    let plaintext = keys::decrypt_with(&identity, std::io::BufReader::new(file))
+        .map_err(|_| anyhow!("decrypt failed: this identity is not a recipient of the snapshot"))?;
+    let stats = archive::unpack(plaintext, &args.output)?;
+    println!(
+        "{} files, {} folders, {} bytes restored into {}",
+        stats.files,
+        stats.directories,
+        stats.content_bytes,
+        args.output.display()
+    );
+    Ok(())
+}
+
 /// Prints "<cid> <path>" for each file.
 fn print_cids(files: &[PathBuf]) -> Result<()> {
     for file in files {
@@ -274,6 +321,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => run_demo(args).await,
+        Command::Decrypt(args) => decrypt(&args),
         Command::Cid { files } => print_cids(&files),
     };
     match outcome {

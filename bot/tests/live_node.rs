@@ -10,13 +10,16 @@
 mod common;
 
 use backup_bot::archive;
+use backup_bot::bot::ServedNode;
 use backup_bot::chain::NodeChain;
+use backup_bot::keys::{self, Keyring};
 use backup_bot::registry::Registry;
-use backup_bot::unixfs;
+use backup_bot::store;
 use backup_registry::RestoreStatus;
 use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
 use ink::env::DefaultEnvironment;
 use std::fs;
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -106,11 +109,28 @@ fn run_bot_once(config: &Path) {
     );
 }
 
-/// The CID the bot must record for the tree at `root`, computed independently.
-fn expected_cid(root: &Path) -> String {
-    let mut bytes = Vec::new();
-    archive::pack(root, &mut bytes).unwrap();
-    unixfs::cid_of(&bytes[..]).unwrap().to_string()
+/// Checks that `cid` names an encrypted archive of the tree at `root`: the file under that
+/// name in the bot's store has that CID, and the node's identity decrypts it into exactly the
+/// archive of the tree.
+fn assert_snapshot_of(cid: &str, root: &Path, data_dir: &Path, node: &ServedNode) {
+    let stored = data_dir.join("store").join(cid);
+    assert_eq!(store::cid_of_file(&stored).unwrap().to_string(), cid);
+    let identity = Keyring::open(data_dir.join("keys"))
+        .unwrap()
+        .identity(node)
+        .unwrap();
+    let mut plaintext = Vec::new();
+    keys::decrypt_with(&identity, BufReader::new(fs::File::open(&stored).unwrap()))
+        .unwrap()
+        .read_to_end(&mut plaintext)
+        .unwrap();
+    let mut archive = Vec::new();
+    archive::pack(root, &mut archive).unwrap();
+    assert!(
+        plaintext == archive,
+        "the snapshot is not the archive of {}",
+        root.display()
+    );
 }
 
 #[tokio::test]
@@ -150,9 +170,17 @@ async fn live_node_round_trip() {
     for name in ["node-a", "node-b"] {
         let snapshot = owner.latest_snapshot(&bob, name).await.unwrap();
         let snapshot = snapshot.unwrap_or_else(|| panic!("no snapshot of {name} on chain"));
-        assert_eq!(
-            snapshot.cid,
-            expected_cid(&dir.path().join(name).join("data"))
+        let node = ServedNode {
+            node_id: name.to_string(),
+            owner: bob.clone(),
+            source: dir.path().join(name).join("data"),
+            restore_to: dir.path().join(name).join("restored"),
+        };
+        assert_snapshot_of(
+            &snapshot.cid,
+            &node.source,
+            &dir.path().join("bot-data"),
+            &node,
         );
     }
 

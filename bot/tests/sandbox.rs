@@ -6,9 +6,12 @@
 mod common;
 
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
+use backup_bot::keys;
 use backup_bot::store::{self, LocalStore};
 use backup_registry::RestoreStatus;
 use std::fs;
+use std::io::Write;
+use std::path::Path;
 
 /// A world whose node has one recorded snapshot, and an open restore request for it.
 async fn world_with_request(work_dir: &std::path::Path) -> (DemoWorld, u64, String) {
@@ -23,6 +26,44 @@ async fn world_with_request(work_dir: &std::path::Path) -> (DemoWorld, u64, Stri
         .await
         .unwrap();
     (world, request_id, cid)
+}
+
+/// Encrypts `plaintext` to `identity`, puts it in the world's store, and returns its CID.
+fn store_encrypted(
+    world: &DemoWorld,
+    identity: &age::x25519::Identity,
+    plaintext: &[u8],
+    scratch: &Path,
+) -> String {
+    let path = scratch.join("snapshot.age");
+    let mut writer =
+        keys::encrypt_to(&[identity.to_public()], fs::File::create(&path).unwrap()).unwrap();
+    writer.write_all(plaintext).unwrap();
+    writer.finish().unwrap();
+    let cid = store::cid_of_file(&path).unwrap();
+    fs::copy(
+        &path,
+        LocalStore::open(&world.store_dir).unwrap().path_of(&cid),
+    )
+    .unwrap();
+    cid.to_string()
+}
+
+/// Records `cid` as a snapshot of the world's node (as the bot), and has the owner request a
+/// restore of it; returns the request's id.
+async fn record_and_request(world: &mut DemoWorld, cid: &str) -> u64 {
+    let owner = world.node.owner.clone();
+    world
+        .bot
+        .registry()
+        .add_snapshot(&owner, DEMO_NODE, cid, "", 1, 2048)
+        .await
+        .unwrap();
+    world
+        .owner
+        .restore_latest_snapshot(&owner, DEMO_NODE)
+        .await
+        .unwrap()
 }
 
 async fn status_of(world: &mut DemoWorld, request_id: u64) -> RestoreStatus {
@@ -75,26 +116,14 @@ async fn archive_escaping_its_folder_fails_the_request() {
     header.set_cksum();
     let mut builder = tar::Builder::new(Vec::new());
     builder.append(&header, &b"evil"[..]).unwrap();
-    let archive = dir.path().join("evil.tar");
-    fs::write(&archive, builder.into_inner().unwrap()).unwrap();
-    let cid = store::cid_of_file(&archive).unwrap();
-    fs::copy(
-        &archive,
-        LocalStore::open(&world.store_dir).unwrap().path_of(&cid),
-    )
-    .unwrap();
-    let owner = world.node.owner.clone();
-    world
-        .bot
-        .registry()
-        .add_snapshot(&owner, DEMO_NODE, &cid.to_string(), "", 1, 2048)
-        .await
-        .unwrap();
-    let request_id = world
-        .owner
-        .restore_latest_snapshot(&owner, DEMO_NODE)
-        .await
-        .unwrap();
+    let identity = world.bot.keyring().identity(&world.node).unwrap();
+    let cid = store_encrypted(
+        &world,
+        &identity,
+        &builder.into_inner().unwrap(),
+        dir.path(),
+    );
+    let request_id = record_and_request(&mut world, &cid).await;
 
     let report = world.bot.pass().await.unwrap();
     assert_eq!(
@@ -155,4 +184,51 @@ async fn missing_content_leaves_the_request_claimed_for_a_later_pass() {
     fs::rename(&kept, &stored).unwrap();
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.fulfilled, [request_id]);
+}
+
+#[tokio::test]
+async fn snapshot_for_another_identity_fails_at_decryption() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let mut archive = Vec::new();
+    backup_bot::archive::pack(&world.node.source, &mut archive).unwrap();
+    // A well-formed snapshot under its own CID, but encrypted to someone else.
+    let stranger = age::x25519::Identity::generate();
+    let cid = store_encrypted(&world, &stranger, &archive, dir.path());
+    let request_id = record_and_request(&mut world, &cid).await;
+
+    let report = world.bot.pass().await.unwrap();
+    assert!(
+        report
+            .failed
+            .contains(&(request_id, "decrypt failed".to_string())),
+        "{report:?}"
+    );
+    assert!(!world.node.restore_dir(request_id).exists());
+}
+
+#[tokio::test]
+async fn stored_snapshots_hold_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let report = world.bot.pass().await.unwrap();
+    let stored = fs::read(world.store_dir.join(&report.snapshots[0].1)).unwrap();
+    assert!(stored.starts_with(b"age-encryption.org/v1\n"));
+    for plaintext in [
+        &b"README"[..],
+        b"deep.txt",
+        b"blob.bin",
+        b"node data",
+        b"ustar",
+    ] {
+        assert!(
+            !stored
+                .windows(plaintext.len())
+                .any(|window| window == plaintext),
+            "{} found in the stored snapshot",
+            String::from_utf8_lossy(plaintext)
+        );
+    }
 }
