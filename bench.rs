@@ -183,6 +183,14 @@ macro_rules! measure_registry {
             registry.revoke_access("node-1".into(), eve)
         );
         row!(
+            "set_backup_recipient",
+            &dave_kp,
+            registry.set_backup_recipient(
+                "node-1".into(),
+                Some("age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into())
+            )
+        );
+        row!(
             "restore_from_snapshot",
             &dave_kp,
             registry.restore_from_snapshot(capped_cid.clone())
@@ -255,6 +263,11 @@ macro_rules! measure_registry {
             "query pending_restore_requests",
             &alice,
             registry.pending_restore_requests(0, 32)
+        );
+        row!(
+            "query backup_recipient",
+            &alice,
+            registry.backup_recipient(dave, "node-1".into())
         );
         row!(
             "query backup_frequency",

@@ -25,6 +25,7 @@
 )]
 
 mod cid;
+mod recipient;
 
 pub use self::backup_registry::{
     Backup, BackupId, BackupRegistry, Config, Error, RequestId, RestoreRequest, RestoreStatus,
@@ -277,6 +278,8 @@ mod backup_registry {
         Overflow,
         /// pallet-contracts refused the new code hash (no code uploaded under it).
         CodeUpgradeFailed,
+        /// The string is not an age X25519 recipient (`age1…`, 62 characters, valid checksum).
+        InvalidRecipient,
     }
 
     /// Result of the registry's messages.
@@ -423,6 +426,20 @@ mod backup_registry {
         pub granted: bool,
     }
 
+    /// An owner registered or cleared the age recipient its backup's snapshots are also
+    /// encrypted to.
+    #[ink(event)]
+    pub struct BackupRecipientChanged {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// The new recipient, or `None` when cleared.
+        pub recipient: Option<String>,
+    }
+
     /// An account joined or left the authority set.
     #[ink(event)]
     pub struct AuthorityChanged {
@@ -502,6 +519,8 @@ mod backup_registry {
         grant_slots: Mapping<(BackupId, AccountId), u32>,
         /// Grantees of each backup, by slot `0..grant_count`.
         grantees: Mapping<(BackupId, u32), AccountId>,
+        /// Age recipient registered by the owner of each backup that has one.
+        recipients: Mapping<BackupId, String>,
         /// Backup frequency of accounts that set one, in blocks.
         frequencies: Mapping<AccountId, BlockNumber>,
         /// Id the next restore request gets.
@@ -544,6 +563,7 @@ mod backup_registry {
                 snapshot_by_cid: Mapping::default(),
                 grant_slots: Mapping::default(),
                 grantees: Mapping::default(),
+                recipients: Mapping::default(),
                 frequencies: Mapping::default(),
                 next_request_id: 0,
                 restore_requests: Mapping::default(),
@@ -722,6 +742,39 @@ mod backup_registry {
                 node_id,
                 grantee,
                 granted: false,
+            });
+            Ok(())
+        }
+
+        /// Registers (`Some`) or clears (`None`) the age X25519 recipient (`age1…`) to which
+        /// the bots also encrypt the snapshots of the caller's backup of `node_id`, so that
+        /// the owner can decrypt them without a bot. A public key only: no secret goes on
+        /// chain.
+        #[ink(message)]
+        pub fn set_backup_recipient(
+            &mut self,
+            node_id: String,
+            recipient: Option<String>,
+        ) -> Result<()> {
+            self.ensure_not_paused()?;
+            if recipient
+                .as_deref()
+                .is_some_and(|recipient| !crate::recipient::is_well_formed(recipient))
+            {
+                return Err(Error::InvalidRecipient);
+            }
+            let owner = self.env().caller();
+            let (backup_id, _) = self.backup_of(owner, &node_id)?;
+            match &recipient {
+                Some(recipient) => {
+                    self.recipients.insert(backup_id, recipient);
+                }
+                None => self.recipients.remove(backup_id),
+            }
+            self.env().emit_event(BackupRecipientChanged {
+                owner,
+                node_id,
+                recipient,
             });
             Ok(())
         }
@@ -1069,6 +1122,13 @@ mod backup_registry {
                 })
         }
 
+        /// The age recipient registered for `owner`'s backup of `node_id`, if any.
+        #[ink(message)]
+        pub fn backup_recipient(&self, owner: AccountId, node_id: String) -> Option<String> {
+            let (backup_id, _) = self.backup_of(owner, &node_id).ok()?;
+            self.recipients.get(backup_id)
+        }
+
         /// How often `account`'s backups are snapshotted, in blocks (the default when it
         /// never set one).
         #[ink(message)]
@@ -1227,6 +1287,7 @@ mod backup_registry {
                     self.close_request(request_id, request, RestoreStatus::Cancelled, backup.owner);
                 }
             }
+            self.recipients.remove(backup_id);
             self.backup_ids.remove((backup.owner, &backup.node_id));
             self.backups.remove(backup_id);
             backup.snapshot_count()

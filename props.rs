@@ -38,6 +38,13 @@ const NODES: [&str; 5] = [
 /// CIDs: eight valid ones (`cid(0..8)`), a malformed one and an oversized one.
 const CIDS: usize = 10;
 
+/// Recipients: two valid ones and a malformed one (index 2); `None` clears.
+const RECIPIENTS: [&str; 3] = [
+    "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+    "age1fckj4428g9kcnc3rexmaa8hv7r6v00c32a4j6tp6m9l4m66lma5qd4n2jw",
+    "age1-not-a-recipient",
+];
+
 fn actor(index: usize) -> AccountId {
     AccountId::from([index as u8 + 1; 32])
 }
@@ -81,6 +88,11 @@ enum Op {
         caller: usize,
         node: usize,
         grantee: usize,
+    },
+    SetRecipient {
+        caller: usize,
+        node: usize,
+        recipient: Option<usize>,
     },
     RestoreFromSnapshot {
         caller: usize,
@@ -161,6 +173,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(caller, node, grantee)| Op::Grant { caller, node, grantee }),
         2 => (owner.clone(), node.clone(), who.clone())
             .prop_map(|(caller, node, grantee)| Op::Revoke { caller, node, grantee }),
+        2 => (owner.clone(), node.clone(), prop::option::of(0..RECIPIENTS.len()))
+            .prop_map(|(caller, node, recipient)| Op::SetRecipient { caller, node, recipient }),
         8 => (owner.clone(), cid).prop_map(|(caller, cid)| Op::RestoreFromSnapshot { caller, cid }),
         6 => (owner.clone(), owner.clone(), node.clone())
             .prop_map(|(caller, owner, node)| Op::RestoreLatest { caller, owner, node }),
@@ -227,6 +241,7 @@ struct ModelBackup {
     /// CIDs kept, oldest first.
     cids: VecDeque<String>,
     grantees: BTreeSet<AccountId>,
+    recipient: Option<String>,
     open_request: Option<u64>,
 }
 
@@ -461,6 +476,20 @@ impl Model {
                 }
                 Ok(Value::Unit)
             }
+            Op::SetRecipient {
+                caller,
+                node: n,
+                recipient,
+            } => {
+                not_paused()?;
+                if recipient == Some(2) {
+                    return Err(Error::InvalidRecipient);
+                }
+                let key = (actor(caller), node(n));
+                let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
+                backup.recipient = recipient.map(|r| RECIPIENTS[r].to_string());
+                Ok(Value::Unit)
+            }
             Op::RestoreFromSnapshot { caller, cid: c } => {
                 not_paused()?;
                 if !valid_cid(c) {
@@ -602,6 +631,7 @@ impl Model {
             id,
             cids: VecDeque::new(),
             grantees: BTreeSet::new(),
+            recipient: None,
             open_request: None,
         };
         self.backups.insert((owner, node), backup);
@@ -656,6 +686,15 @@ fn run_on_contract(registry: &mut BackupRegistry, op: &Op) -> Outcome {
         } => {
             set_caller(caller);
             unit(registry.revoke_access(node(n), actor(grantee)))
+        }
+        Op::SetRecipient {
+            caller,
+            node: n,
+            recipient,
+        } => {
+            set_caller(caller);
+            let recipient = recipient.map(|r| RECIPIENTS[r].to_string());
+            unit(registry.set_backup_recipient(node(n), recipient))
         }
         Op::RestoreFromSnapshot { caller, cid } => {
             set_caller(caller);
@@ -746,6 +785,7 @@ struct Observation {
     paused: bool,
     authorities: Vec<bool>,
     backups: Vec<Option<Backup>>,
+    recipients: Vec<Option<String>>,
     snapshots: Vec<Vec<Snapshot>>,
     by_cid: Vec<Option<(Backup, Snapshot)>>,
     frequencies: Vec<u32>,
@@ -770,6 +810,10 @@ fn observe(registry: &BackupRegistry, request_ids: u64) -> Observation {
             .map(|a| registry.is_authority(actor(a)))
             .collect(),
         backups: pairs.clone().map(|(o, n)| registry.backup(o, n)).collect(),
+        recipients: pairs
+            .clone()
+            .map(|(o, n)| registry.backup_recipient(o, n))
+            .collect(),
         snapshots: pairs
             .map(|(o, n)| registry.snapshots(o, n, 0, u32::MAX).unwrap_or_default())
             .collect(),
@@ -821,6 +865,12 @@ fn check_state(
     for (index, key) in pairs.enumerate() {
         let model_backup = model.backups.get(&key);
         let backup = &seen.backups[index];
+        prop_assert_eq!(
+            seen.recipients[index].as_ref(),
+            model_backup.and_then(|b| b.recipient.as_ref()),
+            "recipient of {:?}",
+            key
+        );
         prop_assert_eq!(backup.is_some(), model_backup.is_some(), "backup {:?}", key);
         let kept: Vec<String> = seen.snapshots[index]
             .iter()
@@ -984,7 +1034,7 @@ fn generated_sequences_reach_every_success_path() {
         .filter(|kind| !succeeded.contains_key(*kind))
         .collect();
     assert!(never.is_empty(), "never succeeded: {never:?}");
-    assert_eq!(kinds.len(), 19, "every kind of step is generated");
+    assert_eq!(kinds.len(), 20, "every kind of step is generated");
 }
 
 proptest! {

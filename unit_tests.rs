@@ -570,6 +570,76 @@ fn grant_errors_leave_storage_unchanged() {
     });
 }
 
+/// A well-formed age recipient (made by `age-keygen`).
+const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+#[ink::test]
+fn owner_sets_and_clears_the_backup_recipient() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.django);
+    registry.create_backup(NODE.into(), String::new()).unwrap();
+    assert_eq!(registry.backup_recipient(a.django, NODE.into()), None);
+    registry
+        .set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        .unwrap();
+    let event: BackupRecipientChanged = last_event();
+    assert_eq!(
+        (
+            event.owner,
+            event.node_id.as_str(),
+            event.recipient.as_deref()
+        ),
+        (a.django, NODE, Some(RECIPIENT))
+    );
+    assert_eq!(
+        registry.backup_recipient(a.django, NODE.into()).as_deref(),
+        Some(RECIPIENT)
+    );
+    registry.set_backup_recipient(NODE.into(), None).unwrap();
+    let event: BackupRecipientChanged = last_event();
+    assert_eq!(event.recipient, None);
+    assert_eq!(registry.backup_recipient(a.django, NODE.into()), None);
+}
+
+#[ink::test]
+fn recipient_errors_leave_storage_unchanged() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.django);
+    registry.create_backup(NODE.into(), String::new()).unwrap();
+    registry
+        .set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        .unwrap();
+    let secret = "AGE-SECRET-KEY-1GQ9778VQXMMJVE8SK7J6VT8UJ4HDQAJUVSFCWCM02D8GEWQ72PVQ2Y5J33";
+    for bad in ["", "age1", &RECIPIENT.replacen('q', "p", 1), secret] {
+        assert_fails_unchanged(&mut registry, Error::InvalidRecipient, |r| {
+            r.set_backup_recipient(NODE.into(), Some(bad.into()))
+        });
+    }
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.set_backup_recipient(OTHER_NODE.into(), None)
+    });
+    // Only the owner: a grantee or a stranger has no backup of its own named NODE.
+    registry.grant_access(NODE.into(), a.eve).unwrap();
+    for caller in [a.eve, a.frank, a.bob, a.alice] {
+        set_caller(caller);
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.set_backup_recipient(NODE.into(), None)
+        });
+    }
+    assert_eq!(
+        registry.backup_recipient(a.django, NODE.into()).as_deref(),
+        Some(RECIPIENT)
+    );
+    set_caller(a.alice);
+    registry.set_paused(true).unwrap();
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.set_backup_recipient(NODE.into(), None)
+    });
+}
+
 // ----- Restore requests -----
 
 #[ink::test]
@@ -843,6 +913,9 @@ fn delete_backup_leaves_no_trace() {
     set_caller(a.django);
     registry.grant_access(NODE.into(), a.eve).unwrap();
     registry.grant_access(NODE.into(), a.frank).unwrap();
+    registry
+        .set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        .unwrap();
     assert!(used_cells() > cells_before);
     assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
         r.delete_backup(OTHER_NODE.into())
@@ -869,6 +942,7 @@ fn delete_backup_leaves_no_trace() {
     assert_eq!(registry.snapshot_by_cid(cid(1)), None);
     assert_eq!(registry.snapshot_by_cid(cid(2)), None);
     assert!(!registry.has_access(a.django, NODE.into(), a.eve));
+    assert_eq!(registry.backup_recipient(a.django, NODE.into()), None);
     // The backup can be created again, from scratch.
     registry.create_backup(NODE.into(), String::new()).unwrap();
     assert_eq!(

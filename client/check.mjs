@@ -13,6 +13,7 @@ const bundlePath = new URL('../target/ink/backup_registry.contract', import.meta
 const bundle = JSON.parse(readFileSync(bundlePath, 'utf8'));
 const CID = (n) => `f01551220${n.toString(16).padStart(64, '0')}`;
 const NODE = 'node-1';
+const RECIPIENT = 'age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p';
 
 const api = await ApiPromise.create({ provider: new WsProvider(url), noInitWarn: true });
 const keyring = new Keyring({ type: 'sr25519' });
@@ -141,6 +142,10 @@ if (kept.ok.length !== 2) fail('retention should keep 2 snapshots');
 await read('latestSnapshot', bob.address, NODE);
 await read('snapshotByCid', CID(3));
 if (!(await read('hasAccess', bob.address, NODE, charlie.address))) fail('charlie has access');
+await call(bob, 'setBackupRecipient', NODE, RECIPIENT);
+if ((await read('backupRecipient', bob.address, NODE)) !== RECIPIENT) fail('recipient not stored');
+await refused(bob, 'setBackupRecipient', 'InvalidRecipient', NODE, 'age1-not-a-recipient');
+await call(bob, 'setBackupRecipient', NODE, null);
 
 // ---- Restore lifecycle ----
 await refused(dave, 'restoreFromSnapshot', 'NotBackupOwner', CID(3));

@@ -101,6 +101,8 @@ struct LastSnapshot {
     cid: String,
     /// sha2-256 of its plaintext archive.
     plaintext_digest: [u8; 32],
+    /// The recipients it was encrypted to.
+    recipients: Vec<String>,
 }
 
 /// The bot: a registry handle, a content store, its keys and the nodes it serves.
@@ -192,19 +194,27 @@ impl<C: Chain> Bot<C> {
             return Ok(());
         }
         let latest_cid = latest.map(|snapshot| snapshot.cid);
-        let identity = self.keyring.identity(node)?;
+        let mut recipients = vec![self.keyring.identity(node)?.to_public()];
+        if let Some(owner_recipient) = self
+            .registry
+            .backup_recipient(&node.owner, &node.node_id)
+            .await?
+        {
+            recipients.push(keys::parse_recipient(&owner_recipient)?);
+        }
+        let recipient_names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
         let archive_file = tempfile::NamedTempFile::new_in(&self.work_dir)?;
-        let mut encrypted = keys::encrypt_to(
-            &[identity.to_public()],
-            BufWriter::new(archive_file.as_file()),
-        )?;
+        let mut encrypted = keys::encrypt_to(&recipients, BufWriter::new(archive_file.as_file()))?;
         let mut hashing = HashingWriter::new(&mut encrypted);
         let stats = archive::pack(&node.source, &mut hashing)
             .with_context(|| format!("packing {}", node.source.display()))?;
         let plaintext_digest = hashing.digest();
         encrypted.finish()?.flush()?;
+        // Unchanged: same plaintext, same recipients, and still the latest snapshot on chain.
         let unchanged = self.last_snapshots.get(&node.node_id).is_some_and(|last| {
-            last.plaintext_digest == plaintext_digest && Some(&last.cid) == latest_cid.as_ref()
+            last.plaintext_digest == plaintext_digest
+                && last.recipients == recipient_names
+                && Some(&last.cid) == latest_cid.as_ref()
         });
         if unchanged {
             info!(node = %node.node_id, "content unchanged since the last snapshot");
@@ -234,6 +244,7 @@ impl<C: Chain> Bot<C> {
             LastSnapshot {
                 cid: cid.clone(),
                 plaintext_digest,
+                recipients: recipient_names,
             },
         );
         report.snapshots.push((node.node_id.clone(), cid));

@@ -4,11 +4,11 @@
 //! authority, lets Bob own a node whose data is a sample tree, runs the bot's passes as
 //! blocks go by, has Bob request a restore, and checks the restored tree is identical.
 
-use crate::archive;
 use crate::bot::{Bot, ServedNode};
 use crate::chain::SandboxChain;
 use crate::registry::Registry;
 use crate::store::{ContentStore, LocalStore};
+use crate::{archive, keys};
 use anyhow::{bail, ensure, Result};
 use backup_registry::RestoreStatus;
 use std::fs;
@@ -94,17 +94,27 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
     println!("1. Registry deployed in-process; Alice is admin and the bot's authority.");
     world.bot.check_authority().await?;
 
+    world.owner.create_backup(DEMO_NODE, "demo node").await?;
     world.owner.set_backup_frequency(10).await?;
     write_sample_tree(&world.node.source)?;
+    let bob_identity = age::x25519::Identity::generate();
+    let bob_identity_file = work_dir.join("bob.age-identity");
+    keys::write_identity(&bob_identity_file, &bob_identity, "Bob's own key")?;
+    let bob_recipient = bob_identity.to_public().to_string();
+    world
+        .owner
+        .set_backup_recipient(DEMO_NODE, Some(&bob_recipient))
+        .await?;
     println!(
-        "2. Bob owns node {DEMO_NODE:?}, data in {}, and asks for a snapshot every 10 blocks.",
+        "2. Bob opts node {DEMO_NODE:?} in (data in {}), asks for a snapshot every 10 blocks,",
         world.node.source.display()
     );
+    println!("   and registers his own age recipient {bob_recipient} on chain.");
 
     let report = world.bot.pass().await?;
     let (_, first_cid) = single(&report.snapshots, "snapshot on the first pass")?;
-    println!("3. Bot pass: the folder is packed, encrypted with age to the node's key, stored,");
-    println!("   and recorded on chain under CID {first_cid}");
+    println!("3. Bot pass: the folder is packed, encrypted with age to the node's key and Bob's,");
+    println!("   stored, and recorded on chain under CID {first_cid}");
 
     world.advance_blocks(4);
     let report = world.bot.pass().await?;
@@ -161,6 +171,19 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
     match archive::first_difference(&world.node.source, &restored)? {
         None => println!("9. The restored tree is identical to the node's data."),
         Some(difference) => bail!("restored tree differs: {difference}"),
+    }
+
+    // The owner, without the bot: his own identity file and the stored ciphertext.
+    let stored = world.store_dir.join(second_cid);
+    let own_copy = work_dir.join("decrypted-by-bob");
+    let identity = keys::read_identity(&bob_identity_file)?;
+    let ciphertext = std::io::BufReader::new(fs::File::open(&stored)?);
+    archive::unpack(keys::decrypt_with(&identity, ciphertext)?, &own_copy)?;
+    match archive::first_difference(&world.node.source, &own_copy)? {
+        None => println!(
+            "10. Bob decrypts snapshot {second_cid} with his own key, without the bot: identical."
+        ),
+        Some(difference) => bail!("Bob's own decryption differs: {difference}"),
     }
     println!(
         "Content store (ciphertext only): {}\nThe node's age identity: {}",

@@ -46,23 +46,35 @@ impl Keyring {
             return read_identity(&path);
         }
         let identity = age::x25519::Identity::generate();
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        writeln!(
-            file,
-            "# backup-bot identity of node {:?} of {}\n# public key: {}\n{}",
-            node.node_id,
-            node.owner,
-            identity.to_public(),
-            identity.to_string().expose_secret()
+        write_identity(
+            &path,
+            &identity,
+            &format!(
+                "backup-bot identity of node {:?} of {}",
+                node.node_id, node.owner
+            ),
         )?;
-        file.sync_all()?;
         Ok(identity)
     }
+}
+
+/// Writes `identity` to a new file at `path` (mode 0600) in `age-keygen`'s format, with
+/// `comment` and its public key as comment lines.
+pub fn write_identity(path: &Path, identity: &age::x25519::Identity, comment: &str) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    writeln!(
+        file,
+        "# {comment}\n# public key: {}\n{}",
+        identity.to_public(),
+        identity.to_string().expose_secret()
+    )?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// Reads an identity file in `age-keygen`'s format, refusing files others can read.

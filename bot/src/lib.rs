@@ -9,9 +9,11 @@
 //! - [`keys`]: age encryption of archives and the bot's identities;
 //! - [`bot`]: one pass of snapshots and restores;
 //! - [`config`]: the configuration file;
-//! - [`demo`]: the whole flow in-process.
+//! - [`demo`]: the whole flow in-process;
+//! - [`bench`]: throughput of the snapshot pipeline next to `sha256sum` and restic.
 
 pub mod archive;
+pub mod bench;
 pub mod bot;
 pub mod chain;
 pub mod config;

@@ -8,7 +8,7 @@ use backup_bot::chain::NodeChain;
 use backup_bot::config::{self, FileConfig};
 use backup_bot::registry::Registry;
 use backup_bot::store::{self, ContentStore, KuboStore, LocalStore};
-use backup_bot::{archive, demo, keys};
+use backup_bot::{archive, bench, demo, keys};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -40,6 +40,16 @@ enum Command {
     /// the bot's from its data folder): checks the CID first when given, then decrypts and
     /// unpacks safely.
     Decrypt(DecryptArgs),
+    /// Measure the snapshot pipeline (pack, encrypt, CID, store) on a generated tree, next to
+    /// `sha256sum` and `restic backup` of the same tree. Build with --release.
+    Bench {
+        /// Size of the generated tree, in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: usize,
+        /// Folder for the tree, the store and the restic repository (emptied first).
+        #[arg(long, default_value = "target/bot-bench")]
+        work_dir: PathBuf,
+    },
     /// Print the CID `ipfs add --cid-version=1` gives each file (UnixFS, 256 KiB chunks, raw
     /// leaves, balanced DAG of 174 links), computed without IPFS.
     Cid {
@@ -322,6 +332,7 @@ async fn main() -> std::process::ExitCode {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => run_demo(args).await,
         Command::Decrypt(args) => decrypt(&args),
+        Command::Bench { size_mib, work_dir } => bench::run(size_mib, &work_dir).await,
         Command::Cid { files } => print_cids(&files),
     };
     match outcome {

@@ -125,6 +125,16 @@ impl<C: Chain> Registry<C> {
             .await
     }
 
+    /// The age recipient `owner` registered for the backup of `node_id`, if any.
+    pub async fn backup_recipient(
+        &mut self,
+        owner: &AccountId32,
+        node_id: &str,
+    ) -> Result<Option<String>> {
+        self.query("backup_recipient", &[account(owner), text(node_id)])
+            .await
+    }
+
     /// The backup frequency of `owner`, in blocks.
     pub async fn backup_frequency(&mut self, owner: &AccountId32) -> Result<u32> {
         self.query("backup_frequency", &[account(owner)]).await
@@ -213,6 +223,24 @@ impl<C: Chain> Registry<C> {
             &[frequency.to_string()],
         )
         .await
+    }
+
+    /// Opts the caller's node `node_id` in for backups.
+    pub async fn create_backup(&mut self, node_id: &str, description: &str) -> Result<()> {
+        self.call("create_backup", &[text(node_id), text(description)])
+            .await
+    }
+
+    /// Registers (or clears) the caller's age recipient for its backup of `node_id`.
+    pub async fn set_backup_recipient(
+        &mut self,
+        node_id: &str,
+        recipient: Option<&str>,
+    ) -> Result<()> {
+        let recipient =
+            recipient.map_or_else(|| "None".to_string(), |r| format!("Some({})", text(r)));
+        self.call("set_backup_recipient", &[text(node_id), recipient])
+            .await
     }
 
     /// Requests a restore of the newest snapshot of `owner`'s backup of `node_id`.
