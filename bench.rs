@@ -311,7 +311,7 @@ async fn bench<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
         })
         .collect();
     let release_wasm = release_wasm_size()?;
-    // A typical CIDv1 (base32, raw leaves, sha2-256): 59 characters.
+    // A typical CIDv1 (base32, raw leaves, sha2-256).
     let typical_cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku".to_string();
     let snapshot = Snapshot {
         cid: typical_cid.clone(),
@@ -374,13 +374,15 @@ async fn bench<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
     }
     let _ = writeln!(
         table,
-        "\nStored per snapshot with a 59-character CID and no description: value {} bytes + \
+        "\nStored per snapshot with a {}-character CID and no description: value {} bytes + \
          key {} bytes; its CID index entry: value {} bytes + key {} bytes. Deposits are in the \
-         sandbox runtime's units (negative: refunded); the benchmark's CIDs have 73 characters.",
+         sandbox runtime's units (negative: refunded); the benchmark's CIDs have {} characters.",
+        typical_cid.len(),
         snapshot.encode().len(),
         snapshot_key,
         index_value,
-        index_key
+        index_key,
+        bench_cid(0, 0).len()
     );
     println!("{table}");
     std::fs::create_dir_all("target/bench")?;

@@ -4,13 +4,16 @@
 //! matches the bytes that follow:
 //! - CIDv0: 46 characters of base58btc starting with `Qm`, i.e. a sha2-256 multihash
 //!   (`0x12 0x20` + 32 bytes).
-//! - CIDv1: a multibase prefix (`b` base32 lower case, `B` base32 upper case, `z` base58btc,
-//!   `f` base16 lower case, `F` base16 upper case) followed by
+//! - CIDv1: multibase `b` (base32, lower case, no padding) of
 //!   `varint(1) varint(codec) varint(hash code) varint(digest length) digest`.
+//!
+//! Only these canonical string forms are accepted (those `ipfs add` prints): a CID has one
+//! string, so the registry's CID index cannot hold the same snapshot twice under two
+//! multibase spellings.
 
 use ink::prelude::vec::Vec;
 
-/// The Bitcoin base58 alphabet used by CIDv0 and multibase `z`.
+/// The Bitcoin base58 alphabet of CIDv0.
 const BASE58_ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
 /// Longest digest a multihash may declare here (sha2-512, blake2b-512 and friends fit).
@@ -22,18 +25,10 @@ pub fn is_well_formed(cid: &str) -> bool {
     if bytes.len() == 46 && cid.starts_with("Qm") {
         return decode_base58(bytes).is_some_and(|raw| is_v0_multihash(&raw));
     }
-    let Some((&prefix, body)) = bytes.split_first() else {
-        return false;
-    };
-    let decoded = match prefix {
-        b'b' => decode_base32(body, b'a'),
-        b'B' => decode_base32(body, b'A'),
-        b'z' => decode_base58(body),
-        b'f' => decode_base16(body, b'a'),
-        b'F' => decode_base16(body, b'A'),
-        _ => None,
-    };
-    decoded.is_some_and(|raw| is_v1_binary(&raw))
+    bytes
+        .strip_prefix(b"b")
+        .and_then(decode_base32)
+        .is_some_and(|raw| is_v1_binary(&raw))
 }
 
 /// A CIDv0 is exactly a sha2-256 multihash.
@@ -75,15 +70,15 @@ fn read_varint(input: &mut &[u8]) -> Option<u64> {
     None
 }
 
-/// RFC 4648 base32 without padding, in the case whose letters start at `letter_a`.
-fn decode_base32(text: &[u8], letter_a: u8) -> Option<Vec<u8>> {
+/// RFC 4648 base32, lower case, without padding.
+fn decode_base32(text: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());
     // Holds fewer than 8 pending bits between symbols, so the shifts below never overflow.
     let mut buffer: u32 = 0;
     let mut bits: u32 = 0;
     for &symbol in text {
         let value = match symbol {
-            s if (letter_a..=letter_a.wrapping_add(25)).contains(&s) => s.wrapping_sub(letter_a),
+            b'a'..=b'z' => symbol.wrapping_sub(b'a'),
             b'2'..=b'7' => symbol.wrapping_sub(b'2').wrapping_add(26),
             _ => return None,
         };
@@ -97,23 +92,6 @@ fn decode_base32(text: &[u8], letter_a: u8) -> Option<Vec<u8>> {
     }
     // Leftover bits are padding and must be zero (a canonical encoding).
     (bits < 5 && buffer == 0).then_some(out)
-}
-
-/// Base16 of the case whose letters start at `letter_a`.
-fn decode_base16(text: &[u8], letter_a: u8) -> Option<Vec<u8>> {
-    let nibble = |symbol: u8| match symbol {
-        b'0'..=b'9' => Some(symbol.wrapping_sub(b'0')),
-        s if (letter_a..=letter_a.wrapping_add(5)).contains(&s) => {
-            Some(s.wrapping_sub(letter_a).wrapping_add(10))
-        }
-        _ => None,
-    };
-    if text.len() & 1 != 0 {
-        return None;
-    }
-    text.chunks_exact(2)
-        .map(|pair| Some(nibble(pair[0])?.wrapping_shl(4) | nibble(pair[1])?))
-        .collect()
 }
 
 /// Base58btc (big-endian base conversion; inputs are short, so quadratic time is fine).
@@ -162,15 +140,6 @@ mod tests {
         assert!(is_well_formed(
             "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
         ));
-        assert!(is_well_formed(
-            "BAFKREIHDWDCEFGH4DQKJV67UZCMW7OJEE6XEDZDETOJUZJEVTENXQUVYKU"
-        ));
-        assert!(is_well_formed(
-            "f01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        ));
-        assert!(is_well_formed(
-            "zb2rhe5P4gXftAwvA4eXQ5HJwsER2owDyS9sKaQRRVQPn93bA"
-        ));
     }
 
     #[test]
@@ -189,14 +158,18 @@ mod tests {
             "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyk1",
             // Mixed case base32.
             "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyKU",
-            // Unknown multibase prefix.
+            // The empty file's CID in other multibases than base32 lower case: base32 upper,
+            // base58btc, base16, base64. A CID has one accepted string.
+            "BAFKREIHDWDCEFGH4DQKJV67UZCMW7OJEE6XEDZDETOJUZJEVTENXQUVYKU",
+            "zb2rhe5P4gXftAwvA4eXQ5HJwsER2owDyS9sKaQRRVQPn93bA",
+            "f01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
             "mAXASIOOwxEKY/BwUmvv0yJlvuSQnrkHkZJuTTKSVmRt4UrhV",
             // Version 2.
-            "f02551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-            // Odd-length base16.
-            "f01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85",
+            "bajkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
             // Trailing bytes after the digest.
-            "f01551220e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85500",
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvykuaa",
+            // Non-zero padding bits in the last symbol.
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvykv",
         ] {
             assert!(!is_well_formed(bad), "accepted {bad:?}");
         }

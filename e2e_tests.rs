@@ -241,7 +241,7 @@ scenario! {
         if let Some(granted) = event::<AccessChanged>(&events, 0) {
             assert_eq!((granted.owner, granted.grantee, granted.granted), (dave, eve, true));
         }
-        assert!(query!(client, registry.has_access(dave, NODE.into(), eve)));
+        assert_eq!(query!(client, registry.grantees(dave, NODE.into())), vec![eve]);
 
         submit!(
             client,
@@ -321,8 +321,8 @@ scenario! {
             );
             assert_eq!(result, Ok(()));
             if n == cap + 1 {
-                if let Some(pruned) = event::<SnapshotPruned>(&events, 0) {
-                    assert_eq!((pruned.owner, pruned.cid), (dave, cid(1)));
+                if let Some(added) = event::<SnapshotAdded>(&events, 0) {
+                    assert_eq!((added.cid, added.pruned_cid), (cid(n), Some(cid(1))));
                 }
             }
         }
@@ -387,7 +387,7 @@ scenario! {
         assert!(query!(client, registry.backups_of(dave)).is_empty());
         assert_eq!(query!(client, registry.snapshot_by_cid(cid(1))), None);
         assert_eq!(query!(client, registry.snapshot_by_cid(cid(2))), None);
-        assert!(!query!(client, registry.has_access(dave, NODE.into(), eve)));
+        assert!(query!(client, registry.grantees(dave, NODE.into())).is_empty());
         Ok(())
     }
 }

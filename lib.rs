@@ -118,10 +118,6 @@ mod backup_registry {
         pub first_seq: SnapshotSeq,
         /// Sequence number the next snapshot will get; `next_seq - first_seq` are kept.
         pub next_seq: SnapshotSeq,
-        /// Number of accounts granted restore rights.
-        pub grant_count: u32,
-        /// Position of this backup in its owner's list of backups.
-        pub owner_slot: u32,
         /// The restore request of this backup that is still pending or in progress, if any.
         pub open_request: Option<RequestId>,
     }
@@ -318,6 +314,9 @@ mod backup_registry {
         pub request_id: u64,
         /// Size of the archive in bytes.
         pub size_bytes: u64,
+        /// CID of the oldest snapshot, pruned to keep the retention limit (no longer
+        /// restorable), if one was.
+        pub pruned_cid: Option<String>,
     }
 
     /// An existing backup received a new snapshot.
@@ -331,19 +330,6 @@ mod backup_registry {
         pub node_id: String,
         /// Snapshots now kept.
         pub snapshot_count: u32,
-    }
-
-    /// The oldest snapshot of a backup was pruned to keep the retention limit.
-    #[ink(event)]
-    pub struct SnapshotPruned {
-        /// Owner of the backup.
-        #[ink(topic)]
-        pub owner: AccountId,
-        /// The node backed up.
-        #[ink(topic)]
-        pub node_id: String,
-        /// CID of the pruned snapshot (no longer restorable).
-        pub cid: String,
     }
 
     /// A backup and all its snapshots and grants were deleted by its owner.
@@ -507,18 +493,15 @@ mod backup_registry {
         backups: Mapping<BackupId, Backup>,
         /// Backup id by owner and node id.
         backup_ids: Mapping<(AccountId, String), BackupId>,
-        /// Number of backups of each account.
-        owner_backup_count: Mapping<AccountId, u32>,
-        /// The backups of each account, by slot `0..owner_backup_count`.
-        owner_backups: Mapping<(AccountId, u32), BackupId>,
+        /// The backups of each account that has any (at most `max_backups_per_account`).
+        owner_backups: Mapping<AccountId, Vec<BackupId>>,
         /// Snapshots by backup and sequence number.
         snapshots: Mapping<(BackupId, SnapshotSeq), Snapshot>,
         /// CID index: where the snapshot with that CID lives.
         snapshot_by_cid: Mapping<String, SnapshotRef>,
-        /// Slot of each grantee in its backup's grantee list.
-        grant_slots: Mapping<(BackupId, AccountId), u32>,
-        /// Grantees of each backup, by slot `0..grant_count`.
-        grantees: Mapping<(BackupId, u32), AccountId>,
+        /// Accounts granted restore rights on each backup that has any (at most
+        /// `MAX_GRANTS_PER_BACKUP`).
+        grantees: Mapping<BackupId, Vec<AccountId>>,
         /// Age recipient registered by the owner of each backup that has one.
         recipients: Mapping<BackupId, String>,
         /// Backup frequency of accounts that set one, in blocks.
@@ -557,11 +540,9 @@ mod backup_registry {
                 next_backup_id: 0,
                 backups: Mapping::default(),
                 backup_ids: Mapping::default(),
-                owner_backup_count: Mapping::default(),
                 owner_backups: Mapping::default(),
                 snapshots: Mapping::default(),
                 snapshot_by_cid: Mapping::default(),
-                grant_slots: Mapping::default(),
                 grantees: Mapping::default(),
                 recipients: Mapping::default(),
                 frequencies: Mapping::default(),
@@ -698,18 +679,16 @@ mod backup_registry {
         pub fn grant_access(&mut self, node_id: String, grantee: AccountId) -> Result<()> {
             self.ensure_not_paused()?;
             let owner = self.env().caller();
-            let (backup_id, mut backup) = self.backup_of(owner, &node_id)?;
-            if grantee == owner || self.grant_slots.contains((backup_id, grantee)) {
+            let (backup_id, _) = self.backup_of(owner, &node_id)?;
+            let mut grantees = self.grantees.get(backup_id).unwrap_or_default();
+            if grantee == owner || grantees.contains(&grantee) {
                 return Err(Error::AccessAlreadyGranted);
             }
-            if backup.grant_count >= MAX_GRANTS_PER_BACKUP {
+            if grantees.len() >= MAX_GRANTS_PER_BACKUP as usize {
                 return Err(Error::TooManyGrants);
             }
-            let slot = backup.grant_count;
-            backup.grant_count = slot.checked_add(1).ok_or(Error::Overflow)?;
-            self.grant_slots.insert((backup_id, grantee), &slot);
-            self.grantees.insert((backup_id, slot), &grantee);
-            self.backups.insert(backup_id, &backup);
+            grantees.push(grantee);
+            self.grantees.insert(backup_id, &grantees);
             self.env().emit_event(AccessChanged {
                 owner,
                 node_id,
@@ -724,19 +703,14 @@ mod backup_registry {
         pub fn revoke_access(&mut self, node_id: String, grantee: AccountId) -> Result<()> {
             self.ensure_not_paused()?;
             let owner = self.env().caller();
-            let (backup_id, mut backup) = self.backup_of(owner, &node_id)?;
-            let slot = take_entry(&mut self.grant_slots, (backup_id, grantee))
+            let (backup_id, _) = self.backup_of(owner, &node_id)?;
+            let mut grantees = self.grantees.get(backup_id).unwrap_or_default();
+            let position = grantees
+                .iter()
+                .position(|granted| *granted == grantee)
                 .ok_or(Error::AccessNotFound)?;
-            // Move the last grantee into the freed slot.
-            let last = backup.grant_count.saturating_sub(1);
-            if let Some(moved) = take_entry(&mut self.grantees, (backup_id, last)) {
-                if slot != last {
-                    self.grantees.insert((backup_id, slot), &moved);
-                    self.grant_slots.insert((backup_id, moved), &slot);
-                }
-            }
-            backup.grant_count = last;
-            self.backups.insert(backup_id, &backup);
+            grantees.swap_remove(position);
+            store_list(&mut self.grantees, backup_id, &grantees);
             self.env().emit_event(AccessChanged {
                 owner,
                 node_id,
@@ -838,20 +812,9 @@ mod backup_registry {
             self.ensure_not_paused()?;
             let owner = self.env().caller();
             let (backup_id, backup) = self.backup_of(owner, &node_id)?;
-            let count = self.owner_backup_count.get(owner).unwrap_or(0);
-            let last = count.saturating_sub(1);
-            // Move the owner's last backup into the freed slot.
-            if let Some(moved_id) = take_entry(&mut self.owner_backups, (owner, last)) {
-                if backup.owner_slot != last {
-                    self.owner_backups
-                        .insert((owner, backup.owner_slot), &moved_id);
-                    if let Some(mut moved) = self.backups.get(moved_id) {
-                        moved.owner_slot = backup.owner_slot;
-                        self.backups.insert(moved_id, &moved);
-                    }
-                }
-            }
-            self.set_owner_backup_count(owner, last);
+            let mut owned = self.owner_backups.get(owner).unwrap_or_default();
+            owned.retain(|id| *id != backup_id);
+            store_list(&mut self.owner_backups, owner, &owned);
             let snapshot_count = self.remove_backup(backup_id, &backup);
             self.env().emit_event(BackupDeleted {
                 owner,
@@ -866,18 +829,15 @@ mod backup_registry {
         pub fn delete_user_storage(&mut self) -> Result<()> {
             self.ensure_not_paused()?;
             let account = self.env().caller();
-            let backup_count = take_entry(&mut self.owner_backup_count, account).unwrap_or(0);
-            for slot in 0..backup_count {
-                let Some(backup_id) = take_entry(&mut self.owner_backups, (account, slot)) else {
-                    continue;
-                };
+            let owned = take_entry(&mut self.owner_backups, account).unwrap_or_default();
+            for &backup_id in &owned {
                 if let Some(backup) = self.backups.get(backup_id) {
                     self.remove_backup(backup_id, &backup);
                 }
             }
             self.env().emit_event(UserStorageDeleted {
                 account,
-                backup_count,
+                backup_count: u32::try_from(owned.len()).map_err(|_| Error::Overflow)?,
             });
             Ok(())
         }
@@ -915,8 +875,9 @@ mod backup_registry {
             let pruned = if backup.snapshot_count() > self.config.max_snapshots_per_backup {
                 let oldest = backup.first_seq;
                 backup.first_seq = oldest.checked_add(1).ok_or(Error::Overflow)?;
-                take_entry(&mut self.snapshots, (backup_id, oldest)).inspect(|snapshot| {
+                take_entry(&mut self.snapshots, (backup_id, oldest)).map(|snapshot| {
                     self.snapshot_by_cid.remove(&snapshot.cid);
+                    snapshot.cid
                 })
             } else {
                 None
@@ -933,13 +894,6 @@ mod backup_registry {
             self.snapshot_by_cid
                 .insert(&snapshot_cid, &SnapshotRef { backup_id, seq });
             self.backups.insert(backup_id, &backup);
-            if let Some(pruned) = pruned {
-                self.env().emit_event(SnapshotPruned {
-                    owner: account_id,
-                    node_id: node_id.clone(),
-                    cid: pruned.cid,
-                });
-            }
             self.env().emit_event(SnapshotAdded {
                 owner: account_id,
                 node_id: node_id.clone(),
@@ -948,6 +902,7 @@ mod backup_registry {
                 seq,
                 request_id,
                 size_bytes,
+                pruned_cid: pruned,
             });
             if existing.is_some() {
                 self.env().emit_event(BackupUpdated {
@@ -1068,9 +1023,10 @@ mod backup_registry {
         /// All backups of `owner` (at most `max_backups_per_account`).
         #[ink(message)]
         pub fn backups_of(&self, owner: AccountId) -> Vec<Backup> {
-            let count = self.owner_backup_count.get(owner).unwrap_or(0);
-            (0..count)
-                .filter_map(|slot| self.owner_backups.get((owner, slot)))
+            self.owner_backups
+                .get(owner)
+                .unwrap_or_default()
+                .into_iter()
                 .filter_map(|backup_id| self.backups.get(backup_id))
                 .collect()
         }
@@ -1112,14 +1068,14 @@ mod backup_registry {
             Some((backup, snapshot))
         }
 
-        /// Whether `account` may request restores of `owner`'s backup of `node_id`.
+        /// The accounts besides the owner that may request restores of `owner`'s backup of
+        /// `node_id` (at most `MAX_GRANTS_PER_BACKUP`; empty when there is no such backup).
         #[ink(message)]
-        pub fn has_access(&self, owner: AccountId, node_id: String, account: AccountId) -> bool {
+        pub fn grantees(&self, owner: AccountId, node_id: String) -> Vec<AccountId> {
             self.backup_ids
                 .get((owner, &node_id))
-                .is_some_and(|backup_id| {
-                    account == owner || self.grant_slots.contains((backup_id, account))
-                })
+                .and_then(|backup_id| self.grantees.get(backup_id))
+                .unwrap_or_default()
         }
 
         /// The age recipient registered for `owner`'s backup of `node_id`, if any.
@@ -1230,14 +1186,14 @@ mod backup_registry {
             node_id: String,
             description: String,
         ) -> Result<(BackupId, Backup)> {
-            let owned = self.owner_backup_count.get(owner).unwrap_or(0);
-            if owned >= self.config.max_backups_per_account {
+            let mut owned = self.owner_backups.get(owner).unwrap_or_default();
+            if owned.len() >= self.config.max_backups_per_account as usize {
                 return Err(Error::TooManyBackups);
             }
             let backup_id = self.next_backup_id;
             self.next_backup_id = backup_id.checked_add(1).ok_or(Error::Overflow)?;
-            self.set_owner_backup_count(owner, owned.checked_add(1).ok_or(Error::Overflow)?);
-            self.owner_backups.insert((owner, owned), &backup_id);
+            owned.push(backup_id);
+            self.owner_backups.insert(owner, &owned);
             self.backup_ids.insert((owner, &node_id), &backup_id);
             let backup = Backup {
                 owner,
@@ -1246,8 +1202,6 @@ mod backup_registry {
                 created_at: self.env().block_number(),
                 first_seq: 0,
                 next_seq: 0,
-                grant_count: 0,
-                owner_slot: owned,
                 open_request: None,
             };
             self.backups.insert(backup_id, &backup);
@@ -1259,15 +1213,6 @@ mod backup_registry {
             Ok((backup_id, backup))
         }
 
-        /// Stores an account's backup count, dropping the entry at zero.
-        fn set_owner_backup_count(&mut self, owner: AccountId, count: u32) {
-            if count == 0 {
-                self.owner_backup_count.remove(owner);
-            } else {
-                self.owner_backup_count.insert(owner, &count);
-            }
-        }
-
         /// Removes a backup's snapshots, CID index entries, grants, id entries and record,
         /// and cancels its open request. Leaves the owner's backup list to the caller.
         /// Returns the number of snapshots removed.
@@ -1277,11 +1222,7 @@ mod backup_registry {
                     self.snapshot_by_cid.remove(&snapshot.cid);
                 }
             }
-            for slot in 0..backup.grant_count {
-                if let Some(grantee) = take_entry(&mut self.grantees, (backup_id, slot)) {
-                    self.grant_slots.remove((backup_id, grantee));
-                }
-            }
+            self.grantees.remove(backup_id);
             if let Some(request_id) = backup.open_request {
                 if let Some(request) = self.restore_requests.get(request_id) {
                     self.close_request(request_id, request, RestoreStatus::Cancelled, backup.owner);
@@ -1293,10 +1234,17 @@ mod backup_registry {
             backup.snapshot_count()
         }
 
+        /// Whether `account` was granted restore rights on backup `backup_id`.
+        fn is_grantee(&self, backup_id: BackupId, account: AccountId) -> bool {
+            self.grantees
+                .get(backup_id)
+                .is_some_and(|grantees| grantees.contains(&account))
+        }
+
         /// Refuses callers other than the backup's owner and grantees.
         fn ensure_may_restore(&self, backup_id: BackupId, backup: &Backup) -> Result<()> {
             let caller = self.env().caller();
-            if caller != backup.owner && !self.grant_slots.contains((backup_id, caller)) {
+            if caller != backup.owner && !self.is_grantee(backup_id, caller) {
                 return Err(Error::NotBackupOwner);
             }
             Ok(())
@@ -1428,6 +1376,20 @@ mod backup_registry {
         let value = mapping.get(key)?;
         mapping.remove(key);
         Some(value)
+    }
+
+    /// Stores a bounded list at `key`, or removes the entry when the list is empty.
+    fn store_list<K, T, KeyType>(mapping: &mut Mapping<K, Vec<T>, KeyType>, key: K, list: &Vec<T>)
+    where
+        K: ink::scale::Encode + ink::scale::EncodeLike + Copy,
+        Vec<T>: ink::storage::traits::Packed + ink::scale::EncodeLike,
+        KeyType: ink::storage::traits::StorageKey,
+    {
+        if list.is_empty() {
+            mapping.remove(key);
+        } else {
+            mapping.insert(key, list);
+        }
     }
 
     /// A node id is 1 to `MAX_NODE_ID_LEN` bytes.

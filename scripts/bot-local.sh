@@ -7,16 +7,10 @@
 # target/bot-local; the node is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-node.sh
-bash scripts/build.sh
-source scripts/env.sh
 source scripts/dev-node.sh
 
 cargo build -q -p backup-bot --locked
 bot() { cargo run -q -p backup-bot --locked -- "$@"; }
-bundle=target/ink/backup_registry.contract
-alice=5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY
-bob=5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty
 work="$PWD/target/bot-local"
 rm -rf "$work"
 mkdir -p "$work/node-1/data/docs" "$work/node-1/data/empty"
@@ -24,9 +18,7 @@ echo "hello from node-1" >"$work/node-1/data/docs/hello.txt"
 head -c 300000 /dev/urandom >"$work/node-1/data/blob.bin"
 
 start_dev_node "${PORT:-9944}"
-instantiate_json="$(cargo contract instantiate "$bundle" --url "$node_url" --suri //Alice \
-    --constructor with_default_config --args "[$alice]" --execute --skip-confirm --output-json)"
-contract="$(printf '%s' "$instantiate_json" | sed -n 's/^ *"contract": "\(.*\)",*$/\1/p')"
+deploy_registry
 echo "bot-local: registry at $contract; //Alice is admin and the bot's authority"
 
 cat >"$work/bot.toml" <<TOML

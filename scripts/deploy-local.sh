@@ -8,22 +8,12 @@
 # picks the RPC port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-node.sh
-bash scripts/build.sh
-source scripts/env.sh
-
 source scripts/dev-node.sh
 start_dev_node "${PORT:-9944}"
-url="$node_url"
-bundle=target/ink/backup_registry.contract
-alice=5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY
-bob=5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty
+deploy_registry
 charlie=5FLSigC9HGRKVhB9FiEo4Y3koPsNmBmLJbpXg2mp1hXcS59Y
 cid=bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku
 
-instantiate_json="$(cargo contract instantiate "$bundle" --url "$url" --suri //Alice \
-    --constructor with_default_config --args "[$alice]" --execute --skip-confirm --output-json)"
-contract="$(printf '%s' "$instantiate_json" | sed -n 's/^ *"contract": "\(.*\)",*$/\1/p')"
 echo "deploy-local: contract at $contract (admin and authority: //Alice)"
 
 # dry_run SURI MESSAGE ARGS...: runs the message without submitting it; prints its result.
@@ -32,7 +22,7 @@ dry_run() {
     shift 2
     echo
     echo "== $message $* (as $suri)"
-    args=(--url "$url" --contract "$contract" --suri "$suri" --message "$message")
+    args=(--url "$node_url" --contract "$contract" --suri "$suri" --message "$message")
     [ $# -gt 0 ] && args+=(--args "$@")
     cargo contract call "$bundle" "${args[@]}" | grep -E '^ +Result|Reverted'
 }
@@ -62,7 +52,7 @@ dry_run //Alice fulfil_restore_request 0   # refused: already fulfilled
 echo
 if command -v npm >/dev/null; then
     echo "deploy-local: polkadot.js client check (client/check.mjs)"
-    (cd client && npm ci --no-audit --no-fund --silent && node check.mjs "$url")
+    (cd client && npm ci --no-audit --no-fund --silent && node check.mjs "$node_url")
 else
     echo "deploy-local: npm is not installed, so the polkadot.js client check is SKIPPED"
 fi
