@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use subxt::utils::AccountId32;
 use tracing::{info, warn};
@@ -95,14 +96,41 @@ enum RestoreOutcome {
     Refused(String),
 }
 
+/// The file in the data directory where the bot remembers the last snapshot it recorded of
+/// each node, so that after a restart unchanged data is not recorded again.
+pub const LAST_SNAPSHOTS_FILE: &str = "last-snapshots.json";
+
 /// What the bot remembers of the last snapshot it recorded of a node.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct LastSnapshot {
     /// Its CID.
     cid: String,
-    /// sha2-256 of its plaintext archive.
-    plaintext_digest: [u8; 32],
+    /// sha2-256 of its plaintext archive, in hex.
+    plaintext_sha256: String,
     /// The recipients it was encrypted to.
     recipients: Vec<String>,
+}
+
+/// The key of a served node in the bot's memory: owner and node id.
+fn node_key(node: &ServedNode) -> String {
+    format!("{}/{}", node.owner, node.node_id)
+}
+
+/// Reads the last snapshots remembered in `path`; none when the file is missing or unreadable
+/// (it only saves work, so a damaged one is reported and replaced).
+fn load_last_snapshots(path: &Path) -> HashMap<String, LastSnapshot> {
+    let parsed = fs::read(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?));
+    match parsed {
+        Ok(last_snapshots) => last_snapshots,
+        Err(error) => {
+            if path.exists() {
+                warn!("ignoring {}: {error:#}", path.display());
+            }
+            HashMap::new()
+        }
+    }
 }
 
 /// The bot: a registry handle, a content store, its keys and the nodes it serves.
@@ -112,15 +140,17 @@ pub struct Bot<C> {
     keyring: Keyring,
     nodes: Vec<ServedNode>,
     work_dir: PathBuf,
-    /// The last snapshot recorded of each node (by node id), while this bot runs.
+    /// Where `last_snapshots` is kept across restarts.
+    last_snapshots_path: PathBuf,
+    /// The last snapshot recorded of each node (by [`node_key`]).
     last_snapshots: HashMap<String, LastSnapshot>,
-    /// Block at which each node's content was last found unchanged.
+    /// Block at which each node's content was last found unchanged (by [`node_key`]).
     unchanged_at: HashMap<String, u32>,
 }
 
 impl<C: Chain> Bot<C> {
-    /// A bot serving `nodes`, keeping its identities in `data_dir/keys` and temporary files
-    /// in `data_dir/tmp`.
+    /// A bot serving `nodes`, keeping its identities in `data_dir/keys`, temporary files in
+    /// `data_dir/tmp` and what it last recorded of each node in `data_dir/last-snapshots.json`.
     pub fn new(
         registry: Registry<C>,
         store: ContentStore,
@@ -130,13 +160,15 @@ impl<C: Chain> Bot<C> {
         let work_dir = data_dir.join("tmp");
         fs::create_dir_all(&work_dir)
             .with_context(|| format!("creating {}", work_dir.display()))?;
+        let last_snapshots_path = data_dir.join(LAST_SNAPSHOTS_FILE);
         Ok(Self {
             registry,
             store,
             keyring: Keyring::open(data_dir.join("keys"))?,
             nodes,
             work_dir,
-            last_snapshots: HashMap::new(),
+            last_snapshots: load_last_snapshots(&last_snapshots_path),
+            last_snapshots_path,
             unchanged_at: HashMap::new(),
         })
     }
@@ -188,7 +220,8 @@ impl<C: Chain> Bot<C> {
             .latest_snapshot(&node.owner, &node.node_id)
             .await?;
         let last_block = latest.as_ref().map(|snapshot| snapshot.block_number);
-        let last = last_block.max(self.unchanged_at.get(&node.node_id).copied());
+        let key = node_key(node);
+        let last = last_block.max(self.unchanged_at.get(&key).copied());
         if !snapshot_due(now, last, frequency) {
             report.not_due.push(node.node_id.clone());
             return Ok(());
@@ -208,17 +241,17 @@ impl<C: Chain> Bot<C> {
         let mut hashing = HashingWriter::new(&mut encrypted);
         let stats = archive::pack(&node.source, &mut hashing)
             .with_context(|| format!("packing {}", node.source.display()))?;
-        let plaintext_digest = hashing.digest();
+        let plaintext_sha256 = hex::encode(hashing.digest());
         encrypted.finish()?.flush()?;
         // Unchanged: same plaintext, same recipients, and still the latest snapshot on chain.
-        let unchanged = self.last_snapshots.get(&node.node_id).is_some_and(|last| {
-            last.plaintext_digest == plaintext_digest
+        let unchanged = self.last_snapshots.get(&key).is_some_and(|last| {
+            last.plaintext_sha256 == plaintext_sha256
                 && last.recipients == recipient_names
                 && Some(&last.cid) == latest_cid.as_ref()
         });
         if unchanged {
             info!(node = %node.node_id, "content unchanged since the last snapshot");
-            self.unchanged_at.insert(node.node_id.clone(), now);
+            self.unchanged_at.insert(key, now);
             report.unchanged.push(node.node_id.clone());
             return Ok(());
         }
@@ -240,14 +273,32 @@ impl<C: Chain> Bot<C> {
             .await?;
         info!(node = %node.node_id, %cid, size, "snapshot recorded");
         self.last_snapshots.insert(
-            node.node_id.clone(),
+            key,
             LastSnapshot {
                 cid: cid.clone(),
-                plaintext_digest,
+                plaintext_sha256,
                 recipients: recipient_names,
             },
         );
+        self.save_last_snapshots()?;
         report.snapshots.push((node.node_id.clone(), cid));
+        Ok(())
+    }
+
+    /// Writes `last_snapshots` to its file (mode 0600, replaced atomically).
+    fn save_last_snapshots(&self) -> Result<()> {
+        let path = &self.last_snapshots_path;
+        let partial = path.with_extension("json.partial");
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .with_context(|| format!("creating {}", partial.display()))?;
+        serde_json::to_writer_pretty(&mut file, &self.last_snapshots)?;
+        file.sync_all()?;
+        fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 

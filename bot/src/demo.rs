@@ -41,6 +41,8 @@ pub struct DemoWorld {
     pub node: ServedNode,
     /// The embedded content store's folder.
     pub store_dir: PathBuf,
+    /// The bot's data directory.
+    pub bot_data_dir: PathBuf,
 }
 
 impl DemoWorld {
@@ -64,19 +66,35 @@ impl DemoWorld {
             restore_to: work_dir.join("restored"),
         };
         let store_dir = work_dir.join("store");
-        let store = ContentStore::Local(LocalStore::open(&store_dir)?);
-        let bot = Bot::new(
-            Registry::new(admin),
-            store,
-            vec![node.clone()],
-            &work_dir.join("bot"),
-        )?;
+        let bot_data_dir = work_dir.join("bot");
+        let bot = Self::start_bot(admin, &store_dir, &node, &bot_data_dir)?;
         Ok(Self {
             bot,
             owner,
             node,
             store_dir,
+            bot_data_dir,
         })
+    }
+
+    /// A bot signing with `chain`'s caller, serving `node`, with its data in `data_dir`.
+    fn start_bot(
+        chain: SandboxChain,
+        store_dir: &Path,
+        node: &ServedNode,
+        data_dir: &Path,
+    ) -> Result<Bot<SandboxChain>> {
+        let store = ContentStore::Local(LocalStore::open(store_dir)?);
+        Bot::new(Registry::new(chain), store, vec![node.clone()], data_dir)
+    }
+
+    /// Replaces the bot with a new one on the same chain, store and data directory, as a
+    /// restart of the process would.
+    pub fn restart_bot(&mut self) -> Result<()> {
+        let alice = dev::alice().public_key().to_account_id();
+        let chain = self.owner.chain().as_account(alice);
+        self.bot = Self::start_bot(chain, &self.store_dir, &self.node, &self.bot_data_dir)?;
+        Ok(())
     }
 
     /// Moves the chain on by `blocks` blocks.

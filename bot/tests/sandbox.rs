@@ -5,12 +5,14 @@
 
 mod common;
 
+use backup_bot::bot;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
 use backup_bot::keys;
 use backup_bot::store::{self, LocalStore};
 use backup_registry::RestoreStatus;
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// A world whose node has one recorded snapshot, and an open restore request for it.
@@ -231,4 +233,35 @@ async fn stored_snapshots_hold_no_plaintext() {
             String::from_utf8_lossy(plaintext)
         );
     }
+}
+
+#[tokio::test]
+async fn a_restarted_bot_does_not_record_unchanged_data_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
+    world.owner.create_backup(DEMO_NODE, "").await.unwrap();
+    world.owner.set_backup_frequency(10).await.unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let first = world.bot.pass().await.unwrap();
+    assert_eq!(first.snapshots.len(), 1, "{first:?}");
+    let remembered = world.bot_data_dir.join(bot::LAST_SNAPSHOTS_FILE);
+    let mode = fs::metadata(&remembered).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only the bot reads what it remembers");
+
+    world.restart_bot().unwrap();
+    world.advance_blocks(10);
+    let after_restart = world.bot.pass().await.unwrap();
+    assert_eq!(after_restart.unchanged, [DEMO_NODE], "{after_restart:?}");
+    assert!(after_restart.snapshots.is_empty());
+
+    // A damaged memory only costs one snapshot: it is replaced, not fatal.
+    fs::write(&remembered, b"{not json").unwrap();
+    world.restart_bot().unwrap();
+    world.advance_blocks(10);
+    let damaged = world.bot.pass().await.unwrap();
+    assert_eq!(damaged.snapshots.len(), 1, "{damaged:?}");
+    world.restart_bot().unwrap();
+    world.advance_blocks(10);
+    let repaired = world.bot.pass().await.unwrap();
+    assert_eq!(repaired.unchanged, [DEMO_NODE], "{repaired:?}");
 }
