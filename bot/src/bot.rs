@@ -101,7 +101,7 @@ enum RestoreOutcome {
 pub const LAST_SNAPSHOTS_FILE: &str = "last-snapshots.json";
 
 /// What the bot remembers of the last snapshot it recorded of a node.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(serde::Serialize, serde::Deserialize)]
 struct LastSnapshot {
     /// Its CID.
     cid: String,
