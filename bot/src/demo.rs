@@ -14,10 +14,16 @@ use backup_registry::RestoreStatus;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use subxt::utils::AccountId32;
 use subxt_signer::sr25519::dev;
 
 /// Node id of the demo's node.
 pub const DEMO_NODE: &str = "demo-node";
+
+/// The bot's account: Alice, the registry's admin and only authority.
+fn bot_account() -> AccountId32 {
+    dev::alice().public_key().to_account_id()
+}
 
 /// Writes a small tree with nesting, an empty directory, an executable and binary content.
 pub fn write_sample_tree(root: &Path) -> Result<()> {
@@ -49,7 +55,7 @@ impl DemoWorld {
     /// Deploys the bundle at `bundle` in-process and sets up the bot, Bob's node (data in
     /// `work_dir/source`, restores in `work_dir/restored`) and the store in `work_dir/store`.
     pub fn new(bundle: &Path, work_dir: &Path) -> Result<Self> {
-        let alice = dev::alice().public_key().to_account_id();
+        let alice = bot_account();
         let bob = dev::bob().public_key().to_account_id();
         let admin = SandboxChain::deploy(
             bundle,
@@ -91,8 +97,7 @@ impl DemoWorld {
     /// Replaces the bot with a new one on the same chain, store and data directory, as a
     /// restart of the process would.
     pub fn restart_bot(&mut self) -> Result<()> {
-        let alice = dev::alice().public_key().to_account_id();
-        let chain = self.owner.chain().as_account(alice);
+        let chain = self.owner.chain().as_account(bot_account());
         self.bot = Self::start_bot(chain, &self.store_dir, &self.node, &self.bot_data_dir)?;
         Ok(())
     }
