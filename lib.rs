@@ -574,8 +574,8 @@ mod backup_registry {
             self.insert_authority(authority)
         }
 
-        /// Removes an authority (admin only). Requests it claimed stay in progress until the
-        /// requester's backup is deleted.
+        /// Removes an authority (admin only). It can no longer complete the requests it
+        /// claimed; their requesters may cancel them and ask again.
         #[ink(message)]
         pub fn remove_authority(&mut self, authority: AccountId) -> Result<()> {
             self.ensure_admin()?;
@@ -790,13 +790,16 @@ mod backup_registry {
             self.open_restore_request(backup_id, backup, latest.cid)
         }
 
-        /// Withdraws a restore request that no authority has claimed yet (the requester only).
+        /// Withdraws a restore request that no authority is serving (the requester only): one
+        /// still pending, or one claimed by an account that is no longer an authority.
         #[ink(message)]
         pub fn cancel_restore_request(&mut self, request_id: RequestId) -> Result<()> {
             self.ensure_not_paused()?;
             let caller = self.env().caller();
-            let request = self.request_with_status(request_id, |status| {
-                matches!(status, RestoreStatus::Pending)
+            let request = self.request_with_status(request_id, |status| match status {
+                RestoreStatus::Pending => true,
+                RestoreStatus::InProgress { authority } => !self.authorities.contains(authority),
+                _ => false,
             })?;
             if request.requester != caller {
                 return Err(Error::NotRequester);

@@ -863,6 +863,52 @@ fn restore_lifecycle_claim_then_fail() {
 }
 
 #[ink::test]
+fn requester_cancels_a_claim_of_a_removed_authority() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.eve);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    // While its claimant is an authority, the request is being served.
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.cancel_restore_request(id)
+    });
+    set_caller(a.alice);
+    registry.remove_authority(a.bob).unwrap();
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+        r.fulfil_restore_request(id)
+    });
+    for other in [a.django, a.charlie] {
+        set_caller(other);
+        assert_fails_unchanged(&mut registry, Error::NotRequester, |r| {
+            r.cancel_restore_request(id)
+        });
+    }
+    set_caller(a.eve);
+    registry.cancel_restore_request(id).unwrap();
+    let event: RestoreRequestUpdated = last_event();
+    assert_eq!(
+        (event.request_id, event.by, event.status),
+        (id, a.eve, RestoreStatus::Cancelled)
+    );
+    assert_eq!(registry.pending_restore_request_count(), 0);
+    // The backup is free for a new request, which the remaining authority serves.
+    let again = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.charlie);
+    registry.claim_restore_request(again).unwrap();
+    registry.fulfil_restore_request(again).unwrap();
+    assert_eq!(
+        registry.restore_request(again).unwrap().status,
+        RestoreStatus::Fulfilled {
+            authority: a.charlie
+        }
+    );
+}
+
+#[ink::test]
 fn requester_cancels_a_pending_request() {
     let a = accounts();
     let mut registry = registry_with_snapshots();
