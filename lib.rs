@@ -268,7 +268,7 @@ mod backup_registry {
         RestoreRequestAlreadyClosed,
         /// Only the authority that claimed the request may complete it.
         NotClaimant,
-        /// Only the requester may cancel the request.
+        /// Only the requester or the backup's owner may cancel the request.
         NotRequester,
         /// A counter would overflow.
         Overflow,
@@ -790,8 +790,10 @@ mod backup_registry {
             self.open_restore_request(backup_id, backup, latest.cid)
         }
 
-        /// Withdraws a restore request that no authority is serving (the requester only): one
-        /// still pending, or one claimed by an account that is no longer an authority.
+        /// Withdraws a restore request that no authority is serving: one still pending, or one
+        /// claimed by an account that is no longer an authority. The requester may, and so may
+        /// the backup's owner, whose node the restore would overwrite (say, after revoking the
+        /// grantee who asked).
         #[ink(message)]
         pub fn cancel_restore_request(&mut self, request_id: RequestId) -> Result<()> {
             self.ensure_not_paused()?;
@@ -801,7 +803,11 @@ mod backup_registry {
                 RestoreStatus::InProgress { authority } => !self.authorities.contains(authority),
                 _ => false,
             })?;
-            if request.requester != caller {
+            let is_owner = self
+                .backups
+                .get(request.backup_id)
+                .is_some_and(|backup| backup.owner == caller);
+            if request.requester != caller && !is_owner {
                 return Err(Error::NotRequester);
             }
             self.close_request(request_id, request, RestoreStatus::Cancelled, caller);

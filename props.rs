@@ -524,7 +524,8 @@ impl Model {
                     Status::InProgress(authority) => !self.authorities.contains(authority),
                     _ => false,
                 })?;
-                if self.requests[index].requester != actor(caller) {
+                let request = &self.requests[index];
+                if request.requester != actor(caller) && request.owner != actor(caller) {
                     return Err(Error::NotRequester);
                 }
                 self.close(index, Status::Cancelled);
