@@ -575,7 +575,7 @@ mod backup_registry {
         }
 
         /// Removes an authority (admin only). It can no longer complete the requests it
-        /// claimed; their requesters may cancel them and ask again.
+        /// claimed; their requesters or the backups' owners may cancel them and ask again.
         #[ink(message)]
         pub fn remove_authority(&mut self, authority: AccountId) -> Result<()> {
             self.ensure_admin()?;
