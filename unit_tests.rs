@@ -100,6 +100,15 @@ fn last_event<E: Decode>() -> E {
     event_from_end(0)
 }
 
+/// Checks that the last event says request `request_id` moved to `status`, by `by`.
+fn assert_last_request_update(request_id: RequestId, by: AccountId, status: RestoreStatus) {
+    let event: RestoreRequestUpdated = last_event();
+    assert_eq!(
+        (event.request_id, event.by, event.status),
+        (request_id, by, status)
+    );
+}
+
 fn used_cells() -> usize {
     test::count_used_storage_cells::<Env>(&test::callee::<Env>()).unwrap_or(0)
 }
@@ -773,12 +782,8 @@ fn restore_lifecycle_claim_then_fulfil() {
     });
     test::set_block_number::<Env>(20);
     registry.claim_restore_request(id).unwrap();
-    let event: RestoreRequestUpdated = last_event();
     let in_progress = RestoreStatus::InProgress { authority: a.bob };
-    assert_eq!(
-        (event.request_id, event.by, event.status),
-        (id, a.bob, in_progress.clone())
-    );
+    assert_last_request_update(id, a.bob, in_progress.clone());
     let request = registry.restore_request(id).unwrap();
     assert_eq!((request.status, request.updated_at), (in_progress, 20));
     assert_eq!(
@@ -803,11 +808,7 @@ fn restore_lifecycle_claim_then_fulfil() {
     set_caller(a.bob);
     registry.fulfil_restore_request(id).unwrap();
     let fulfilled = RestoreStatus::Fulfilled { authority: a.bob };
-    let event: RestoreRequestUpdated = last_event();
-    assert_eq!(
-        (event.request_id, event.by, event.status),
-        (id, a.bob, fulfilled.clone())
-    );
+    assert_last_request_update(id, a.bob, fulfilled.clone());
     assert_eq!(registry.restore_request(id).unwrap().status, fulfilled);
     assert_eq!(registry.pending_restore_request_count(), 0);
     assert_eq!(
@@ -853,11 +854,7 @@ fn restore_lifecycle_claim_then_fail() {
         authority: a.charlie,
         reason: "cid mismatch".into(),
     };
-    let event: RestoreRequestUpdated = last_event();
-    assert_eq!(
-        (event.request_id, event.by, event.status),
-        (id, a.charlie, failed.clone())
-    );
+    assert_last_request_update(id, a.charlie, failed.clone());
     assert_eq!(registry.restore_request(id).unwrap().status, failed);
     assert!(registry.pending_restore_requests(0, 10).is_empty());
 }
@@ -871,11 +868,7 @@ fn owner_cancels_the_request_of_a_revoked_grantee_but_not_the_reverse() {
     set_caller(a.django);
     registry.revoke_access(NODE.into(), a.eve).unwrap();
     registry.cancel_restore_request(id).unwrap();
-    let event: RestoreRequestUpdated = last_event();
-    assert_eq!(
-        (event.request_id, event.by, event.status),
-        (id, a.django, RestoreStatus::Cancelled)
-    );
+    assert_last_request_update(id, a.django, RestoreStatus::Cancelled);
     assert_eq!(
         registry.backup(a.django, NODE.into()).unwrap().open_request,
         None
@@ -916,11 +909,7 @@ fn requester_cancels_a_claim_of_a_removed_authority() {
     }
     set_caller(a.eve);
     registry.cancel_restore_request(id).unwrap();
-    let event: RestoreRequestUpdated = last_event();
-    assert_eq!(
-        (event.request_id, event.by, event.status),
-        (id, a.eve, RestoreStatus::Cancelled)
-    );
+    assert_last_request_update(id, a.eve, RestoreStatus::Cancelled);
     assert_eq!(registry.pending_restore_request_count(), 0);
     // The backup is free for a new request, which the remaining authority serves.
     let again = registry.restore_from_snapshot(cid(1)).unwrap();
@@ -952,11 +941,7 @@ fn requester_cancels_a_pending_request() {
         r.cancel_restore_request(id + 1)
     });
     registry.cancel_restore_request(id).unwrap();
-    let event: RestoreRequestUpdated = last_event();
-    assert_eq!(
-        (event.request_id, event.by, event.status),
-        (id, a.eve, RestoreStatus::Cancelled)
-    );
+    assert_last_request_update(id, a.eve, RestoreStatus::Cancelled);
     assert_eq!(
         registry.restore_request(id).unwrap().status,
         RestoreStatus::Cancelled
