@@ -7,9 +7,12 @@
 //! - CIDv1: multibase `b` (base32, lower case, no padding) of
 //!   `varint(1) varint(codec) varint(hash code) varint(digest length) digest`.
 //!
-//! Only these canonical string forms are accepted (those `ipfs add` prints): a CID has one
-//! string, so the registry's CID index cannot hold the same snapshot twice under two
-//! multibase spellings.
+//! Only these canonical string forms are accepted (those `ipfs add` prints), with minimal
+//! varints (as go-cid and Kubo require): other multibases and padded varints are refused.
+//!
+//! The registry indexes a snapshot by its CID's multihash, the hash of the block's bytes, not
+//! by the string: a CIDv0 and its CIDv1 form (dag-pb, same multihash) name one snapshot, and
+//! so do a raw and a dag-pb CID of the same multihash, which name the same bytes.
 
 use ink::prelude::vec::Vec;
 
@@ -19,16 +22,15 @@ const BASE58_ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghij
 /// Longest digest a multihash may declare here (sha2-512, blake2b-512 and friends fit).
 const MAX_DIGEST_LEN: u64 = 64;
 
-/// Whether `cid` is a well-formed CIDv0 or CIDv1 string.
-pub fn is_well_formed(cid: &str) -> bool {
+/// The multihash of a well-formed CIDv0 or CIDv1 string (hash function code, digest length
+/// and digest, as the CID's bytes hold them), or `None` when `cid` is not one.
+pub fn multihash(cid: &str) -> Option<Vec<u8>> {
     let bytes = cid.as_bytes();
     if bytes.len() == 46 && cid.starts_with("Qm") {
-        return decode_base58(bytes).is_some_and(|raw| is_v0_multihash(&raw));
+        return decode_base58(bytes).filter(|raw| is_v0_multihash(raw));
     }
-    bytes
-        .strip_prefix(b"b")
-        .and_then(decode_base32)
-        .is_some_and(|raw| is_v1_binary(&raw))
+    let raw = decode_base32(bytes.strip_prefix(b"b")?)?;
+    v1_multihash(&raw).map(<[u8]>::to_vec)
 }
 
 /// A CIDv0 is exactly a sha2-256 multihash.
@@ -36,23 +38,23 @@ fn is_v0_multihash(raw: &[u8]) -> bool {
     raw.len() == 34 && raw.starts_with(&[0x12, 0x20])
 }
 
-/// Binary CIDv1: version 1, a codec, then a complete multihash and nothing after it.
-fn is_v1_binary(raw: &[u8]) -> bool {
+/// The multihash of a binary CIDv1: version 1, a codec, then a complete multihash and nothing
+/// after it.
+fn v1_multihash(raw: &[u8]) -> Option<&[u8]> {
     let mut rest = raw;
-    let (Some(version), Some(_codec), Some(_hash_code), Some(digest_len)) = (
-        read_varint(&mut rest),
-        read_varint(&mut rest),
-        read_varint(&mut rest),
-        read_varint(&mut rest),
-    ) else {
-        return false;
-    };
-    version == 1
+    let version = read_varint(&mut rest)?;
+    let _codec = read_varint(&mut rest)?;
+    let multihash = rest;
+    let _hash_code = read_varint(&mut rest)?;
+    let digest_len = read_varint(&mut rest)?;
+    let complete = version == 1
         && (1..=MAX_DIGEST_LEN).contains(&digest_len)
-        && u64::try_from(rest.len()) == Ok(digest_len)
+        && u64::try_from(rest.len()) == Ok(digest_len);
+    complete.then_some(multihash)
 }
 
-/// Reads one unsigned LEB128 varint (at most 9 bytes, as multiformats allows), advancing `input`.
+/// Reads one unsigned LEB128 varint in its minimal form (at most 9 bytes, as multiformats
+/// allows), advancing `input`.
 fn read_varint(input: &mut &[u8]) -> Option<u64> {
     let mut value: u64 = 0;
     let mut shift: u32 = 0;
@@ -60,7 +62,8 @@ fn read_varint(input: &mut &[u8]) -> Option<u64> {
         *input = rest;
         value |= u64::from(byte & 0x7f).checked_shl(shift)?;
         if byte & 0x80 == 0 {
-            return Some(value);
+            // A last byte of zero after others only pads: not the minimal form.
+            return (byte != 0 || shift == 0).then_some(value);
         }
         shift = shift.wrapping_add(7);
         if shift > 56 {
@@ -125,16 +128,20 @@ fn low_byte(value: u32) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::is_well_formed;
+    use super::multihash;
+
+    fn is_well_formed(cid: &str) -> bool {
+        multihash(cid).is_some()
+    }
 
     #[test]
     fn accepts_real_cids() {
-        // CIDv0 of the IPFS "hello world" readme and its CIDv1 forms.
+        // A CIDv0 and its CIDv1 (dag-pb) form, as the npm `multiformats` package converts it.
         assert!(is_well_formed(
             "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
         ));
         assert!(is_well_formed(
-            "bafybeie5gq4jxvzmsym6hjlwxej4rwdoxt7wadqvmmwbqi7r27fclha2va"
+            "bafybeie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34"
         ));
         // Kubo's CIDv1 (raw leaves) of the empty file.
         assert!(is_well_formed(
@@ -170,8 +177,26 @@ mod tests {
             "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvykuaa",
             // Non-zero padding bits in the last symbol.
             "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvykv",
+            // The empty file's CID with its version written as the padded varint 0x81 0x00.
+            "bqeafkera4oymiquy7qobjgx36tejs35zeqt24qpemsnzgtfeswmrw6csxbkq",
         ] {
             assert!(!is_well_formed(bad), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn aliases_share_one_multihash() {
+        // A CIDv0 and its CIDv1 (dag-pb, base32), as the npm `multiformats` package converts it.
+        let v0 = multihash("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG").unwrap();
+        let v1 = multihash("bafybeie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34").unwrap();
+        assert_eq!(v0, v1);
+        assert_eq!(&v0[..2], &[0x12, 0x20]);
+        assert_eq!(v0.len(), 34);
+        // The empty file as raw and as dag-pb CIDv1: the same sha2-256 of the same bytes.
+        let raw = multihash("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").unwrap();
+        let dag_pb =
+            multihash("bafybeihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").unwrap();
+        assert_eq!(raw, dag_pb);
+        assert_ne!(raw, v0);
     }
 }

@@ -128,6 +128,19 @@ macro_rules! refused {
     }};
 }
 
+/// `$owner` (a keypair) opts `NODE` in with `create_backup`.
+macro_rules! opt_in {
+    ($client:expr, $registry:expr, $owner:expr) => {
+        submit!(
+            $client,
+            $owner,
+            $registry.create_backup(NODE.into(), String::new())
+        )
+        .0
+        .expect("create_backup")
+    };
+}
+
 /// Instantiates the registry as alice with bob and charlie as authorities.
 macro_rules! deploy {
     ($client:expr, $config:expr) => {{
@@ -169,8 +182,8 @@ macro_rules! scenario {
 }
 
 scenario! {
-    /// Two authorities; one adds snapshots for a user; a stranger's `add_snapshot` is refused
-    /// and changes nothing.
+    /// Two authorities; one adds snapshots to a backup its owner created; a stranger's
+    /// `add_snapshot` is refused and changes nothing.
     authorities_add_snapshots(client) {
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
@@ -179,18 +192,24 @@ scenario! {
         assert!(query!(client, registry.is_authority(account(AccountKeyring::Charlie))));
         assert_eq!(query!(client, registry.authority_count()), 2);
 
+        let (result, events) =
+            submit!(client, &ink_e2e::dave(), registry.create_backup(NODE.into(), String::new()));
+        assert_eq!(result, Ok(()));
+        if let Some(created) = event::<BackupCreated>(&events, 0) {
+            assert_eq!((created.owner, created.node_id.as_str()), (dave, NODE));
+        }
         let (result, events) = submit!(
             client,
             &ink_e2e::charlie(),
             registry.add_snapshot(NODE.into(), cid(1), "first".into(), 7, dave, 4_096)
         );
         assert_eq!(result, Ok(()));
-        if let Some(created) = event::<BackupCreated>(&events, 0) {
-            assert_eq!((created.owner, created.node_id.as_str()), (dave, NODE));
-        }
-        if let Some(added) = event::<SnapshotAdded>(&events, 1) {
+        if let Some(added) = event::<SnapshotAdded>(&events, 0) {
             assert_eq!((added.owner, added.authority), (dave, account(AccountKeyring::Charlie)));
             assert_eq!((added.cid, added.request_id, added.size_bytes), (cid(1), 7, 4_096));
+        }
+        if let Some(updated) = event::<BackupUpdated>(&events, 1) {
+            assert_eq!((updated.owner, updated.snapshot_count), (dave, 1));
         }
         let snapshot = query!(client, registry.latest_snapshot(dave, NODE.into())).unwrap();
         assert_eq!((snapshot.cid, snapshot.size_bytes, snapshot.request_id), (cid(1), 4_096, 7));
@@ -312,6 +331,7 @@ scenario! {
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
         let dave = account(AccountKeyring::Dave);
+        opt_in!(client, registry, &ink_e2e::dave());
         let cap = u64::from(CONFIG.max_snapshots_per_backup);
         for n in 1..=cap + 1 {
             let (result, events) = submit!(
@@ -399,6 +419,7 @@ scenario! {
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
         let dave = account(AccountKeyring::Dave);
+        opt_in!(client, registry, &ink_e2e::dave());
         for n in 1..=2 {
             submit!(
                 client,
@@ -455,8 +476,14 @@ scenario! {
         refused!(
             client,
             &bob,
+            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1),
+            Error::BackupNotFound
+        );
+        refused!(
+            client,
+            &bob,
             registry.add_snapshot(long_node.clone(), cid(1), String::new(), 1, dave, 1),
-            Error::InvalidNodeId
+            Error::BackupNotFound
         );
         refused!(
             client,
@@ -518,6 +545,215 @@ scenario! {
         assert!(query!(client, registry.backups_of(dave)).is_empty());
         assert_eq!(query!(client, registry.pending_restore_request_count()), 0);
         assert_eq!(query!(client, registry.backup_frequency(dave)), CONFIG.default_frequency);
+        Ok(())
+    }
+}
+
+/// Call arguments already SCALE-encoded, written as they are.
+#[derive(Clone)]
+struct EncodedArgs(Vec<u8>);
+
+impl Encode for EncodedArgs {
+    fn size_hint(&self) -> usize {
+        self.0.len()
+    }
+
+    fn encode_to<O: ink::scale::Output + ?Sized>(&self, dest: &mut O) {
+        dest.write(&self.0)
+    }
+}
+
+/// An argument of a message, as the metadata types it.
+#[derive(Debug, Clone)]
+enum Arg {
+    /// A `String`, with the argument's label.
+    Text(String),
+    /// An `Option<String>`, with the argument's label.
+    OptionalText(String),
+    /// Any other type, encoded as `encoded` (an account is dave).
+    Fixed(Vec<u8>),
+}
+
+/// A message of the contract that takes text, read from the metadata.
+#[derive(Debug)]
+struct TextMessage {
+    label: String,
+    selector: [u8; 4],
+    args: Vec<Arg>,
+}
+
+/// Every message whose arguments include a `String` or an `Option<String>`, from the
+/// metadata that ink_e2e built with the contract.
+fn text_messages() -> Vec<TextMessage> {
+    let wasm = ink_e2e::build_root_and_contract_dependencies().remove(0);
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wasm.with_extension("json")).expect("metadata"))
+            .expect("metadata is JSON");
+    let types = metadata["types"].as_array().expect("types");
+    let type_of = |id: &serde_json::Value| &types[id.as_u64().expect("a type id") as usize]["type"];
+    let is_str = |ty: &serde_json::Value| ty["def"]["primitive"] == "str";
+    let dave = account(AccountKeyring::Dave);
+    let mut found = Vec::new();
+    for message in metadata["spec"]["messages"].as_array().expect("messages") {
+        let args: Vec<Arg> = message["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .map(|arg| {
+                let label = arg["label"].as_str().expect("label").to_string();
+                let ty = type_of(&arg["type"]["type"]);
+                let path = ty["path"].as_array().cloned().unwrap_or_default();
+                let last = path.last().and_then(|p| p.as_str()).unwrap_or_default();
+                match (ty["def"]["primitive"].as_str(), last) {
+                    (Some("str"), _) => Arg::Text(label),
+                    (Some("u32"), _) => Arg::Fixed(0u32.encode()),
+                    (Some("u64"), _) => Arg::Fixed(0u64.encode()),
+                    (Some("bool"), _) => Arg::Fixed(false.encode()),
+                    (None, "AccountId") => Arg::Fixed(dave.encode()),
+                    (None, "Hash") => Arg::Fixed([0u8; 32].encode()),
+                    (None, "Option") if is_str(type_of(&ty["params"][0]["type"])) => {
+                        Arg::OptionalText(label)
+                    }
+                    (None, "Vec") => Arg::Fixed(Vec::<u8>::new().encode()),
+                    other => panic!("argument {label} of an unknown type {other:?}"),
+                }
+            })
+            .collect();
+        if !args
+            .iter()
+            .any(|arg| matches!(arg, Arg::Text(_) | Arg::OptionalText(_)))
+        {
+            continue;
+        }
+        let selector = message["selector"].as_str().expect("selector");
+        let selector = u32::from_str_radix(selector.trim_start_matches("0x"), 16).expect("hex");
+        found.push(TextMessage {
+            label: message["label"].as_str().expect("label").to_string(),
+            selector: selector.to_be_bytes(),
+            args,
+        });
+    }
+    found
+}
+
+/// The longest valid value of a text argument, by its label: every text argument of a message
+/// must be named here, so that a new one cannot go untested.
+fn longest_valid(label: &str) -> String {
+    match label {
+        "node_id" => "n".repeat(crate::MAX_NODE_ID_LEN),
+        "description" => "d".repeat(crate::MAX_DESCRIPTION_LEN),
+        "reason" => "r".repeat(crate::MAX_REASON_LEN),
+        "recipient" => crate::unit_tests::RECIPIENT.into(),
+        // A raw CIDv1 of a sha2-512 digest: 110 characters, the longest common CID.
+        "cid" | "snapshot_cid" => {
+            crate::unit_tests::cid_string(&[&[0x01, 0x55, 0x13, 0x40][..], &[7; 64]].concat())
+        }
+        other => panic!("text argument {other:?}: say what its longest valid value is"),
+    }
+}
+
+/// Too-long values for an argument named `label`: 129, 300 and 5,000 bytes, ASCII and
+/// multibyte UTF-8 (CIDs in base32 symbols, so that they reach the CID parser).
+fn too_long(label: &str) -> Vec<String> {
+    let base = if label.contains("cid") { "b" } else { "" };
+    [129, 300, 5_000]
+        .into_iter()
+        .flat_map(|len| {
+            [
+                format!("{base}{}", "a".repeat(len)),
+                format!("{base}{}", "é".repeat(len / 2 + 1)),
+            ]
+        })
+        .collect()
+}
+
+/// The encoded arguments of `message` with text argument `long_at` (by position) set to
+/// `long`, and every other text argument at its longest valid value.
+fn encode_args(message: &TextMessage, long_at: usize, long: Option<&str>) -> Vec<u8> {
+    let mut encoded = Vec::new();
+    for (position, arg) in message.args.iter().enumerate() {
+        let text = |label: &str| match long {
+            Some(long) if position == long_at => long.to_string(),
+            _ => longest_valid(label),
+        };
+        match arg {
+            Arg::Text(label) => text(label).encode_to(&mut encoded),
+            Arg::OptionalText(label) => Some(text(label)).encode_to(&mut encoded),
+            Arg::Fixed(bytes) => encoded.extend_from_slice(bytes),
+        }
+    }
+    encoded
+}
+
+scenario! {
+    /// Every message that takes text, found in the metadata, answers inputs of every length
+    /// itself: the longest valid values reach the contract, and 129, 300 and 5,000-byte
+    /// values (ASCII and multibyte) get the contract's `Err`, `None` or an empty list, never a
+    /// pallet error (on the node, a storage key over 128 bytes is one).
+    inputs_of_any_length_get_an_answer(client) {
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let dave = account(AccountKeyring::Dave);
+        opt_in!(client, registry, &ink_e2e::dave());
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
+        )
+        .0
+        .unwrap();
+        let messages = text_messages();
+        let labels: Vec<&str> = messages.iter().map(|m| m.label.as_str()).collect();
+        for expected in ["add_snapshot", "restore_from_snapshot", "grant_access", "grantees"] {
+            assert!(labels.contains(&expected), "{expected} missing from {labels:?}");
+        }
+        for message in &messages {
+            let calls = message.args.iter().enumerate().flat_map(|(position, arg)| {
+                let label = match arg {
+                    Arg::Text(label) | Arg::OptionalText(label) => label.clone(),
+                    Arg::Fixed(_) => return Vec::new(),
+                };
+                too_long(&label)
+                    .into_iter()
+                    .map(|long| (Some(long), position))
+                    .collect()
+            });
+            for (long, position) in std::iter::once((None, 0)).chain(calls) {
+                let args = encode_args(message, position, long.as_deref());
+                let call = ink::env::call::build_call::<Env>()
+                    .call(contract.account_id)
+                    .exec_input(
+                        ink::env::call::ExecutionInput::new(ink::env::call::Selector::new(
+                            message.selector,
+                        ))
+                        .push_arg(EncodedArgs(args)),
+                    )
+                    .returns::<()>();
+                let dry_run = dry_run!(client, &ink_e2e::dave(), call);
+                let what = format!(
+                    "{} with argument {position} of {} bytes",
+                    message.label,
+                    long.as_ref().map_or(0, String::len)
+                );
+                assert!(
+                    !dry_run.is_err(),
+                    "{what}: the pallet refused it: {:?}",
+                    dry_run.exec_result.result
+                );
+                if long.is_none() {
+                    continue;
+                }
+                let answer = dry_run.exec_return_value();
+                assert_eq!(answer.data.first(), Some(&0), "{what}: no LangError");
+                if answer.did_revert() {
+                    assert_eq!(answer.data.get(1), Some(&1), "{what}: an Err");
+                    Error::decode(&mut &answer.data[2..])
+                        .unwrap_or_else(|_| panic!("{what}: the contract's own Error"));
+                } else {
+                    assert_eq!(&answer.data[1..], &[0], "{what}: None or an empty list");
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -15,6 +15,14 @@
 //! `max_backups_per_account` backups, each backup has at most [`MAX_GRANTS_PER_BACKUP`]
 //! grantees and one open restore request, and no message iterates over users or backups
 //! beyond those caps. A CID index finds a snapshot in O(1) for a restore.
+//!
+//! Every storage key has a fixed size whatever the input: ids, account ids, or the 32-byte
+//! BLAKE2 digest of a variable-length value (an owner and node id, a CID's multihash). So no
+//! input, however long, can reach pallet-contracts' 128-byte key limit: a message answers
+//! with its own `Err` (a query with `None` or an empty list) instead of a trap.
+//!
+//! Owners are in control: authorities record snapshots only into backups their owners
+//! created, and a deleted backup stays deleted until its owner creates it again.
 #![cfg_attr(not(feature = "std"), no_std, no_main)]
 // The lints cargo-contract denies when it builds the contract, checked by plain clippy too.
 #![deny(
@@ -69,6 +77,8 @@ mod backup_registry {
     pub type RequestId = u64;
     /// Position of a snapshot in its backup's history (the first snapshot is 0).
     pub type SnapshotSeq = u32;
+    /// A fixed-size storage key: the BLAKE2-256 digest of a variable-length value.
+    pub type KeyDigest = [u8; 32];
 
     /// Limits chosen at instantiation.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,9 +256,11 @@ mod backup_registry {
         DescriptionTooLong,
         /// The failure reason is longer than `MAX_REASON_LEN` bytes.
         ReasonTooLong,
-        /// The string is not a well-formed CIDv0 or CIDv1.
+        /// The string is not a well-formed CID of at most `MAX_CID_LEN` bytes: CIDv0
+        /// (base58btc `Qm…`) or CIDv1 (base32 `b…`), with minimal varints.
         InvalidCid,
-        /// This CID is already recorded: a CID names exactly one snapshot.
+        /// A CID with this multihash is already recorded (in this or another spelling): one
+        /// content is one snapshot.
         CidAlreadyRecorded,
         /// No snapshot with this CID is kept, or the backup has no snapshot yet.
         SnapshotNotFound,
@@ -281,7 +293,7 @@ mod backup_registry {
     /// Result of the registry's messages.
     pub type Result<T> = core::result::Result<T, Error>;
 
-    /// A backup was created, by its owner or by an authority's first snapshot of it.
+    /// An owner opted a node in for backups.
     #[ink(event)]
     pub struct BackupCreated {
         /// Owner of the backup.
@@ -491,14 +503,15 @@ mod backup_registry {
         next_backup_id: BackupId,
         /// Backups by id.
         backups: Mapping<BackupId, Backup>,
-        /// Backup id by owner and node id.
-        backup_ids: Mapping<(AccountId, String), BackupId>,
+        /// Backup id by the digest of owner and node id ([`Self::backup_key`]).
+        backup_ids: Mapping<KeyDigest, BackupId>,
         /// The backups of each account that has any (at most `max_backups_per_account`).
         owner_backups: Mapping<AccountId, Vec<BackupId>>,
         /// Snapshots by backup and sequence number.
         snapshots: Mapping<(BackupId, SnapshotSeq), Snapshot>,
-        /// CID index: where the snapshot with that CID lives.
-        snapshot_by_cid: Mapping<String, SnapshotRef>,
+        /// CID index: where the snapshot lives, by the digest of its CID's multihash
+        /// ([`Self::cid_key`]), so that every spelling of one CID finds it.
+        snapshot_by_cid: Mapping<KeyDigest, SnapshotRef>,
         /// Accounts granted restore rights on each backup that has any (at most
         /// `MAX_GRANTS_PER_BACKUP`).
         grantees: Mapping<BackupId, Vec<AccountId>>,
@@ -647,10 +660,34 @@ mod backup_registry {
             validate_node_id(&node_id)?;
             validate_description(&description)?;
             let owner = self.env().caller();
-            if self.backup_ids.contains((owner, &node_id)) {
+            let key = self.backup_key(owner, &node_id);
+            if self.backup_ids.contains(key) {
                 return Err(Error::BackupAlreadyExists);
             }
-            self.insert_backup(owner, node_id, description)?;
+            let mut owned = self.owner_backups.get(owner).unwrap_or_default();
+            if owned.len() >= self.config.max_backups_per_account as usize {
+                return Err(Error::TooManyBackups);
+            }
+            let backup_id = self.next_backup_id;
+            self.next_backup_id = backup_id.checked_add(1).ok_or(Error::Overflow)?;
+            owned.push(backup_id);
+            self.owner_backups.insert(owner, &owned);
+            self.backup_ids.insert(key, &backup_id);
+            let backup = Backup {
+                owner,
+                node_id: node_id.clone(),
+                description,
+                created_at: self.env().block_number(),
+                first_seq: 0,
+                next_seq: 0,
+                open_request: None,
+            };
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(BackupCreated {
+                owner,
+                node_id,
+                backup_id,
+            });
             Ok(())
         }
 
@@ -753,22 +790,25 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Requests a restore of the snapshot with CID `cid` (its backup's owner or a grantee
-        /// only). Returns the new request's id.
+        /// Requests a restore of the snapshot with CID `cid`, in any of its spellings (its
+        /// backup's owner or a grantee only). Returns the new request's id.
         #[ink(message)]
         pub fn restore_from_snapshot(&mut self, cid: String) -> Result<RequestId> {
             self.ensure_not_paused()?;
-            validate_cid(&cid)?;
             let location = self
                 .snapshot_by_cid
-                .get(&cid)
+                .get(self.cid_key(&cid)?)
                 .ok_or(Error::SnapshotNotFound)?;
             let backup = self
                 .backups
                 .get(location.backup_id)
                 .ok_or(Error::BackupNotFound)?;
             self.ensure_may_restore(location.backup_id, &backup)?;
-            self.open_restore_request(location.backup_id, backup, cid)
+            let snapshot = self
+                .snapshots
+                .get((location.backup_id, location.seq))
+                .ok_or(Error::SnapshotNotFound)?;
+            self.open_restore_request(location.backup_id, backup, snapshot.cid)
         }
 
         /// Requests a restore of the newest snapshot of `owner`'s backup of `node_id` (the
@@ -854,8 +894,9 @@ mod backup_registry {
         // ----- Authorities -----
 
         /// Records snapshot `snapshot_cid` of `account_id`'s node `node_id` (authorities
-        /// only). Creates the backup on first use, prunes the oldest snapshot beyond the
-        /// retention limit, and stamps the snapshot with the current block and time.
+        /// only), into the backup its owner created with `create_backup` (`BackupNotFound`
+        /// otherwise: no backup is ever opened without its owner). Prunes the oldest snapshot
+        /// beyond the retention limit and stamps the snapshot with the current block and time.
         #[ink(message)]
         pub fn add_snapshot(
             &mut self,
@@ -868,24 +909,19 @@ mod backup_registry {
         ) -> Result<()> {
             self.ensure_not_paused()?;
             let authority = self.ensure_authority()?;
-            validate_node_id(&node_id)?;
-            validate_cid(&snapshot_cid)?;
+            let cid_key = self.cid_key(&snapshot_cid)?;
             validate_description(&description)?;
-            if self.snapshot_by_cid.contains(&snapshot_cid) {
+            if self.snapshot_by_cid.contains(cid_key) {
                 return Err(Error::CidAlreadyRecorded);
             }
-            let existing = self.backup_ids.get((account_id, &node_id));
-            let (backup_id, mut backup) = match existing {
-                Some(id) => (id, self.backups.get(id).ok_or(Error::BackupNotFound)?),
-                None => self.insert_backup(account_id, node_id.clone(), String::new())?,
-            };
+            let (backup_id, mut backup) = self.backup_of(account_id, &node_id)?;
             let seq = backup.next_seq;
             backup.next_seq = seq.checked_add(1).ok_or(Error::Overflow)?;
             let pruned = if backup.snapshot_count() > self.config.max_snapshots_per_backup {
                 let oldest = backup.first_seq;
                 backup.first_seq = oldest.checked_add(1).ok_or(Error::Overflow)?;
                 take_entry(&mut self.snapshots, (backup_id, oldest)).map(|snapshot| {
-                    self.snapshot_by_cid.remove(&snapshot.cid);
+                    self.unindex_cid(&snapshot.cid);
                     snapshot.cid
                 })
             } else {
@@ -901,7 +937,7 @@ mod backup_registry {
             };
             self.snapshots.insert((backup_id, seq), &snapshot);
             self.snapshot_by_cid
-                .insert(&snapshot_cid, &SnapshotRef { backup_id, seq });
+                .insert(cid_key, &SnapshotRef { backup_id, seq });
             self.backups.insert(backup_id, &backup);
             self.env().emit_event(SnapshotAdded {
                 owner: account_id,
@@ -913,13 +949,11 @@ mod backup_registry {
                 size_bytes,
                 pruned_cid: pruned,
             });
-            if existing.is_some() {
-                self.env().emit_event(BackupUpdated {
-                    owner: account_id,
-                    node_id,
-                    snapshot_count: backup.snapshot_count(),
-                });
-            }
+            self.env().emit_event(BackupUpdated {
+                owner: account_id,
+                node_id,
+                snapshot_count: backup.snapshot_count(),
+            });
             Ok(())
         }
 
@@ -1068,10 +1102,10 @@ mod backup_registry {
             self.snapshots.get((backup_id, seq))
         }
 
-        /// The snapshot with CID `cid` and the backup holding it.
+        /// The snapshot with CID `cid` (in any of its spellings) and the backup holding it.
         #[ink(message)]
         pub fn snapshot_by_cid(&self, cid: String) -> Option<(Backup, Snapshot)> {
-            let location = self.snapshot_by_cid.get(&cid)?;
+            let location = self.snapshot_by_cid.get(self.cid_key(&cid).ok()?)?;
             let backup = self.backups.get(location.backup_id)?;
             let snapshot = self.snapshots.get((location.backup_id, location.seq))?;
             Some((backup, snapshot))
@@ -1082,7 +1116,7 @@ mod backup_registry {
         #[ink(message)]
         pub fn grantees(&self, owner: AccountId, node_id: String) -> Vec<AccountId> {
             self.backup_ids
-                .get((owner, &node_id))
+                .get(self.backup_key(owner, &node_id))
                 .and_then(|backup_id| self.grantees.get(backup_id))
                 .unwrap_or_default()
         }
@@ -1177,48 +1211,39 @@ mod backup_registry {
             Ok(())
         }
 
+        /// The key of `owner`'s backup of `node_id` in `backup_ids`: 32 bytes, whatever the
+        /// node id's length.
+        fn backup_key(&self, owner: AccountId, node_id: &str) -> KeyDigest {
+            self.env()
+                .hash_encoded::<ink::env::hash::Blake2x256, _>(&(owner, node_id))
+        }
+
+        /// The key of the snapshot with CID `cid` in `snapshot_by_cid`: the digest of the
+        /// CID's multihash, so that every spelling of one CID has one key.
+        fn cid_key(&self, cid: &str) -> Result<KeyDigest> {
+            if cid.len() > MAX_CID_LEN {
+                return Err(Error::InvalidCid);
+            }
+            let multihash = crate::cid::multihash(cid).ok_or(Error::InvalidCid)?;
+            Ok(self
+                .env()
+                .hash_bytes::<ink::env::hash::Blake2x256>(&multihash))
+        }
+
+        /// Removes the CID index entry of a recorded snapshot's CID.
+        fn unindex_cid(&mut self, cid: &str) {
+            if let Ok(key) = self.cid_key(cid) {
+                self.snapshot_by_cid.remove(key);
+            }
+        }
+
         /// `owner`'s backup of `node_id` with its id.
         fn backup_of(&self, owner: AccountId, node_id: &str) -> Result<(BackupId, Backup)> {
             let backup_id = self
                 .backup_ids
-                .get((owner, node_id))
+                .get(self.backup_key(owner, node_id))
                 .ok_or(Error::BackupNotFound)?;
             let backup = self.backups.get(backup_id).ok_or(Error::BackupNotFound)?;
-            Ok((backup_id, backup))
-        }
-
-        /// Creates an empty backup (the caller checked it does not exist), within the owner's
-        /// cap, and emits `BackupCreated`.
-        fn insert_backup(
-            &mut self,
-            owner: AccountId,
-            node_id: String,
-            description: String,
-        ) -> Result<(BackupId, Backup)> {
-            let mut owned = self.owner_backups.get(owner).unwrap_or_default();
-            if owned.len() >= self.config.max_backups_per_account as usize {
-                return Err(Error::TooManyBackups);
-            }
-            let backup_id = self.next_backup_id;
-            self.next_backup_id = backup_id.checked_add(1).ok_or(Error::Overflow)?;
-            owned.push(backup_id);
-            self.owner_backups.insert(owner, &owned);
-            self.backup_ids.insert((owner, &node_id), &backup_id);
-            let backup = Backup {
-                owner,
-                node_id: node_id.clone(),
-                description,
-                created_at: self.env().block_number(),
-                first_seq: 0,
-                next_seq: 0,
-                open_request: None,
-            };
-            self.backups.insert(backup_id, &backup);
-            self.env().emit_event(BackupCreated {
-                owner,
-                node_id,
-                backup_id,
-            });
             Ok((backup_id, backup))
         }
 
@@ -1228,7 +1253,7 @@ mod backup_registry {
         fn remove_backup(&mut self, backup_id: BackupId, backup: &Backup) -> u32 {
             for seq in backup.first_seq..backup.next_seq {
                 if let Some(snapshot) = take_entry(&mut self.snapshots, (backup_id, seq)) {
-                    self.snapshot_by_cid.remove(&snapshot.cid);
+                    self.unindex_cid(&snapshot.cid);
                 }
             }
             self.grantees.remove(backup_id);
@@ -1238,7 +1263,8 @@ mod backup_registry {
                 }
             }
             self.recipients.remove(backup_id);
-            self.backup_ids.remove((backup.owner, &backup.node_id));
+            self.backup_ids
+                .remove(self.backup_key(backup.owner, &backup.node_id));
             self.backups.remove(backup_id);
             backup.snapshot_count()
         }
@@ -1413,14 +1439,6 @@ mod backup_registry {
     fn validate_description(description: &str) -> Result<()> {
         if description.len() > MAX_DESCRIPTION_LEN {
             return Err(Error::DescriptionTooLong);
-        }
-        Ok(())
-    }
-
-    /// A CID is a well-formed CIDv0 or CIDv1 of at most `MAX_CID_LEN` bytes.
-    fn validate_cid(cid: &str) -> Result<()> {
-        if cid.len() > MAX_CID_LEN || !crate::cid::is_well_formed(cid) {
-            return Err(Error::InvalidCid);
         }
         Ok(())
     }

@@ -35,8 +35,20 @@ const NODES: [&str; 5] = [
     "",
     "an-oversized-node-id-an-oversized-node-id-an-oversized-node-id-xx",
 ];
-/// CIDs: eight valid ones (`cid(0..8)`), a malformed one and an oversized one.
-const CIDS: usize = 10;
+/// CIDs: eight valid ones (`cid(0..8)`), a malformed one, an oversized one, two other
+/// spellings of valid ones ([`ALIASES`]) and a padded-varint spelling of `cid(2)`.
+const CIDS: usize = 13;
+
+/// Other spellings of `cid(0)` and `cid(1)`, with the index of the CID each names (encoded
+/// with Python's base64 and a base58 encoder): the dag-pb CIDv1 of `cid(0)`'s multihash and
+/// the CIDv0 of `cid(1)`'s.
+const ALIASES: [(&str, usize); 2] = [
+    (
+        "bafybeiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        0,
+    ),
+    ("QmNLei78zWmzUdbeRB3CiUfAizWUrbeeZh5K1rhAQKCh52", 1),
+];
 
 /// Recipients: two valid ones and a malformed one (index 2); `None` clears.
 const RECIPIENTS: [&str; 3] = [
@@ -57,6 +69,9 @@ fn cid_at(index: usize) -> String {
     match index {
         8 => "Qm-not-a-cid".into(),
         9 => format!("b{}", "a".repeat(200)),
+        10 | 11 => ALIASES[index - 10].0.into(),
+        // `cid(2)` with its version written as the padded varint 0x81 0x00.
+        12 => "bqeafkeraaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaba".into(),
         n => cid(n as u64),
     }
 }
@@ -159,7 +174,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let admin = prop_oneof![3 => Just(0usize), 1 => 0..ACTORS];
     let owner = prop_oneof![3 => 3..ACTORS, 1 => 0..ACTORS];
     let node = prop_oneof![6 => 0..3usize, 1 => 3..NODES.len()];
-    let cid = prop_oneof![6 => 0..8usize, 1 => 8..CIDS];
+    let cid = prop_oneof![6 => 0..8usize, 1 => 8..CIDS, 1 => 10..12usize];
     let request = prop_oneof![6 => 0u64..4, 1 => 4u64..16, 1 => Just(u64::MAX)];
     let frequency = prop_oneof![Just(0u32), 0u32..1_200, Just(u32::MAX)];
     prop_oneof![
@@ -283,7 +298,15 @@ fn valid_node(node: &str) -> bool {
 }
 
 fn valid_cid(index: usize) -> bool {
-    index < 8
+    index < 8 || index == 10 || index == 11
+}
+
+/// The content a valid CID string names: the canonical `cid(n)` of its multihash.
+fn content(cid: &str) -> String {
+    ALIASES.iter().find(|(alias, _)| *alias == cid).map_or_else(
+        || cid.to_string(),
+        |(_, n)| crate::unit_tests::cid(*n as u64),
+    )
 }
 
 impl Model {
@@ -304,11 +327,16 @@ impl Model {
         self.backups.keys().filter(|(o, _)| *o == owner).count() as u32
     }
 
-    fn cid_location(&self, cid: &str) -> Option<(AccountId, String)> {
-        self.backups
-            .iter()
-            .find(|(_, backup)| backup.cids.iter().any(|kept| kept == cid))
-            .map(|(key, _)| key.clone())
+    /// The backup keeping a snapshot of the content `cid` names, and the CID it was recorded
+    /// under.
+    fn cid_location(&self, cid: &str) -> Option<((AccountId, String), String)> {
+        self.backups.iter().find_map(|(key, backup)| {
+            let kept = backup
+                .cids
+                .iter()
+                .find(|kept| content(kept) == content(cid))?;
+            Some((key.clone(), kept.clone()))
+        })
     }
 
     fn may_restore(&self, key: &(AccountId, String), caller: AccountId) -> bool {
@@ -420,19 +448,14 @@ impl Model {
                     return Err(Error::NotAuthorized);
                 }
                 let (key, cid) = ((actor(owner), node(n)), cid_at(c));
-                if !valid_node(&key.1) {
-                    return Err(Error::InvalidNodeId);
-                }
                 if !valid_cid(c) {
                     return Err(Error::InvalidCid);
                 }
                 if self.cid_location(&cid).is_some() {
                     return Err(Error::CidAlreadyRecorded);
                 }
-                if !self.backups.contains_key(&key) {
-                    self.insert_backup(key.0, key.1.clone())?;
-                }
-                let backup = self.backups.get_mut(&key).unwrap();
+                // Only into a backup its owner created: no backup without consent.
+                let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
                 backup.cids.push_back(cid);
                 if backup.cids.len() > CONFIG.max_snapshots_per_backup as usize {
                     backup.cids.pop_front();
@@ -496,9 +519,10 @@ impl Model {
                 if !valid_cid(c) {
                     return Err(Error::InvalidCid);
                 }
-                let cid = cid_at(c);
-                let key = self.cid_location(&cid).ok_or(Error::SnapshotNotFound)?;
-                self.open_request(key, cid, actor(caller))
+                let (key, recorded) = self
+                    .cid_location(&cid_at(c))
+                    .ok_or(Error::SnapshotNotFound)?;
+                self.open_request(key, recorded, actor(caller))
             }
             Op::RestoreLatest {
                 caller,
@@ -904,9 +928,9 @@ fn check_state(
         let cid = cid_at(c);
         match (&seen.by_cid[c], model.cid_location(&cid)) {
             (None, None) => {}
-            (Some((backup, snapshot)), Some((owner, node))) => {
+            (Some((backup, snapshot)), Some(((owner, node), recorded))) => {
                 prop_assert_eq!((backup.owner, &backup.node_id), (owner, &node));
-                prop_assert_eq!(&snapshot.cid, &cid);
+                prop_assert_eq!(&snapshot.cid, &recorded);
             }
             (found, expected) => prop_assert!(false, "cid {}: {:?} vs {:?}", cid, found, expected),
         }
@@ -936,6 +960,49 @@ fn check_state(
     Ok(())
 }
 
+/// The rules an owner relies on, checked on what the contract shows before and after `op`:
+/// - consent: a backup exists only if its owner opted it in and has not deleted it since
+///   (so a deletion is final until the owner opts in again);
+/// - nothing lost: a backup that lives through a step keeps its snapshots, except the oldest
+///   one that retention prunes when `add_snapshot` records a new one.
+fn check_owner_rules(
+    op: &Op,
+    opted_in: &BTreeSet<(AccountId, String)>,
+    before: &Observation,
+    after: &Observation,
+) -> Result<(), TestCaseError> {
+    let pairs =
+        (0..ACTORS).flat_map(|owner| (0..NODES.len()).map(move |n| (actor(owner), node(n))));
+    for (index, key) in pairs.enumerate() {
+        if after.backups[index].is_some() {
+            prop_assert!(opted_in.contains(&key), "{:?} exists without consent", key);
+        }
+        if before.backups[index].is_none() || after.backups[index].is_none() {
+            continue;
+        }
+        let (kept_before, kept_after) = (&before.snapshots[index], &after.snapshots[index]);
+        let dropped = kept_before
+            .iter()
+            .take_while(|snapshot| !kept_after.contains(snapshot))
+            .count();
+        prop_assert!(
+            kept_after.starts_with(&kept_before[dropped..]),
+            "{:?} lost snapshots in {:?}",
+            key,
+            op
+        );
+        let prunes = matches!(op, Op::AddSnapshot { .. }) && dropped == 1;
+        prop_assert!(
+            dropped == 0 || prunes,
+            "{:?}: {} dropped by {:?}",
+            key,
+            dropped,
+            op
+        );
+    }
+    Ok(())
+}
+
 /// Runs one sequence against a fresh contract and a fresh model.
 fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut outcome = Ok(());
@@ -953,6 +1020,9 @@ fn run_sequence_in_env(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut model = Model::new();
     let contract = test::callee::<Env>();
     let mut seen = observe(&registry, 0);
+    // The owner-consent rule, kept apart from the model: the backups whose owner's latest
+    // successful `create_backup` came after their latest deletion.
+    let mut opted_in = BTreeSet::new();
     for (step, op) in ops.iter().enumerate() {
         let (_, writes_before) = test::get_contract_storage_rw::<Env>(&contract);
         let events_before = test::recorded_events().count();
@@ -981,6 +1051,21 @@ fn run_sequence_in_env(ops: &[Op]) -> Result<(), TestCaseError> {
             }
         }
         check_state(&registry, &model, &now)?;
+        if actual.is_ok() {
+            match *op {
+                Op::CreateBackup {
+                    caller, node: n, ..
+                } => {
+                    opted_in.insert((actor(caller), node(n)));
+                }
+                Op::DeleteBackup { caller, node: n } => {
+                    opted_in.remove(&(actor(caller), node(n)));
+                }
+                Op::DeleteUserStorage { caller } => opted_in.retain(|(o, _)| *o != actor(caller)),
+                _ => {}
+            }
+        }
+        check_owner_rules(op, &opted_in, &seen, &now)?;
         if let Op::DeleteUserStorage { caller } = *op {
             if actual.is_ok() {
                 prop_assert!(registry.backups_of(actor(caller)).is_empty());

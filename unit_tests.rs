@@ -37,6 +37,11 @@ pub(crate) fn cid(n: u64) -> String {
     let mut binary = vec![0x01, 0x55, 0x12, 0x20];
     binary.extend_from_slice(&[0; 24]);
     binary.extend_from_slice(&n.to_be_bytes());
+    cid_string(&binary)
+}
+
+/// The CIDv1 string (multibase `b`: base32, lower case, no padding) of a binary CID.
+pub(crate) fn cid_string(binary: &[u8]) -> String {
     let bits: Vec<bool> = binary
         .iter()
         .flat_map(|byte| (0..8).rev().map(move |bit| byte >> bit & 1 == 1))
@@ -57,9 +62,18 @@ fn registry() -> BackupRegistry {
     BackupRegistry::new(vec![a.bob, a.charlie], TEST_CONFIG).expect("valid config")
 }
 
-/// `add_snapshot` by bob of django's `NODE`.
+/// `owner` opts `node` in with `create_backup`, as every snapshot of it needs.
+fn opt_in(registry: &mut BackupRegistry, owner: AccountId, node: &str) {
+    set_caller(owner);
+    registry.create_backup(node.into(), String::new()).unwrap();
+}
+
+/// `add_snapshot` by bob of django's `NODE`, which django opts in first if it has not yet.
 fn add_snapshot(registry: &mut BackupRegistry, n: u64) -> Result<()> {
     let a = accounts();
+    if registry.backup(a.django, NODE.into()).is_none() {
+        opt_in(registry, a.django, NODE);
+    }
     set_caller(a.bob);
     registry.add_snapshot(
         NODE.into(),
@@ -150,7 +164,7 @@ fn test_cids_are_canonical_and_distinct() {
         "bafkreiaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaae"
     );
     for n in [0, 1, 2, u64::MAX] {
-        assert!(crate::cid::is_well_formed(&cid(n)), "{}", cid(n));
+        assert!(crate::cid::multihash(&cid(n)).is_some(), "{}", cid(n));
     }
     assert_ne!(cid(1), cid(2));
 }
@@ -310,74 +324,88 @@ fn create_backup_errors_leave_storage_unchanged() {
 // ----- add_snapshot -----
 
 #[ink::test]
-fn add_snapshot_creates_backup_then_updates_it() {
-    let a = accounts();
-    let mut registry = registry();
-    test::set_block_number::<Env>(5);
-    test::set_block_timestamp::<Env>(1_700_000_000_000);
-    add_snapshot(&mut registry, 1).unwrap();
-    let created: BackupCreated = event_from_end(1);
-    assert_eq!((created.owner, created.node_id.as_str()), (a.django, NODE));
-    let added: SnapshotAdded = last_event();
-    assert_eq!(
-        (added.owner, added.node_id.as_str(), added.authority),
-        (a.django, NODE, a.bob)
-    );
-    assert_eq!(
-        (added.cid, added.seq, added.request_id, added.size_bytes),
-        (cid(1), 0, 1, 1_001)
-    );
-    assert_eq!(added.pruned_cid, None);
-    let snapshot = registry.latest_snapshot(a.django, NODE.into()).unwrap();
-    assert_eq!(
-        snapshot,
-        Snapshot {
-            cid: cid(1),
-            description: "nightly".into(),
-            size_bytes: 1_001,
-            request_id: 1,
-            block_number: 5,
-            timestamp: 1_700_000_000_000,
-        }
-    );
-
-    let events_before = event_count();
-    add_snapshot(&mut registry, 2).unwrap();
-    assert_eq!(
-        event_count(),
-        events_before + 2,
-        "SnapshotAdded and BackupUpdated only"
-    );
-    let added: SnapshotAdded = event_from_end(1);
-    assert_eq!((added.cid, added.seq), (cid(2), 1));
-    let updated: BackupUpdated = last_event();
-    assert_eq!(
-        (
-            updated.owner,
-            updated.node_id.as_str(),
-            updated.snapshot_count
-        ),
-        (a.django, NODE, 2)
-    );
-    let (backup, by_cid) = registry.snapshot_by_cid(cid(2)).unwrap();
-    assert_eq!((backup.owner, backup.node_id.as_str()), (a.django, NODE));
-    assert_eq!(by_cid.cid, cid(2));
-}
-
-#[ink::test]
-fn add_snapshot_on_created_backup_emits_updated_not_created() {
+fn add_snapshot_records_into_the_owners_backup() {
     let a = accounts();
     let mut registry = registry();
     set_caller(a.django);
     registry.create_backup(NODE.into(), "mine".into()).unwrap();
-    add_snapshot(&mut registry, 1).unwrap();
-    let updated: BackupUpdated = last_event();
-    assert_eq!(updated.snapshot_count, 1);
+    test::set_block_number::<Env>(5);
+    test::set_block_timestamp::<Env>(1_700_000_000_000);
+    for n in 1..=2 {
+        let events_before = event_count();
+        add_snapshot(&mut registry, n).unwrap();
+        assert_eq!(
+            event_count(),
+            events_before + 2,
+            "SnapshotAdded and BackupUpdated only"
+        );
+        let added: SnapshotAdded = event_from_end(1);
+        assert_eq!(
+            (added.owner, added.node_id.as_str(), added.authority),
+            (a.django, NODE, a.bob)
+        );
+        assert_eq!(
+            (added.cid, added.seq, added.request_id, added.size_bytes),
+            (cid(n), n as u32 - 1, n, 1_000 + n)
+        );
+        assert_eq!(added.pruned_cid, None);
+        let updated: BackupUpdated = last_event();
+        assert_eq!(
+            (
+                updated.owner,
+                updated.node_id.as_str(),
+                updated.snapshot_count
+            ),
+            (a.django, NODE, n as u32)
+        );
+    }
+    let snapshot = registry.latest_snapshot(a.django, NODE.into()).unwrap();
     assert_eq!(
-        registry.backup(a.django, NODE.into()).unwrap().description,
-        "mine"
+        snapshot,
+        Snapshot {
+            cid: cid(2),
+            description: "nightly".into(),
+            size_bytes: 1_002,
+            request_id: 2,
+            block_number: 5,
+            timestamp: 1_700_000_000_000,
+        }
     );
+    let (backup, by_cid) = registry.snapshot_by_cid(cid(2)).unwrap();
+    assert_eq!((backup.owner, backup.node_id.as_str()), (a.django, NODE));
+    assert_eq!(backup.description, "mine");
+    assert_eq!(by_cid.cid, cid(2));
     assert_eq!(registry.backups_of(a.django).len(), 1);
+}
+
+#[ink::test]
+fn add_snapshot_needs_the_owners_consent() {
+    let a = accounts();
+    let mut registry = registry();
+    let cells_before = used_cells();
+    // No authority can open a backup for an account that never created one.
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.add_snapshot(NODE.into(), cid(1), String::new(), 1, a.django, 1)
+    });
+    assert_eq!(used_cells(), cells_before);
+    assert!(registry.backups_of(a.django).is_empty());
+    // After the owner deletes its backup, the bot's next snapshot is refused too.
+    add_snapshot(&mut registry, 1).unwrap();
+    set_caller(a.django);
+    registry.delete_backup(NODE.into()).unwrap();
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.add_snapshot(NODE.into(), cid(2), String::new(), 2, a.django, 1)
+    });
+    assert_eq!(registry.backup(a.django, NODE.into()), None);
+    assert_eq!(used_cells(), cells_before, "deletion is final");
+    // Opting in again starts an empty backup.
+    opt_in(&mut registry, a.django, NODE);
+    add_snapshot(&mut registry, 2).unwrap();
+    let kept = registry.snapshots(a.django, NODE.into(), 0, 10).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].cid, cid(2));
 }
 
 #[ink::test]
@@ -385,6 +413,7 @@ fn add_snapshot_errors_leave_storage_unchanged() {
     let a = accounts();
     let mut registry = registry();
     add_snapshot(&mut registry, 1).unwrap();
+    opt_in(&mut registry, a.eve, OTHER_NODE);
     for stranger in [a.alice, a.django, a.eve, a.frank] {
         set_caller(stranger);
         assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
@@ -418,11 +447,13 @@ fn add_snapshot_errors_leave_storage_unchanged() {
         Error::CidAlreadyRecorded,
         call(OTHER_NODE, cid(1), String::new(), a.eve),
     );
-    assert_fails_unchanged(
-        &mut registry,
-        Error::InvalidNodeId,
-        call("", cid(9), String::new(), a.django),
-    );
+    for no_backup in ["", "node-3"] {
+        assert_fails_unchanged(
+            &mut registry,
+            Error::BackupNotFound,
+            call(no_backup, cid(9), String::new(), a.django),
+        );
+    }
     assert_fails_unchanged(
         &mut registry,
         Error::DescriptionTooLong,
@@ -433,14 +464,91 @@ fn add_snapshot_errors_leave_storage_unchanged() {
             a.django,
         ),
     );
+}
+
+/// A CIDv0 and its CIDv1 form, and a raw and a dag-pb CIDv1 of one multihash, are one
+/// snapshot; a padded varint is refused.
+#[ink::test]
+fn every_spelling_of_a_cid_is_one_snapshot() {
+    const V0: &str = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
+    const V1: &str = "bafybeie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34";
+    const RAW: &str = "bafkreie5nqv6kd3qnfjupgvz34woh3oksc3iau6abmyajn7qvtf6d2ho34";
+    // `RAW` with its version written as the padded varint 0x81 0x00.
+    const PADDED: &str = "bqeafkeratvwcxzipobuvgr42xhpszy7nzkilnactyaftabfx6cwmxypi53pq";
+    let a = accounts();
+    let mut registry = registry();
+    opt_in(&mut registry, a.django, NODE);
+    set_caller(a.bob);
     registry
-        .add_snapshot(OTHER_NODE.into(), cid(2), String::new(), 2, a.django, 1)
+        .add_snapshot(NODE.into(), V0.into(), String::new(), 1, a.django, 1)
         .unwrap();
-    assert_fails_unchanged(
-        &mut registry,
-        Error::TooManyBackups,
-        call("node-3", cid(9), String::new(), a.django),
-    );
+    for alias in [V1, RAW] {
+        assert_fails_unchanged(&mut registry, Error::CidAlreadyRecorded, |r| {
+            r.add_snapshot(NODE.into(), alias.into(), String::new(), 2, a.django, 1)
+        });
+        let (_, snapshot) = registry.snapshot_by_cid(alias.into()).unwrap();
+        assert_eq!(
+            snapshot.cid, V0,
+            "found under the spelling it was recorded with"
+        );
+    }
+    assert_fails_unchanged(&mut registry, Error::InvalidCid, |r| {
+        r.add_snapshot(NODE.into(), PADDED.into(), String::new(), 2, a.django, 1)
+    });
+    assert_eq!(registry.snapshot_by_cid(PADDED.into()), None);
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(V1.into()).unwrap();
+    assert_eq!(registry.restore_request(id).unwrap().cid, V0);
+}
+
+/// Inputs of any length get the contract's own answer: on the real pallet a storage key may
+/// not exceed 128 bytes, so no key may grow with an input.
+#[ink::test]
+fn inputs_of_any_length_get_an_answer() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    for len in [crate::MAX_NODE_ID_LEN + 1, 129, 300, 5_000] {
+        let long = "é".repeat(len / 2 + 1);
+        let long_cid = format!("b{}", "a".repeat(len));
+        set_caller(a.django);
+        assert_fails_unchanged(&mut registry, Error::InvalidNodeId, |r| {
+            r.create_backup(long.clone(), String::new())
+        });
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.grant_access(long.clone(), a.frank)
+        });
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.revoke_access(long.clone(), a.eve)
+        });
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.set_backup_recipient(long.clone(), None)
+        });
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.restore_latest_snapshot(a.django, long.clone())
+        });
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.delete_backup(long.clone())
+        });
+        assert_fails_unchanged(&mut registry, Error::InvalidCid, |r| {
+            r.restore_from_snapshot(long_cid.clone())
+        });
+        set_caller(a.bob);
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.add_snapshot(long.clone(), cid(9), String::new(), 9, a.django, 1)
+        });
+        assert_fails_unchanged(&mut registry, Error::InvalidCid, |r| {
+            r.add_snapshot(NODE.into(), long_cid.clone(), String::new(), 9, a.django, 1)
+        });
+        assert_eq!(registry.backup(a.django, long.clone()), None);
+        assert_eq!(registry.snapshot_by_cid(long_cid.clone()), None);
+        assert!(registry.grantees(a.django, long.clone()).is_empty());
+        assert_eq!(registry.backup_recipient(a.django, long.clone()), None);
+        assert_eq!(registry.latest_snapshot(a.django, long.clone()), None);
+        assert_eq!(
+            registry.snapshots(a.django, long.clone(), 0, 1),
+            Err(Error::BackupNotFound)
+        );
+    }
 }
 
 #[ink::test]
@@ -612,7 +720,7 @@ fn grant_errors_leave_storage_unchanged() {
 }
 
 /// A well-formed age recipient (made by `age-keygen`).
-const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+pub(crate) const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 
 #[ink::test]
 fn owner_sets_and_clears_the_backup_recipient() {
@@ -752,6 +860,7 @@ fn restore_errors_leave_storage_unchanged() {
 fn grantee_restores_latest_and_ids_never_repeat() {
     let a = accounts();
     let mut registry = registry_with_snapshots();
+    opt_in(&mut registry, a.eve, NODE);
     set_caller(a.bob);
     registry
         .add_snapshot(NODE.into(), cid(50), String::new(), 50, a.eve, 1)
@@ -962,6 +1071,7 @@ fn open_requests_page_and_stay_consistent_as_they_close() {
     // Three owners, one backup and one open request each.
     let owners = [a.django, a.eve, a.frank];
     for (n, owner) in owners.iter().enumerate() {
+        opt_in(&mut registry, *owner, NODE);
         set_caller(a.bob);
         registry
             .add_snapshot(NODE.into(), cid(n as u64), String::new(), 0, *owner, 1)
@@ -1047,6 +1157,7 @@ fn delete_backup_leaves_no_trace() {
 fn delete_backup_keeps_the_owners_other_backup_and_cancels_its_request() {
     let a = accounts();
     let mut registry = registry_with_snapshots();
+    opt_in(&mut registry, a.django, OTHER_NODE);
     set_caller(a.bob);
     registry
         .add_snapshot(OTHER_NODE.into(), cid(3), String::new(), 3, a.django, 1)
@@ -1084,6 +1195,7 @@ fn delete_user_storage_removes_every_backup() {
     let a = accounts();
     let mut registry = registry();
     let cells_before = used_cells();
+    opt_in(&mut registry, a.eve, OTHER_NODE);
     set_caller(a.bob);
     registry
         .add_snapshot(OTHER_NODE.into(), cid(10), String::new(), 0, a.eve, 1)
@@ -1092,6 +1204,8 @@ fn delete_user_storage_removes_every_backup() {
     for n in 1..=4 {
         add_snapshot(&mut registry, n).unwrap();
     }
+    opt_in(&mut registry, a.django, OTHER_NODE);
+    set_caller(a.bob);
     registry
         .add_snapshot(OTHER_NODE.into(), cid(20), String::new(), 0, a.django, 1)
         .unwrap();

@@ -7,6 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { ApiPromise, Keyring, WsProvider } from '@polkadot/api';
 import { CodePromise } from '@polkadot/api-contract';
+import { CID as Cid } from 'multiformats/cid';
+import { base32 } from 'multiformats/bases/base32';
 
 const url = process.argv[2] ?? 'ws://127.0.0.1:9944';
 const bundlePath = new URL('../target/ink/backup_registry.contract', import.meta.url);
@@ -134,6 +136,7 @@ await call(alice, 'removeAuthority', ferdie.address);
 await refused(ferdie, 'addSnapshot', 'NotAuthorized', NODE, CID(9), '', 9, bob.address, 1);
 
 // ---- Backups and snapshots ----
+await refused(alice, 'addSnapshot', 'BackupNotFound', NODE, CID(9), '', 9, bob.address, 1);
 await call(bob, 'createBackup', NODE, 'laptop');
 for (const n of [1, 2, 3]) {
   await call(alice, 'addSnapshot', NODE, CID(n), 'nightly', n, bob.address, 1000 * n);
@@ -148,6 +151,22 @@ const kept = await read('snapshots', bob.address, NODE, 0, 10);
 if (kept.ok.length !== 2) fail('retention should keep 2 snapshots');
 await read('latestSnapshot', bob.address, NODE);
 await read('snapshotByCid', CID(3));
+
+// ---- One content, one snapshot: other spellings of CID(3), made by multiformats ----
+const recorded = Cid.parse(CID(3));
+const aliases = [
+  Cid.createV0(recorded.multihash).toString(),
+  Cid.createV1(0x70, recorded.multihash).toString(),
+];
+for (const alias of aliases) {
+  const found = await read('snapshotByCid', alias);
+  if (found?.[1]?.cid !== CID(3)) fail(`${alias} should find the snapshot recorded as ${CID(3)}`);
+  await refused(alice, 'addSnapshot', 'CidAlreadyRecorded', NODE, alias, '', 9, bob.address, 1);
+}
+// The version written as the padded varint 0x81 0x00: refused, and it finds nothing.
+const padded = base32.encode(Uint8Array.from([0x81, 0x00, ...recorded.bytes.slice(1)]));
+await refused(alice, 'addSnapshot', 'InvalidCid', NODE, padded, '', 9, bob.address, 1);
+if ((await read('snapshotByCid', padded)) !== null) fail('a padded varint found a snapshot');
 if (!(await read('grantees', bob.address, NODE)).some((grantee) => grantee === charlie.address)) {
   fail('charlie is a grantee');
 }
@@ -158,7 +177,8 @@ await call(bob, 'setBackupRecipient', NODE, null);
 
 // ---- Restore lifecycle ----
 await refused(dave, 'restoreFromSnapshot', 'NotBackupOwner', CID(3));
-const cancelled = await call(charlie, 'restoreFromSnapshot', CID(3));
+const cancelled = await call(charlie, 'restoreFromSnapshot', aliases[0]);
+if ((await read('restoreRequest', cancelled)).cid !== CID(3)) fail('the request names the recorded CID');
 await read('pendingRestoreRequests', 0, 10);
 await read('pendingRestoreRequestCount');
 await call(charlie, 'cancelRestoreRequest', cancelled);

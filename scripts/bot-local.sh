@@ -2,7 +2,8 @@
 # The backup bot on a live local chain, in one command: starts `substrate-contracts-node --dev`
 # on loopback (PORT, default 9944) with fresh state, deploys the registry with //Alice as admin
 # and authority, writes a sample node folder owned by //Bob, runs `backup-bot run --once` (the
-# snapshot is recorded), has //Bob request a restore with `cargo contract call`, runs the bot
+# node is skipped: //Bob has not opted in), has //Bob opt in with `create_backup`, runs the bot
+# again (the snapshot is recorded), has //Bob request a restore with `cargo contract call`, runs the bot
 # again (the restore is served) and compares the two trees with `diff -r`. Work files go to
 # target/bot-local; the node is stopped at the end.
 set -euo pipefail
@@ -35,7 +36,15 @@ restore_to = "node-1/restored"
 TOML
 export BACKUP_BOT_SURI=//Alice
 
-echo "bot-local: first pass (snapshot)"
+echo "bot-local: first pass (skipped: //Bob has no backup of node-1 yet)"
+bot run --once --config "$work/bot.toml"
+
+echo "bot-local: //Bob opts node-1 in"
+cargo contract call "$bundle" --url "$node_url" --contract "$contract" --suri //Bob \
+    --message create_backup --args '"node-1"' '"sample"' --execute --skip-confirm \
+    | grep -E 'ExtrinsicSuccess'
+
+echo "bot-local: second pass (snapshot)"
 bot run --once --config "$work/bot.toml"
 cargo contract call "$bundle" --url "$node_url" --contract "$contract" --suri //Bob \
     --message latest_snapshot --args "$bob" '"node-1"' | grep -E '^ +Result' -A3
@@ -45,7 +54,7 @@ cargo contract call "$bundle" --url "$node_url" --contract "$contract" --suri //
     --message restore_latest_snapshot --args "$bob" '"node-1"' --execute --skip-confirm \
     | grep -E 'ExtrinsicSuccess'
 
-echo "bot-local: second pass (restore)"
+echo "bot-local: third pass (restore)"
 bot run --once --config "$work/bot.toml"
 cargo contract call "$bundle" --url "$node_url" --contract "$contract" --suri //Bob \
     --message restore_request --args 0 | grep -E '^ +Result' -A3 | grep -o 'status: [A-Za-z]*'

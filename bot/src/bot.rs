@@ -12,19 +12,16 @@ use crate::keys::{self, Keyring};
 use crate::registry::{ink_account, refusal, Registry};
 use crate::store::{self, ContentStore};
 use anyhow::{Context, Result};
-use backup_registry::{RequestId, RestoreRequest, RestoreStatus};
+use backup_registry::{RequestId, RestoreRequest, RestoreStatus, MAX_REASON_LEN};
 use cid::Cid;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use subxt::utils::AccountId32;
 use tracing::{info, warn};
-
-/// The contract's limit on a failure reason, in bytes.
-const MAX_REASON_LEN: usize = 128;
 
 /// One node this bot backs up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +61,9 @@ pub struct PassReport {
     pub unchanged: Vec<String>,
     /// Nodes not due yet.
     pub not_due: Vec<String>,
+    /// Nodes skipped because their owner has no backup of them on chain (never created, or
+    /// deleted): the registry takes snapshots only into backups their owners created.
+    pub no_backup: Vec<String>,
     /// Restore requests fulfilled.
     pub fulfilled: Vec<RequestId>,
     /// Restore requests marked failed, with the reason.
@@ -77,10 +77,12 @@ impl std::fmt::Display for PassReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} snapshots, {} unchanged, {} not due, {} restored, {} failed, {} errors",
+            "{} snapshots, {} unchanged, {} not due, {} without a backup, {} restored, {} failed, \
+             {} errors",
             self.snapshots.len(),
             self.unchanged.len(),
             self.not_due.len(),
+            self.no_backup.len(),
             self.fulfilled.len(),
             self.failed.len(),
             self.errors.len()
@@ -146,6 +148,9 @@ pub struct Bot<C> {
     last_snapshots: HashMap<String, LastSnapshot>,
     /// Block at which each node's content was last found unchanged (by [`node_key`]).
     unchanged_at: HashMap<String, u32>,
+    /// Nodes found without a backup on chain and logged as such (by [`node_key`]), so that
+    /// the log says it once, not every pass.
+    reported_without_backup: HashSet<String>,
 }
 
 impl<C: Chain> Bot<C> {
@@ -170,6 +175,7 @@ impl<C: Chain> Bot<C> {
             last_snapshots: load_last_snapshots(&last_snapshots_path),
             last_snapshots_path,
             unchanged_at: HashMap::new(),
+            reported_without_backup: HashSet::new(),
         })
     }
 
@@ -214,13 +220,33 @@ impl<C: Chain> Bot<C> {
         now: u32,
         report: &mut PassReport,
     ) -> Result<()> {
+        let key = node_key(node);
+        if self
+            .registry
+            .backup(&node.owner, &node.node_id)
+            .await?
+            .is_none()
+        {
+            if self.reported_without_backup.insert(key) {
+                warn!(
+                    node = %node.node_id,
+                    owner = %node.owner,
+                    "skipped: its owner has no backup of it on chain (the owner opts in with \
+                     create_backup)"
+                );
+            }
+            report.no_backup.push(node.node_id.clone());
+            return Ok(());
+        }
+        if self.reported_without_backup.remove(&key) {
+            info!(node = %node.node_id, "its owner opted in: snapshots resume");
+        }
         let frequency = self.registry.backup_frequency(&node.owner).await?;
         let latest = self
             .registry
             .latest_snapshot(&node.owner, &node.node_id)
             .await?;
         let last_block = latest.as_ref().map(|snapshot| snapshot.block_number);
-        let key = node_key(node);
         let last = last_block.max(self.unchanged_at.get(&key).copied());
         if !snapshot_due(now, last, frequency) {
             report.not_due.push(node.node_id.clone());

@@ -27,8 +27,8 @@ pub fn refusal(error: &anyhow::Error) -> Option<ContractError> {
     error.downcast_ref::<Refused>().map(|refused| refused.0)
 }
 
-/// Page size of paged queries (the contract's `MAX_PAGE_SIZE`).
-const PAGE_SIZE: u32 = 32;
+/// Page size of paged queries: the most the contract returns.
+const PAGE_SIZE: u32 = backup_registry::MAX_PAGE_SIZE;
 
 /// Pages read at most by one listing: bounds a pass however many requests are open.
 const MAX_PAGES: u32 = 64;
@@ -229,6 +229,11 @@ impl<C: Chain> Registry<C> {
     pub async fn create_backup(&mut self, node_id: &str, description: &str) -> Result<()> {
         self.call("create_backup", &[text(node_id), text(description)])
             .await
+    }
+
+    /// Deletes the caller's backup of `node_id` with all its snapshots.
+    pub async fn delete_backup(&mut self, node_id: &str) -> Result<()> {
+        self.call("delete_backup", &[text(node_id)]).await
     }
 
     /// Registers (or clears) the caller's age recipient for its backup of `node_id`.

@@ -93,8 +93,9 @@ async fn deploy(url: &str) -> subxt::utils::AccountId32 {
     exec.instantiate(None).await.unwrap().contract_address
 }
 
-/// Runs `backup-bot run --once` with the configuration file `config`, as Alice.
-fn run_bot_once(config: &Path) {
+/// Runs `backup-bot run --once` with the configuration file `config`, as Alice; returns its
+/// log.
+fn run_bot_once(config: &Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
         .args(["run", "--once", "--config"])
         .arg(config)
@@ -107,6 +108,7 @@ fn run_bot_once(config: &Path) {
         !log.contains("//Alice"),
         "the secret URI was logged:\n{log}"
     );
+    log.into_owned()
 }
 
 /// Checks that `cid` names an encrypted archive of the tree at `root`: the file under that
@@ -161,12 +163,25 @@ async fn live_node_round_trip() {
     )
     .unwrap();
 
-    run_bot_once(&config);
-
     let chain = NodeChain::connect(&node.url, contract, &common::bundle(), dev::bob())
         .await
         .unwrap();
     let mut owner = Registry::new(chain);
+
+    // Bob has not opted in yet: the bot skips both nodes, says so once each, records nothing.
+    let log = run_bot_once(&config);
+    assert_eq!(
+        log.matches("skipped: its owner has no backup of it on chain")
+            .count(),
+        2,
+        "{log}"
+    );
+    for name in ["node-a", "node-b"] {
+        assert_eq!(owner.backup(&bob, name).await.unwrap(), None);
+        owner.create_backup(name, "").await.unwrap();
+    }
+
+    run_bot_once(&config);
     for name in ["node-a", "node-b"] {
         let snapshot = owner.latest_snapshot(&bob, name).await.unwrap();
         let snapshot = snapshot.unwrap_or_else(|| panic!("no snapshot of {name} on chain"));

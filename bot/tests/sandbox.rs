@@ -15,9 +15,16 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+/// A world whose owner opted its node in (`create_backup`).
+async fn opted_in_world(work_dir: &Path) -> DemoWorld {
+    let mut world = DemoWorld::new(&common::bundle(), work_dir).unwrap();
+    world.owner.create_backup(DEMO_NODE, "").await.unwrap();
+    world
+}
+
 /// A world whose node has one recorded snapshot, and an open restore request for it.
 async fn world_with_request(work_dir: &std::path::Path) -> (DemoWorld, u64, String) {
-    let mut world = DemoWorld::new(&common::bundle(), work_dir).unwrap();
+    let mut world = opted_in_world(work_dir).await;
     demo::write_sample_tree(&world.node.source).unwrap();
     let report = world.bot.pass().await.unwrap();
     let cid = report.snapshots[0].1.clone();
@@ -108,7 +115,7 @@ async fn tampered_content_fails_the_request_at_the_cid_check() {
 #[tokio::test]
 async fn archive_escaping_its_folder_fails_the_request() {
     let dir = tempfile::tempdir().unwrap();
-    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
+    let mut world = opted_in_world(dir.path()).await;
     // An archive with an entry `../escape`, written below the tar crate's own path checks.
     let mut header = tar::Header::new_old();
     header.as_old_mut().name[..9].copy_from_slice(b"../escape");
@@ -191,7 +198,7 @@ async fn missing_content_leaves_the_request_claimed_for_a_later_pass() {
 #[tokio::test]
 async fn snapshot_for_another_identity_fails_at_decryption() {
     let dir = tempfile::tempdir().unwrap();
-    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
+    let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
     let mut archive = Vec::new();
     backup_bot::archive::pack(&world.node.source, &mut archive).unwrap();
@@ -213,7 +220,7 @@ async fn snapshot_for_another_identity_fails_at_decryption() {
 #[tokio::test]
 async fn stored_snapshots_hold_no_plaintext() {
     let dir = tempfile::tempdir().unwrap();
-    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
+    let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
     let report = world.bot.pass().await.unwrap();
     let stored = fs::read(world.store_dir.join(&report.snapshots[0].1)).unwrap();
@@ -238,8 +245,7 @@ async fn stored_snapshots_hold_no_plaintext() {
 #[tokio::test]
 async fn a_restarted_bot_does_not_record_unchanged_data_again() {
     let dir = tempfile::tempdir().unwrap();
-    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
-    world.owner.create_backup(DEMO_NODE, "").await.unwrap();
+    let mut world = opted_in_world(dir.path()).await;
     world.owner.set_backup_frequency(10).await.unwrap();
     demo::write_sample_tree(&world.node.source).unwrap();
     let first = world.bot.pass().await.unwrap();
@@ -264,4 +270,31 @@ async fn a_restarted_bot_does_not_record_unchanged_data_again() {
     world.advance_blocks(10);
     let repaired = world.bot.pass().await.unwrap();
     assert_eq!(repaired.unchanged, [DEMO_NODE], "{repaired:?}");
+}
+
+#[tokio::test]
+async fn nodes_without_a_backup_are_skipped_and_deletion_is_final() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = DemoWorld::new(&common::bundle(), dir.path()).unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let owner = world.node.owner.clone();
+    // The owner never opted in: the bot records nothing and opens no backup.
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.no_backup, [DEMO_NODE], "{report:?}");
+    assert!(report.snapshots.is_empty() && report.errors.is_empty());
+    assert_eq!(world.owner.backup(&owner, DEMO_NODE).await.unwrap(), None);
+
+    world.owner.create_backup(DEMO_NODE, "").await.unwrap();
+    world.owner.set_backup_frequency(10).await.unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+
+    // After the owner deletes the backup, changed data is not recorded again.
+    world.owner.delete_backup(DEMO_NODE).await.unwrap();
+    fs::write(world.node.source.join("later.txt"), b"after deletion").unwrap();
+    world.advance_blocks(10);
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.no_backup, [DEMO_NODE], "{report:?}");
+    assert!(report.snapshots.is_empty() && report.errors.is_empty());
+    assert_eq!(world.owner.backup(&owner, DEMO_NODE).await.unwrap(), None);
 }
