@@ -549,6 +549,92 @@ scenario! {
     }
 }
 
+/// Claims lapse after `claim_timeout` blocks. Node only: a node seals a block per
+/// transaction, while ink_e2e 5.1's sandbox client cannot move its chain on (the bot's
+/// in-process tests run the same rule on pallet-contracts with blocks built).
+mod claims_lapse {
+    use super::*;
+
+    #[ink_e2e::test]
+    async fn node<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
+        let client = &mut client;
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let (dave, charlie) = (
+            account(AccountKeyring::Dave),
+            account(AccountKeyring::Charlie),
+        );
+        opt_in!(client, registry, &ink_e2e::dave());
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
+        )
+        .0
+        .unwrap();
+        let request_id = submit!(
+            client,
+            &ink_e2e::dave(),
+            registry.restore_from_snapshot(cid(1))
+        )
+        .0
+        .unwrap();
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.claim_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+        // Before the timeout: held by bob.
+        refused!(
+            client,
+            &ink_e2e::charlie(),
+            registry.claim_restore_request(request_id),
+            Error::RestoreRequestAlreadyClaimed
+        );
+        refused!(
+            client,
+            &ink_e2e::dave(),
+            registry.cancel_restore_request(request_id),
+            Error::RestoreRequestAlreadyClaimed
+        );
+        // `claim_timeout` blocks go by, one transaction each.
+        for _ in 0..CONFIG.claim_timeout {
+            submit!(
+                client,
+                &ink_e2e::eve(),
+                registry.set_backup_offchain_worker_frequency(600)
+            )
+            .0
+            .unwrap();
+        }
+        let (result, events) = submit!(
+            client,
+            &ink_e2e::charlie(),
+            registry.claim_restore_request(request_id)
+        );
+        assert_eq!(result, Ok(()));
+        let taken_over = RestoreStatus::InProgress { authority: charlie };
+        let updated = event::<RestoreRequestUpdated>(&events, 0).expect("the node reports events");
+        assert_eq!((updated.by, updated.status), (charlie, taken_over));
+        refused!(
+            client,
+            &ink_e2e::bob(),
+            registry.fulfil_restore_request(request_id),
+            Error::NotClaimant
+        );
+        submit!(
+            client,
+            &ink_e2e::charlie(),
+            registry.fulfil_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+        Ok(())
+    }
+}
+
 /// Call arguments already SCALE-encoded, written as they are.
 #[derive(Clone)]
 struct EncodedArgs(Vec<u8>);

@@ -60,13 +60,15 @@ pub const MAX_REASON_LEN: usize = 128;
 pub const MAX_PAGE_SIZE: u32 = 32;
 /// Highest backup frequency a deployment may allow, in blocks (about ten years of 6 s blocks).
 pub const MAX_FREQUENCY_LIMIT: u32 = 52_560_000;
+/// Longest `claim_timeout` a deployment may configure, in blocks (two weeks of 6 s blocks).
+pub const MAX_CLAIM_TIMEOUT: u32 = 201_600;
 
 #[ink::contract]
 mod backup_registry {
     use crate::{
-        MAX_AUTHORITIES, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN, MAX_DESCRIPTION_LEN,
-        MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP, MAX_NODE_ID_LEN, MAX_PAGE_SIZE, MAX_REASON_LEN,
-        MAX_RETENTION,
+        MAX_AUTHORITIES, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN, MAX_CLAIM_TIMEOUT,
+        MAX_DESCRIPTION_LEN, MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP, MAX_NODE_ID_LEN,
+        MAX_PAGE_SIZE, MAX_REASON_LEN, MAX_RETENTION,
     };
     use ink::prelude::{string::String, vec::Vec};
     use ink::storage::Mapping;
@@ -95,11 +97,15 @@ mod backup_registry {
         pub max_frequency: BlockNumber,
         /// Frequency of accounts that never set one, in blocks (between min and max).
         pub default_frequency: BlockNumber,
+        /// Blocks a claim on a restore request holds (1 to `MAX_CLAIM_TIMEOUT`): after that,
+        /// any authority may claim the request again, and its requester or the backup's owner
+        /// may cancel it, so that a bot that stopped cannot hold a restore.
+        pub claim_timeout: BlockNumber,
     }
 
     impl Default for Config {
         /// 32 snapshots per backup, 16 backups per account, frequencies from 10 blocks to a
-        /// year, one day by default (6 s blocks).
+        /// year, one day by default, claims that lapse after an hour (6 s blocks).
         fn default() -> Self {
             Self {
                 max_snapshots_per_backup: 32,
@@ -107,6 +113,7 @@ mod backup_registry {
                 min_frequency: 10,
                 max_frequency: 5_256_000,
                 default_frequency: 14_400,
+                claim_timeout: 600,
             }
         }
     }
@@ -176,7 +183,9 @@ mod backup_registry {
     pub enum RestoreStatus {
         /// Waiting for an authority to claim it; the requester may still cancel it.
         Pending,
-        /// Claimed by `authority`, who alone may complete it.
+        /// Claimed by `authority`, who alone may complete it; the claim lapses
+        /// `claim_timeout` blocks after the request's `updated_at`, when another authority
+        /// may claim it again.
         InProgress {
             /// The authority serving the request.
             authority: AccountId,
@@ -539,7 +548,8 @@ mod backup_registry {
                 && config.min_frequency >= 1
                 && config.min_frequency <= config.default_frequency
                 && config.default_frequency <= config.max_frequency
-                && config.max_frequency <= MAX_FREQUENCY_LIMIT;
+                && config.max_frequency <= MAX_FREQUENCY_LIMIT
+                && (1..=MAX_CLAIM_TIMEOUT).contains(&config.claim_timeout);
             if !limits_ok {
                 return Err(Error::InvalidConfig);
             }
@@ -572,7 +582,7 @@ mod backup_registry {
 
         /// Instantiates the registry with the caller as admin, the given authorities and the
         /// default limits (32 snapshots per backup, 16 backups per account, frequencies from
-        /// 10 blocks to a year, one day by default).
+        /// 10 blocks to a year, one day by default, claims that lapse after 600 blocks).
         #[ink(constructor)]
         pub fn with_default_config(authorities: Vec<AccountId>) -> Result<Self> {
             Self::new(authorities, Config::default())
@@ -830,17 +840,19 @@ mod backup_registry {
             self.open_restore_request(backup_id, backup, latest.cid)
         }
 
-        /// Withdraws a restore request that no authority is serving: one still pending, or one
-        /// claimed by an account that is no longer an authority. The requester may, and so may
-        /// the backup's owner, whose node the restore would overwrite (say, after revoking the
-        /// grantee who asked).
+        /// Withdraws a restore request that no authority is serving: one still pending, one
+        /// whose claim lapsed (`claim_timeout`), or one claimed by an account that is no longer
+        /// an authority. The requester may, and so may the backup's owner, whose node the
+        /// restore would overwrite (say, after revoking the grantee who asked).
         #[ink(message)]
         pub fn cancel_restore_request(&mut self, request_id: RequestId) -> Result<()> {
             self.ensure_not_paused()?;
             let caller = self.env().caller();
-            let request = self.request_with_status(request_id, |status| match status {
+            let request = self.request_with_status(request_id, |request| match request.status {
                 RestoreStatus::Pending => true,
-                RestoreStatus::InProgress { authority } => !self.authorities.contains(authority),
+                RestoreStatus::InProgress { authority } => {
+                    !self.authorities.contains(authority) || self.claim_lapsed(request)
+                }
                 _ => false,
             })?;
             let is_owner = self
@@ -957,14 +969,15 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Claims a pending restore request (authorities only): it moves to `InProgress` and
-        /// only the caller may complete it.
+        /// Claims a pending restore request, or one whose claim lapsed (authorities only): it
+        /// moves to `InProgress` and only the caller may complete it, for `claim_timeout`
+        /// blocks and after that until another authority claims it again.
         #[ink(message)]
         pub fn claim_restore_request(&mut self, request_id: RequestId) -> Result<()> {
             self.ensure_not_paused()?;
             let authority = self.ensure_authority()?;
-            let mut request = self.request_with_status(request_id, |status| {
-                matches!(status, RestoreStatus::Pending)
+            let mut request = self.request_with_status(request_id, |request| {
+                request.status == RestoreStatus::Pending || self.claim_lapsed(request)
             })?;
             request.status = RestoreStatus::InProgress { authority };
             request.updated_at = self.env().block_number();
@@ -1327,18 +1340,25 @@ mod backup_registry {
             Ok(request_id)
         }
 
-        /// The request `request_id`, if its status passes `expected`; otherwise the error
-        /// that says where it stands.
+        /// Whether `request` is in progress and its claim is `claim_timeout` blocks old.
+        fn claim_lapsed(&self, request: &RestoreRequest) -> bool {
+            matches!(request.status, RestoreStatus::InProgress { .. })
+                && self.env().block_number().saturating_sub(request.updated_at)
+                    >= self.config.claim_timeout
+        }
+
+        /// The request `request_id`, if it passes `expected`; otherwise the error that says
+        /// where it stands.
         fn request_with_status(
             &self,
             request_id: RequestId,
-            expected: impl FnOnce(&RestoreStatus) -> bool,
+            expected: impl FnOnce(&RestoreRequest) -> bool,
         ) -> Result<RestoreRequest> {
             let request = self
                 .restore_requests
                 .get(request_id)
                 .ok_or(Error::RestoreRequestNotFound)?;
-            if expected(&request.status) {
+            if expected(&request) {
                 return Ok(request);
             }
             Err(match request.status {
@@ -1353,8 +1373,8 @@ mod backup_registry {
         fn claimed_request(&self, request_id: RequestId) -> Result<(AccountId, RestoreRequest)> {
             self.ensure_not_paused()?;
             let authority = self.ensure_authority()?;
-            let request = self.request_with_status(request_id, |status| {
-                matches!(status, RestoreStatus::InProgress { .. })
+            let request = self.request_with_status(request_id, |request| {
+                matches!(request.status, RestoreStatus::InProgress { .. })
             })?;
             if request.status != (RestoreStatus::InProgress { authority }) {
                 return Err(Error::NotClaimant);

@@ -268,6 +268,8 @@ struct ModelRequest {
     cid: String,
     requester: AccountId,
     status: Status,
+    /// Block of the latest claim.
+    claimed_at: u32,
 }
 
 /// What the registry should hold, written plainly.
@@ -281,6 +283,8 @@ struct Model {
     next_backup_id: u64,
     frequencies: BTreeMap<AccountId, u32>,
     requests: Vec<ModelRequest>,
+    /// The current block.
+    now: u32,
 }
 
 /// The value a message returned, for comparing contract and model.
@@ -320,6 +324,7 @@ impl Model {
             next_backup_id: 0,
             frequencies: BTreeMap::new(),
             requests: Vec::new(),
+            now: 0,
         }
     }
 
@@ -363,6 +368,7 @@ impl Model {
             cid,
             requester: caller,
             status: Status::Pending,
+            claimed_at: 0,
         });
         Ok(Value::Request(id))
     }
@@ -397,6 +403,13 @@ impl Model {
         if let Some(id) = backup.open_request {
             self.requests[id as usize].status = Status::Cancelled;
         }
+    }
+
+    /// Whether request `index` is in progress and its claim is `claim_timeout` blocks old.
+    fn claim_lapsed(&self, index: usize) -> bool {
+        let request = &self.requests[index];
+        matches!(request.status, Status::InProgress(_))
+            && self.now - request.claimed_at >= CONFIG.claim_timeout
     }
 
     fn claimed(&self, caller: AccountId, id: u64) -> Result<usize, Error> {
@@ -543,9 +556,13 @@ impl Model {
             }
             Op::Cancel { caller, request } => {
                 not_paused()?;
+                let lapsed =
+                    (request as usize) < self.requests.len() && self.claim_lapsed(request as usize);
                 let index = self.request_in(request, |s| match s {
                     Status::Pending => true,
-                    Status::InProgress(authority) => !self.authorities.contains(authority),
+                    Status::InProgress(authority) => {
+                        !self.authorities.contains(authority) || lapsed
+                    }
                     _ => false,
                 })?;
                 let request = &self.requests[index];
@@ -560,8 +577,11 @@ impl Model {
                 if !self.authorities.contains(&actor(caller)) {
                     return Err(Error::NotAuthorized);
                 }
-                let index = self.request_in(request, |s| *s == Status::Pending)?;
+                let lapsed =
+                    (request as usize) < self.requests.len() && self.claim_lapsed(request as usize);
+                let index = self.request_in(request, |s| *s == Status::Pending || lapsed)?;
                 self.requests[index].status = Status::InProgress(actor(caller));
+                self.requests[index].claimed_at = self.now;
                 Ok(Value::Unit)
             }
             Op::Fulfil { caller, request } => {
@@ -640,7 +660,10 @@ impl Model {
                 self.pending_admin = None;
                 Ok(Value::Unit)
             }
-            Op::AdvanceBlocks { .. } => Ok(Value::Unit),
+            Op::AdvanceBlocks { blocks } => {
+                self.now += u32::from(blocks);
+                Ok(Value::Unit)
+            }
         }
     }
 
@@ -1095,8 +1118,10 @@ impl Op {
     }
 }
 
-/// Counted apart: a cancelled request that a since-removed authority had claimed.
-const STALE_CLAIM_CANCELLED: &str = "Cancel (claim of a removed authority)";
+/// Counted apart: a cancelled request that was claimed (by a removed authority, or lapsed).
+const STALE_CLAIM_CANCELLED: &str = "Cancel (a claim no authority serves)";
+/// Counted apart: a request claimed again after its claim lapsed.
+const LAPSED_CLAIM_TAKEN: &str = "Claim (a lapsed claim taken over)";
 
 /// The generator is worth something only if it reaches every message's success path: count,
 /// over a fixed set of sequences, the kinds of step that succeed (by the model, which the
@@ -1115,14 +1140,21 @@ fn generated_sequences_reach_every_success_path() {
         let mut model = Model::new();
         for op in &ops {
             kinds.insert(op.kind());
-            let stale_claim = matches!(op, Op::Cancel { request, .. } if model
-                .requests
-                .get(*request as usize)
-                .is_some_and(|r| matches!(r.status, Status::InProgress(_))));
+            let in_progress = |request: u64| {
+                model
+                    .requests
+                    .get(request as usize)
+                    .is_some_and(|r| matches!(r.status, Status::InProgress(_)))
+            };
+            let special = match *op {
+                Op::Cancel { request, .. } if in_progress(request) => Some(STALE_CLAIM_CANCELLED),
+                Op::Claim { request, .. } if in_progress(request) => Some(LAPSED_CLAIM_TAKEN),
+                _ => None,
+            };
             if model.apply(op).is_ok() {
                 *succeeded.entry(op.kind()).or_default() += 1;
-                if stale_claim {
-                    *succeeded.entry(STALE_CLAIM_CANCELLED.into()).or_default() += 1;
+                if let Some(special) = special {
+                    *succeeded.entry(special.into()).or_default() += 1;
                 }
             }
         }
@@ -1135,7 +1167,11 @@ fn generated_sequences_reach_every_success_path() {
     assert!(never.is_empty(), "never succeeded: {never:?}");
     assert!(
         succeeded.contains_key(STALE_CLAIM_CANCELLED),
-        "no claim of a removed authority was ever cancelled"
+        "no stale claim was ever cancelled"
+    );
+    assert!(
+        succeeded.contains_key(LAPSED_CLAIM_TAKEN),
+        "no lapsed claim was ever taken over"
     );
     assert_eq!(kinds.len(), 20, "every kind of step is generated");
 }

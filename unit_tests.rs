@@ -20,6 +20,7 @@ pub(crate) const TEST_CONFIG: Config = Config {
     min_frequency: 10,
     max_frequency: 1_000,
     default_frequency: 100,
+    claim_timeout: 5,
 };
 
 /// The cast: alice admin, bob and charlie authorities, django owner, eve grantee, frank stranger.
@@ -236,6 +237,14 @@ fn new_refuses_bad_config_and_authorities() {
         },
         Config {
             max_frequency: crate::MAX_FREQUENCY_LIMIT + 1,
+            ..TEST_CONFIG
+        },
+        Config {
+            claim_timeout: 0,
+            ..TEST_CONFIG
+        },
+        Config {
+            claim_timeout: crate::MAX_CLAIM_TIMEOUT + 1,
             ..TEST_CONFIG
         },
     ];
@@ -1031,6 +1040,89 @@ fn requester_cancels_a_claim_of_a_removed_authority() {
             authority: a.charlie
         }
     );
+}
+
+/// A claim holds for `claim_timeout` blocks: until then no other authority may take the
+/// request over and nobody may cancel it; after that another authority re-claims it (the
+/// event says who), and the first claimant can no longer complete it.
+#[ink::test]
+fn a_lapsed_claim_is_taken_over() {
+    let a = accounts();
+    let timeout = TEST_CONFIG.claim_timeout;
+    let mut registry = registry_with_snapshots();
+    set_caller(a.eve);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    test::set_block_number::<Env>(10);
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    test::set_block_number::<Env>(10 + timeout - 1);
+    set_caller(a.charlie);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.claim_restore_request(id)
+    });
+    for requester_or_owner in [a.eve, a.django] {
+        set_caller(requester_or_owner);
+        assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+            r.cancel_restore_request(id)
+        });
+    }
+    test::set_block_number::<Env>(10 + timeout);
+    for stranger in [a.frank, a.django] {
+        set_caller(stranger);
+        assert_fails_unchanged(&mut registry, Error::NotAuthorized, |r| {
+            r.claim_restore_request(id)
+        });
+    }
+    set_caller(a.charlie);
+    registry.claim_restore_request(id).unwrap();
+    let taken_over = RestoreStatus::InProgress {
+        authority: a.charlie,
+    };
+    assert_last_request_update(id, a.charlie, taken_over.clone());
+    let request = registry.restore_request(id).unwrap();
+    assert_eq!(
+        (request.status, request.updated_at),
+        (taken_over, 10 + timeout)
+    );
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::NotClaimant, |r| {
+        r.fulfil_restore_request(id)
+    });
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.claim_restore_request(id)
+    });
+    set_caller(a.charlie);
+    registry.fulfil_restore_request(id).unwrap();
+}
+
+/// After its claim lapsed, the requester or the backup's owner may withdraw the request; an
+/// unserved lapsed claim may still be completed by its claimant.
+#[ink::test]
+fn a_lapsed_claim_may_be_cancelled_or_still_completed() {
+    let a = accounts();
+    let timeout = TEST_CONFIG.claim_timeout;
+    let mut registry = registry_with_snapshots();
+    for canceller in [a.eve, a.django] {
+        set_caller(a.eve);
+        let id = registry.restore_from_snapshot(cid(1)).unwrap();
+        set_caller(a.bob);
+        registry.claim_restore_request(id).unwrap();
+        test::set_block_number::<Env>(ink::env::block_number::<Env>() + timeout);
+        set_caller(a.frank);
+        assert_fails_unchanged(&mut registry, Error::NotRequester, |r| {
+            r.cancel_restore_request(id)
+        });
+        set_caller(canceller);
+        registry.cancel_restore_request(id).unwrap();
+        assert_last_request_update(id, canceller, RestoreStatus::Cancelled);
+    }
+    set_caller(a.eve);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    test::set_block_number::<Env>(ink::env::block_number::<Env>() + 10 * timeout);
+    registry.fulfil_restore_request(id).unwrap();
+    assert_last_request_update(id, a.bob, RestoreStatus::Fulfilled { authority: a.bob });
 }
 
 #[ink::test]

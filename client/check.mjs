@@ -69,6 +69,7 @@ const config = {
   minFrequency: 10,
   maxFrequency: 1000,
   defaultFrequency: 100,
+  claimTimeout: 600,
 };
 // Dry runs may use up to a block's weight; the instantiation gets a fixed, ample limit.
 const maxGas = api.registry.createType('WeightV2', api.consts.system.blockWeights.maxBlock);

@@ -328,13 +328,22 @@ impl<C: Chain> Bot<C> {
         Ok(())
     }
 
+    /// Serves the open restore requests of served nodes: pending ones, its own claims (say,
+    /// after a restart), and claims of other authorities that lapsed (`claim_timeout`).
     async fn serve_restores(&mut self, report: &mut PassReport) -> Result<()> {
-        let me = self.registry.account();
+        let me = ink_account(&self.registry.account());
+        let now = self.registry.block_number().await?;
+        let claim_timeout = self.registry.config().await?.claim_timeout;
         let requests = self.registry.open_restore_requests().await?;
         for (request_id, request) in requests {
             let resume = match &request.status {
                 RestoreStatus::Pending => false,
-                RestoreStatus::InProgress { authority } if *authority == ink_account(&me) => true,
+                RestoreStatus::InProgress { authority } if *authority == me => true,
+                RestoreStatus::InProgress { .. }
+                    if now.saturating_sub(request.updated_at) >= claim_timeout =>
+                {
+                    false
+                }
                 _ => continue,
             };
             let Some(node) = self.served_node_of(&request).await? else {
@@ -350,17 +359,22 @@ impl<C: Chain> Bot<C> {
             }
             match self.restore(&node, request_id, &request.cid).await {
                 Ok(RestoreOutcome::Restored) => {
-                    self.registry.fulfil_restore_request(request_id).await?;
-                    info!(request_id, node = %node.node_id, "restore fulfilled");
-                    report.fulfilled.push(request_id);
+                    let fulfilled = self.registry.fulfil_restore_request(request_id).await;
+                    if self.still_held(request_id, fulfilled)? {
+                        info!(request_id, node = %node.node_id, "restore fulfilled");
+                        report.fulfilled.push(request_id);
+                    }
                 }
                 Ok(RestoreOutcome::Refused(reason)) => {
                     let reason = truncate(&reason, MAX_REASON_LEN);
-                    self.registry
+                    let failed = self
+                        .registry
                         .fail_restore_request(request_id, &reason)
-                        .await?;
-                    warn!(request_id, node = %node.node_id, %reason, "restore failed");
-                    report.failed.push((request_id, reason));
+                        .await;
+                    if self.still_held(request_id, failed)? {
+                        warn!(request_id, node = %node.node_id, %reason, "restore failed");
+                        report.failed.push((request_id, reason));
+                    }
                 }
                 Err(error) => {
                     warn!(
@@ -374,6 +388,26 @@ impl<C: Chain> Bot<C> {
             }
         }
         Ok(())
+    }
+
+    /// Whether completing request `request_id` went through: `false` when the registry
+    /// refused it because the request is no longer this bot's (its claim lapsed and another
+    /// authority took it over, or it was cancelled); other errors are returned.
+    fn still_held(&self, request_id: RequestId, completed: Result<()>) -> Result<bool> {
+        match completed {
+            Ok(()) => Ok(true),
+            Err(error) => match refusal(&error) {
+                Some(refused) => {
+                    warn!(
+                        request_id,
+                        ?refused,
+                        "no longer this bot's request: left as it is"
+                    );
+                    Ok(false)
+                }
+                None => Err(error),
+            },
+        }
     }
 
     /// The served node a request is for, if this bot serves it.

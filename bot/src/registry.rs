@@ -5,7 +5,7 @@
 use crate::chain::Chain;
 use anyhow::{anyhow, Result};
 use backup_registry::{
-    Backup, BackupId, Error as ContractError, RequestId, RestoreRequest, Snapshot,
+    Backup, BackupId, Config, Error as ContractError, RequestId, RestoreRequest, Snapshot,
 };
 use scale::Decode;
 use subxt::utils::AccountId32;
@@ -108,6 +108,11 @@ impl<C: Chain> Registry<C> {
     /// `owner`'s backup of `node_id`, if any.
     pub async fn backup(&mut self, owner: &AccountId32, node_id: &str) -> Result<Option<Backup>> {
         self.query("backup", &[account(owner), text(node_id)]).await
+    }
+
+    /// The limits the registry was instantiated with.
+    pub async fn config(&mut self) -> Result<Config> {
+        self.query("config", &[]).await
     }
 
     /// The backup with id `backup_id`, if any.
@@ -223,6 +228,11 @@ impl<C: Chain> Registry<C> {
             &[frequency.to_string()],
         )
         .await
+    }
+
+    /// Adds `authority` to the registry's authority set (the admin only).
+    pub async fn add_authority(&mut self, authority: &AccountId32) -> Result<()> {
+        self.call("add_authority", &[account(authority)]).await
     }
 
     /// Opts the caller's node `node_id` in for backups.

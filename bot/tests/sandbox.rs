@@ -8,6 +8,7 @@ mod common;
 use backup_bot::bot;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
 use backup_bot::keys;
+use backup_bot::registry::Registry;
 use backup_bot::store::{self, LocalStore};
 use backup_registry::RestoreStatus;
 use std::fs;
@@ -297,4 +298,32 @@ async fn nodes_without_a_backup_are_skipped_and_deletion_is_final() {
     assert_eq!(report.no_backup, [DEMO_NODE], "{report:?}");
     assert!(report.snapshots.is_empty() && report.errors.is_empty());
     assert_eq!(world.owner.backup(&owner, DEMO_NODE).await.unwrap(), None);
+}
+
+/// A request whose claimant stopped serving it: the bot leaves it alone while the claim holds,
+/// takes it over and serves it once the claim lapsed (`claim_timeout`).
+#[tokio::test]
+async fn a_lapsed_claim_of_another_authority_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut world, request_id, _) = world_with_request(dir.path()).await;
+    // The owner's account (funded on this chain) serves as the second authority.
+    let other = world.node.owner.clone();
+    world.bot.registry().add_authority(&other).await.unwrap();
+    let mut other_bot = Registry::new(world.owner.chain().as_account(other.clone()));
+    other_bot.claim_restore_request(request_id).await.unwrap();
+    let timeout = world.owner.config().await.unwrap().claim_timeout;
+
+    world.advance_blocks(timeout - 1);
+    let report = world.bot.pass().await.unwrap();
+    assert!(report.fulfilled.is_empty(), "{report:?}");
+    assert_eq!(
+        status_of(&mut world, request_id).await,
+        RestoreStatus::InProgress {
+            authority: other.0.into()
+        }
+    );
+
+    world.advance_blocks(1);
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.fulfilled, [request_id], "{report:?}");
 }
