@@ -413,6 +413,47 @@ scenario! {
 }
 
 scenario! {
+    /// Request storage is bounded by the backups: each new request of a backup removes its
+    /// closed one (whose deposit pays for the new one), so restores leave one request each.
+    requests_do_not_pile_up(client) {
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let dave = account(AccountKeyring::Dave);
+        opt_in!(client, registry, &ink_e2e::dave());
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
+        )
+        .0
+        .unwrap();
+        let restore = registry.restore_from_snapshot(cid(1));
+        let first_deposit = deposit(&dry_run!(client, &ink_e2e::dave(), restore));
+        let mut previous: Option<RequestId> = None;
+        for _ in 0..3 {
+            let dry_run = dry_run!(client, &ink_e2e::dave(), restore);
+            if previous.is_some() {
+                assert!(
+                    deposit(&dry_run) < first_deposit,
+                    "the closed request's cell is reused: {} vs {first_deposit}",
+                    deposit(&dry_run)
+                );
+            }
+            let id = submit!(client, &ink_e2e::dave(), restore).0.unwrap();
+            if let Some(previous) = previous {
+                assert_eq!(query!(client, registry.restore_request(previous)), None);
+            }
+            submit!(client, &ink_e2e::bob(), registry.claim_restore_request(id)).0.unwrap();
+            submit!(client, &ink_e2e::bob(), registry.fulfil_restore_request(id)).0.unwrap();
+            let backup = query!(client, registry.backup(dave, NODE.into())).unwrap();
+            assert_eq!(backup.latest_request, Some(id));
+            previous = Some(id);
+        }
+        Ok(())
+    }
+}
+
+scenario! {
     /// Upgrade: `set_code` to freshly uploaded code keeps every backup readable; only the
     /// admin may upgrade, and only to uploaded code.
     upgrade_keeps_backups(client) {

@@ -135,8 +135,9 @@ mod backup_registry {
         pub first_seq: SnapshotSeq,
         /// Sequence number the next snapshot will get; `next_seq - first_seq` are kept.
         pub next_seq: SnapshotSeq,
-        /// The restore request of this backup that is still pending or in progress, if any.
-        pub open_request: Option<RequestId>,
+        /// The backup's latest restore request, open or closed. Opening the next one removes
+        /// it once closed, so a backup keeps at most one request (the events keep the history).
+        pub latest_request: Option<RequestId>,
     }
 
     impl Backup {
@@ -204,6 +205,13 @@ mod backup_registry {
         },
         /// Withdrawn by the requester, or closed because its backup was deleted.
         Cancelled,
+    }
+
+    impl RestoreStatus {
+        /// Whether the request is still pending or in progress.
+        pub fn is_open(&self) -> bool {
+            matches!(self, Self::Pending | Self::InProgress { .. })
+        }
     }
 
     /// A request to restore one snapshot onto its node.
@@ -690,7 +698,7 @@ mod backup_registry {
                 created_at: self.env().block_number(),
                 first_seq: 0,
                 next_seq: 0,
-                open_request: None,
+                latest_request: None,
             };
             self.backups.insert(backup_id, &backup);
             self.env().emit_event(BackupCreated {
@@ -1150,7 +1158,8 @@ mod backup_registry {
                 .unwrap_or(self.config.default_frequency)
         }
 
-        /// The restore request with id `request_id`.
+        /// The restore request with id `request_id`: kept while open, and once closed until
+        /// its backup's next request opens or the backup is deleted.
         #[ink(message)]
         pub fn restore_request(&self, request_id: RequestId) -> Option<RestoreRequest> {
             self.restore_requests.get(request_id)
@@ -1260,8 +1269,9 @@ mod backup_registry {
             Ok((backup_id, backup))
         }
 
-        /// Removes a backup's snapshots, CID index entries, grants, id entries and record,
-        /// and cancels its open request. Leaves the owner's backup list to the caller.
+        /// Removes a backup's snapshots, CID index entries, grants, id entries, record and
+        /// latest restore request, cancelling it if open. Leaves the owner's backup list to
+        /// the caller.
         /// Returns the number of snapshots removed.
         fn remove_backup(&mut self, backup_id: BackupId, backup: &Backup) -> u32 {
             for seq in backup.first_seq..backup.next_seq {
@@ -1270,9 +1280,15 @@ mod backup_registry {
                 }
             }
             self.grantees.remove(backup_id);
-            if let Some(request_id) = backup.open_request {
-                if let Some(request) = self.restore_requests.get(request_id) {
-                    self.close_request(request_id, request, RestoreStatus::Cancelled, backup.owner);
+            if let Some(request_id) = backup.latest_request {
+                let request = take_entry(&mut self.restore_requests, request_id);
+                if let Some(request) = request.filter(|request| request.status.is_open()) {
+                    self.unlist_open_request(request.open_slot);
+                    self.env().emit_event(RestoreRequestUpdated {
+                        request_id,
+                        by: backup.owner,
+                        status: RestoreStatus::Cancelled,
+                    });
                 }
             }
             self.recipients.remove(backup_id);
@@ -1307,8 +1323,15 @@ mod backup_registry {
             cid: String,
         ) -> Result<RequestId> {
             let requester = self.env().caller();
-            if backup.open_request.is_some() {
-                return Err(Error::RestoreAlreadyOpen);
+            let previous = backup
+                .latest_request
+                .and_then(|previous| Some((previous, self.restore_requests.get(previous)?)));
+            if let Some((previous, request)) = previous {
+                if request.status.is_open() {
+                    return Err(Error::RestoreAlreadyOpen);
+                }
+                // The closed request gives way: one request per backup.
+                self.restore_requests.remove(previous);
             }
             let request_id = self.next_request_id;
             self.next_request_id = request_id.checked_add(1).ok_or(Error::Overflow)?;
@@ -1328,7 +1351,7 @@ mod backup_registry {
                     open_slot,
                 },
             );
-            backup.open_request = Some(request_id);
+            backup.latest_request = Some(request_id);
             self.backups.insert(backup_id, &backup);
             self.env().emit_event(SnapshotRestoreRequested {
                 request_id,
@@ -1382,8 +1405,25 @@ mod backup_registry {
             Ok((authority, request))
         }
 
-        /// Gives an open request its final `status`, takes it off the open list and its
-        /// backup, and emits `RestoreRequestUpdated`.
+        /// Takes the open request in `open_slot` off the open list, moving the last one into
+        /// its slot.
+        fn unlist_open_request(&mut self, open_slot: u32) {
+            let last = self.open_request_count.saturating_sub(1);
+            if let Some(moved_id) = take_entry(&mut self.open_requests, last) {
+                if open_slot != last {
+                    self.open_requests.insert(open_slot, &moved_id);
+                    if let Some(mut moved) = self.restore_requests.get(moved_id) {
+                        moved.open_slot = open_slot;
+                        self.restore_requests.insert(moved_id, &moved);
+                    }
+                }
+            }
+            self.open_request_count = last;
+        }
+
+        /// Gives an open request its final `status`, takes it off the open list and emits
+        /// `RestoreRequestUpdated`; the closed request stays readable until its backup's next
+        /// request opens.
         fn close_request(
             &mut self,
             request_id: RequestId,
@@ -1391,22 +1431,7 @@ mod backup_registry {
             status: RestoreStatus,
             by: AccountId,
         ) {
-            // Move the last open request into the freed slot.
-            let last = self.open_request_count.saturating_sub(1);
-            if let Some(moved_id) = take_entry(&mut self.open_requests, last) {
-                if request.open_slot != last {
-                    self.open_requests.insert(request.open_slot, &moved_id);
-                    if let Some(mut moved) = self.restore_requests.get(moved_id) {
-                        moved.open_slot = request.open_slot;
-                        self.restore_requests.insert(moved_id, &moved);
-                    }
-                }
-            }
-            self.open_request_count = last;
-            if let Some(mut backup) = self.backups.get(request.backup_id) {
-                backup.open_request = None;
-                self.backups.insert(request.backup_id, &backup);
-            }
+            self.unlist_open_request(request.open_slot);
             request.status = status.clone();
             request.updated_at = self.env().block_number();
             self.restore_requests.insert(request_id, &request);

@@ -258,18 +258,19 @@ struct ModelBackup {
     cids: VecDeque<String>,
     grantees: BTreeSet<AccountId>,
     recipient: Option<String>,
-    open_request: Option<u64>,
+    latest_request: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
 struct ModelRequest {
     owner: AccountId,
-    node: String,
     cid: String,
     requester: AccountId,
     status: Status,
     /// Block of the latest claim.
     claimed_at: u32,
+    /// Removed from storage: its backup opened a newer request, or was deleted.
+    forgotten: bool,
 }
 
 /// What the registry should hold, written plainly.
@@ -357,18 +358,21 @@ impl Model {
         if !self.may_restore(&key, caller) {
             return Err(Error::NotBackupOwner);
         }
-        if self.backups[&key].open_request.is_some() {
-            return Err(Error::RestoreAlreadyOpen);
+        if let Some(previous) = self.backups[&key].latest_request {
+            if self.requests[previous as usize].status.rank() < 2 {
+                return Err(Error::RestoreAlreadyOpen);
+            }
+            self.requests[previous as usize].forgotten = true;
         }
         let id = self.requests.len() as u64;
-        self.backups.get_mut(&key).unwrap().open_request = Some(id);
+        self.backups.get_mut(&key).unwrap().latest_request = Some(id);
         self.requests.push(ModelRequest {
             owner: key.0,
-            node: key.1,
             cid,
             requester: caller,
             status: Status::Pending,
             claimed_at: 0,
+            forgotten: false,
         });
         Ok(Value::Request(id))
     }
@@ -378,6 +382,7 @@ impl Model {
         let request = self
             .requests
             .get(id as usize)
+            .filter(|request| !request.forgotten)
             .ok_or(Error::RestoreRequestNotFound)?;
         if expected(&request.status) {
             return Ok(id as usize);
@@ -390,18 +395,17 @@ impl Model {
     }
 
     fn close(&mut self, index: usize, status: Status) {
-        let request = &mut self.requests[index];
-        request.status = status;
-        let key = (request.owner, request.node.clone());
-        if let Some(backup) = self.backups.get_mut(&key) {
-            backup.open_request = None;
-        }
+        self.requests[index].status = status;
     }
 
     fn remove_backup(&mut self, key: &(AccountId, String)) {
         let backup = self.backups.remove(key).unwrap();
-        if let Some(id) = backup.open_request {
-            self.requests[id as usize].status = Status::Cancelled;
+        if let Some(id) = backup.latest_request {
+            let request = &mut self.requests[id as usize];
+            if request.status.rank() < 2 {
+                request.status = Status::Cancelled;
+            }
+            request.forgotten = true;
         }
     }
 
@@ -685,7 +689,7 @@ impl Model {
             cids: VecDeque::new(),
             grantees: BTreeSet::new(),
             recipient: None,
-            open_request: None,
+            latest_request: None,
         };
         self.backups.insert((owner, node), backup);
         Ok(())
@@ -938,7 +942,7 @@ fn check_state(
         prop_assert_eq!(&kept, &Vec::from(model_backup.cids.clone()));
         prop_assert!(backup.snapshot_count() <= CONFIG.max_snapshots_per_backup);
         prop_assert_eq!(backup.snapshot_count() as usize, kept.len());
-        prop_assert_eq!(backup.open_request, model_backup.open_request);
+        prop_assert_eq!(backup.latest_request, model_backup.latest_request);
         let grantees = registry.grantees(key.0, key.1.clone());
         prop_assert_eq!(grantees.len(), model_backup.grantees.len());
         prop_assert_eq!(
@@ -959,9 +963,13 @@ fn check_state(
         }
     }
     // Requests: ids from a counter, statuses as the model says, the open list exact.
+    // Request storage is bounded by the backups: one request each at most.
+    let stored = seen.requests.iter().flatten().count();
+    prop_assert!(stored <= model.backups.len(), "{} requests stored", stored);
     for (id, request) in seen.requests.iter().enumerate() {
         match (request, model.requests.get(id)) {
             (None, None) => {}
+            (None, Some(expected)) if expected.forgotten => {}
             (Some(request), Some(expected)) => {
                 prop_assert_eq!(&request.cid, &expected.cid);
                 prop_assert_eq!(request.requester, expected.requester);

@@ -817,7 +817,7 @@ fn restore_from_snapshot_opens_a_pending_request() {
     assert_eq!((request.cid, request.requester), (cid(1), a.django));
     assert_eq!((request.requested_at, request.updated_at), (11, 11));
     let backup = registry.backup(a.django, NODE.into()).unwrap();
-    assert_eq!(backup.open_request, Some(request_id));
+    assert_eq!(backup.latest_request, Some(request_id));
     assert_eq!(registry.backup_by_id(request.backup_id), Some(backup));
     let pending = registry.pending_restore_requests(0, 10);
     assert_eq!(pending.len(), 1);
@@ -930,8 +930,12 @@ fn restore_lifecycle_claim_then_fulfil() {
     assert_eq!(registry.restore_request(id).unwrap().status, fulfilled);
     assert_eq!(registry.pending_restore_request_count(), 0);
     assert_eq!(
-        registry.backup(a.django, NODE.into()).unwrap().open_request,
-        None
+        registry
+            .backup(a.django, NODE.into())
+            .unwrap()
+            .latest_request,
+        Some(id),
+        "a closed request stays readable until the next one opens"
     );
     // A second fulfil, or anything else on a closed request, says it is closed.
     assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClosed, |r| {
@@ -987,10 +991,7 @@ fn owner_cancels_the_request_of_a_revoked_grantee_but_not_the_reverse() {
     registry.revoke_access(NODE.into(), a.eve).unwrap();
     registry.cancel_restore_request(id).unwrap();
     assert_last_request_update(id, a.django, RestoreStatus::Cancelled);
-    assert_eq!(
-        registry.backup(a.django, NODE.into()).unwrap().open_request,
-        None
-    );
+    assert_eq!(registry.pending_restore_request_count(), 0);
     // A grantee may not withdraw the owner's own request.
     registry.grant_access(NODE.into(), a.eve).unwrap();
     let own = registry.restore_from_snapshot(cid(2)).unwrap();
@@ -1156,6 +1157,49 @@ fn requester_cancels_a_pending_request() {
     });
 }
 
+/// Storage for restore requests is bounded by the backups: opening a request removes the
+/// backup's closed one, so any number of restores leaves one request cell per backup; deleting
+/// the backup removes it too.
+#[ink::test]
+fn each_backup_keeps_one_request() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.django);
+    let first = registry.restore_from_snapshot(cid(1)).unwrap();
+    registry.cancel_restore_request(first).unwrap();
+    let cells_with_one = used_cells();
+    let mut previous = first;
+    for n in 0..5 {
+        set_caller(a.django);
+        let id = registry.restore_from_snapshot(cid(1 + n % 2)).unwrap();
+        assert_eq!(
+            registry.restore_request(previous),
+            None,
+            "the closed one gave way"
+        );
+        set_caller(a.bob);
+        registry.claim_restore_request(id).unwrap();
+        registry.fulfil_restore_request(id).unwrap();
+        assert_eq!(
+            used_cells(),
+            cells_with_one,
+            "one request cell, whatever the history"
+        );
+        let backup = registry.backup(a.django, NODE.into()).unwrap();
+        assert_eq!(backup.latest_request, Some(id));
+        previous = id;
+    }
+    // A failed call leaves the closed request in place.
+    set_caller(a.frank);
+    assert_fails_unchanged(&mut registry, Error::NotBackupOwner, |r| {
+        r.restore_from_snapshot(cid(1))
+    });
+    assert!(registry.restore_request(previous).is_some());
+    set_caller(a.django);
+    registry.delete_backup(NODE.into()).unwrap();
+    assert_eq!(registry.restore_request(previous), None);
+}
+
 #[ink::test]
 fn open_requests_page_and_stay_consistent_as_they_close() {
     let a = accounts();
@@ -1264,8 +1308,9 @@ fn delete_backup_keeps_the_owners_other_backup_and_cancels_its_request() {
         (id, a.django, RestoreStatus::Cancelled)
     );
     assert_eq!(
-        registry.restore_request(id).unwrap().status,
-        RestoreStatus::Cancelled
+        registry.restore_request(id),
+        None,
+        "removed with its backup; the event is the record"
     );
     assert_eq!(registry.pending_restore_request_count(), 0);
     let remaining = registry.backups_of(a.django);
