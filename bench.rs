@@ -20,9 +20,9 @@ const MAX_GROWTH: f64 = 1.05;
 /// cargo-contract 5.0.3, Rust 1.86): 6,520 bytes for 7 entry points, the yardstick of the
 /// bytes per entry point printed beside ours.
 const ERC20_BYTES_PER_ENTRY_POINT: u64 = 6_520 / 7;
-/// Regression guard: the release wasm may not grow past the 42,266 bytes measured on
-/// 2026-11-26 rounded up to 42 KiB; raising it is a decision, recorded in the README.
-const RELEASE_WASM_CEILING: u64 = 42 * 1024;
+/// Regression guard on the release wasm, raised only by what a feature measured: 42 KiB
+/// (43,008 bytes) until 2026-11-30, then + 4,519 bytes for pins (42,825 -> 47,344 bytes).
+const RELEASE_WASM_CEILING: u64 = 43_008 + 4_519;
 
 /// One measured dry run.
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +183,11 @@ macro_rules! measure_registry {
             .unwrap();
         let capped_cid = bench_cid(0, retention - 1 + 1_000 * u32::from(b'3'));
         let fresh_cid = bench_cid(0, 999_999);
+        // Dave pinned node-2's snapshot.
+        let pinned_cid = bench_cid(0, 1_000 * u32::from(b'2'));
+        submit!($client, &dave_kp, registry.pin_snapshot(pinned_cid.clone()))
+            .0
+            .unwrap();
         let alice = ink_e2e::alice();
         let node_1_id = query!($client, registry.restore_request(pending))
             .expect("dave's pending request")
@@ -292,6 +297,21 @@ macro_rules! measure_registry {
             "fail_restore_request",
             &bob,
             registry.fail_restore_request(claimed, "cid mismatch".into())
+        );
+        row!(
+            "pin_snapshot",
+            &dave_kp,
+            registry.pin_snapshot(capped_cid.clone())
+        );
+        row!(
+            "unpin_snapshot",
+            &dave_kp,
+            registry.unpin_snapshot(pinned_cid.clone())
+        );
+        row!(
+            "query pinned_snapshots (1)",
+            &alice,
+            registry.pinned_snapshots(dave, "node-2".into())
         );
         row!(
             "delete_backup (retention cap)",
@@ -476,7 +496,7 @@ async fn bench<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
          (`cargo contract build --release`, wasm-opt applied) is {release_wasm} bytes for \
          {entry_points} entry points, {} bytes per entry point (ink!'s erc20 built the same \
          way: {ERC20_BYTES_PER_ENTRY_POINT}; regression ceiling: {RELEASE_WASM_CEILING} bytes).\n\
-         Small registry: 1 user (dave: 3 backups, 34 snapshots). Large: the same plus {} \
+         Small registry: 1 user (dave: 3 backups, 34 snapshots, 1 pinned). Large: the same plus {} \
          backups of {} other accounts.\n",
         wasm.iter()
             .map(|(path, size)| format!("{path} = {size} bytes"))

@@ -413,6 +413,60 @@ scenario! {
 }
 
 scenario! {
+    /// Pins: retention never prunes a pinned snapshot, which stays restorable; unpinned, it
+    /// is pruned at once when it is older than every kept snapshot.
+    pins_outlive_retention(client) {
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let dave = account(AccountKeyring::Dave);
+        opt_in!(client, registry, &ink_e2e::dave());
+        let cap = u64::from(CONFIG.max_snapshots_per_backup);
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
+        )
+        .0
+        .unwrap();
+        refused!(client, &ink_e2e::eve(), registry.pin_snapshot(cid(1)), Error::NotBackupOwner);
+        let (result, events) = submit!(client, &ink_e2e::dave(), registry.pin_snapshot(cid(1)));
+        assert_eq!(result, Ok(()));
+        if let Some(pinned) = event::<SnapshotPinChanged>(&events, 0) {
+            assert_eq!((pinned.owner, pinned.cid, pinned.pinned), (dave, cid(1), true));
+        }
+        for n in 2..=cap + 3 {
+            submit!(
+                client,
+                &ink_e2e::bob(),
+                registry.add_snapshot(NODE.into(), cid(n), String::new(), n, dave, n)
+            )
+            .0
+            .unwrap();
+        }
+        let kept: Vec<String> = query!(client, registry.snapshots(dave, NODE.into(), 0, 10))
+            .unwrap()
+            .into_iter()
+            .map(|snapshot| snapshot.cid)
+            .collect();
+        let mut expected = vec![cid(1)];
+        expected.extend((4..=cap + 3).map(cid));
+        assert_eq!(kept, expected);
+        assert_eq!(query!(client, registry.pinned_snapshots(dave, NODE.into())).len(), 1);
+        let request = submit!(client, &ink_e2e::dave(), registry.restore_from_snapshot(cid(1)));
+        submit!(client, &ink_e2e::dave(), registry.cancel_restore_request(request.0.unwrap()))
+            .0
+            .unwrap();
+        let (result, events) = submit!(client, &ink_e2e::dave(), registry.unpin_snapshot(cid(1)));
+        assert_eq!(result, Ok(()));
+        if let Some(unpinned) = event::<SnapshotPinChanged>(&events, 0) {
+            assert_eq!((unpinned.pinned, unpinned.pruned_cid), (false, Some(cid(1))));
+        }
+        assert_eq!(query!(client, registry.snapshot_by_cid(cid(1))), None);
+        Ok(())
+    }
+}
+
+scenario! {
     /// Request storage is bounded by the backups: each new request of a backup removes its
     /// closed one (whose deposit pays for the new one), so restores leave one request each.
     requests_do_not_pile_up(client) {

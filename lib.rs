@@ -48,6 +48,8 @@ pub const MAX_RETENTION: u32 = 64;
 pub const MAX_BACKUPS_PER_ACCOUNT: u32 = 32;
 /// Most accounts one backup may be shared with.
 pub const MAX_GRANTS_PER_BACKUP: u32 = 8;
+/// Most snapshots of one backup its owner may pin (kept beyond the retention limit).
+pub const MAX_PINS_PER_BACKUP: u32 = 4;
 /// Longest node id, in bytes of UTF-8.
 pub const MAX_NODE_ID_LEN: usize = 64;
 /// Longest backup or snapshot description, in bytes of UTF-8.
@@ -68,7 +70,7 @@ mod backup_registry {
     use crate::{
         MAX_AUTHORITIES, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN, MAX_CLAIM_TIMEOUT,
         MAX_DESCRIPTION_LEN, MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP, MAX_NODE_ID_LEN,
-        MAX_PAGE_SIZE, MAX_REASON_LEN, MAX_RETENTION,
+        MAX_PAGE_SIZE, MAX_PINS_PER_BACKUP, MAX_REASON_LEN, MAX_RETENTION,
     };
     use ink::prelude::{string::String, vec::Vec};
     use ink::storage::Mapping;
@@ -131,10 +133,15 @@ mod backup_registry {
         pub description: String,
         /// Block in which the backup was created.
         pub created_at: BlockNumber,
-        /// Sequence number of the oldest snapshot kept.
+        /// Start of the retention window: every snapshot from `first_seq` to `next_seq` is
+        /// kept, at most `max_snapshots_per_backup` of them unpinned.
         pub first_seq: SnapshotSeq,
-        /// Sequence number the next snapshot will get; `next_seq - first_seq` are kept.
+        /// Sequence number the next snapshot will get.
         pub next_seq: SnapshotSeq,
+        /// Sequence numbers of the snapshots the owner pinned, ascending (at most
+        /// `MAX_PINS_PER_BACKUP`): retention never prunes them and they do not count against
+        /// it; those older than `first_seq` are kept only because they are pinned.
+        pub pins: Vec<SnapshotSeq>,
         /// The backup's latest restore request, open or closed. Opening the next one removes
         /// it once closed, so a backup keeps at most one request (the events keep the history).
         pub latest_request: Option<RequestId>,
@@ -143,8 +150,36 @@ mod backup_registry {
     impl Backup {
         /// Number of snapshots currently kept.
         pub fn snapshot_count(&self) -> u32 {
+            self.window_len()
+                .saturating_add(count(self.pins.iter().filter(|seq| **seq < self.first_seq)))
+        }
+
+        /// The sequence numbers of the snapshots kept, oldest first: the pinned ones older
+        /// than the retention window, then the window.
+        pub fn kept_seqs(&self) -> impl Iterator<Item = SnapshotSeq> + '_ {
+            self.pins
+                .iter()
+                .copied()
+                .filter(|seq| *seq < self.first_seq)
+                .chain(self.first_seq..self.next_seq)
+        }
+
+        /// Number of snapshots in the retention window.
+        fn window_len(&self) -> u32 {
             self.next_seq.saturating_sub(self.first_seq)
         }
+
+        /// Number of unpinned snapshots in the retention window.
+        fn unpinned_in_window(&self) -> u32 {
+            self.window_len().saturating_sub(count(
+                self.pins.iter().filter(|seq| **seq >= self.first_seq),
+            ))
+        }
+    }
+
+    /// The number of items of `items`, saturating at `u32::MAX`.
+    fn count<T>(items: impl Iterator<Item = T>) -> u32 {
+        items.fold(0, |n, _| n.saturating_add(1))
     }
 
     /// One snapshot of a backup.
@@ -305,6 +340,12 @@ mod backup_registry {
         CodeUpgradeFailed,
         /// The string is not an age X25519 recipient (`age1…`, 62 characters, valid checksum).
         InvalidRecipient,
+        /// The snapshot is pinned already.
+        SnapshotAlreadyPinned,
+        /// The snapshot is not pinned.
+        SnapshotNotPinned,
+        /// The backup has `MAX_PINS_PER_BACKUP` pinned snapshots already.
+        TooManyPins,
     }
 
     /// Result of the registry's messages.
@@ -453,6 +494,24 @@ mod backup_registry {
         pub node_id: String,
         /// The new recipient, or `None` when cleared.
         pub recipient: Option<String>,
+    }
+
+    /// An owner pinned a snapshot (kept beyond retention) or unpinned it.
+    #[ink(event)]
+    pub struct SnapshotPinChanged {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// CID of the snapshot, as it was recorded.
+        pub cid: String,
+        /// `true` when pinned, `false` when unpinned.
+        pub pinned: bool,
+        /// CID of the snapshot retention pruned because of the unpinning (the unpinned one
+        /// itself when it was older than the retention window), if one was.
+        pub pruned_cid: Option<String>,
     }
 
     /// An account joined or left the authority set.
@@ -698,6 +757,7 @@ mod backup_registry {
                 created_at: self.env().block_number(),
                 first_seq: 0,
                 next_seq: 0,
+                pins: Vec::new(),
                 latest_request: None,
             };
             self.backups.insert(backup_id, &backup);
@@ -874,6 +934,61 @@ mod backup_registry {
             Ok(())
         }
 
+        /// Pins the snapshot with CID `cid` (any spelling) of one of the caller's backups:
+        /// retention never prunes it, and it does not count against the retention limit (at
+        /// most `MAX_PINS_PER_BACKUP` per backup).
+        #[ink(message)]
+        pub fn pin_snapshot(&mut self, cid: String) -> Result<()> {
+            let (backup_id, mut backup, seq, snapshot) = self.owned_snapshot(&cid)?;
+            let position = match backup.pins.binary_search(&seq) {
+                Ok(_) => return Err(Error::SnapshotAlreadyPinned),
+                Err(position) => position,
+            };
+            if backup.pins.len() >= MAX_PINS_PER_BACKUP as usize {
+                return Err(Error::TooManyPins);
+            }
+            backup.pins.insert(position, seq);
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(SnapshotPinChanged {
+                owner: backup.owner,
+                node_id: backup.node_id,
+                cid: snapshot.cid,
+                pinned: true,
+                pruned_cid: None,
+            });
+            Ok(())
+        }
+
+        /// Unpins the snapshot with CID `cid` (any spelling) of one of the caller's backups.
+        /// Retention applies to it again at once: if that puts the backup over its limit, the
+        /// oldest unpinned snapshot (maybe this one) is pruned, as `pruned_cid` says.
+        #[ink(message)]
+        pub fn unpin_snapshot(&mut self, cid: String) -> Result<()> {
+            let (backup_id, mut backup, seq, snapshot) = self.owned_snapshot(&cid)?;
+            let position = backup
+                .pins
+                .binary_search(&seq)
+                .map_err(|_| Error::SnapshotNotPinned)?;
+            backup.pins.remove(position);
+            let pruned_cid = if seq < backup.first_seq {
+                // Older than the window: only its pin kept it.
+                self.snapshots.remove((backup_id, seq));
+                self.unindex_cid(&snapshot.cid);
+                Some(snapshot.cid.clone())
+            } else {
+                self.enforce_retention(backup_id, &mut backup)
+            };
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(SnapshotPinChanged {
+                owner: backup.owner,
+                node_id: backup.node_id,
+                cid: snapshot.cid,
+                pinned: false,
+                pruned_cid,
+            });
+            Ok(())
+        }
+
         /// Deletes the caller's backup of `node_id` with all its snapshots, CID index entries
         /// and grants; its open restore request, if any, is cancelled.
         #[ink(message)]
@@ -915,8 +1030,9 @@ mod backup_registry {
 
         /// Records snapshot `snapshot_cid` of `account_id`'s node `node_id` (authorities
         /// only), into the backup its owner created with `create_backup` (`BackupNotFound`
-        /// otherwise: no backup is ever opened without its owner). Prunes the oldest snapshot
-        /// beyond the retention limit and stamps the snapshot with the current block and time.
+        /// otherwise: no backup is ever opened without its owner). Prunes the oldest unpinned
+        /// snapshot beyond the retention limit and stamps the snapshot with the current block
+        /// and time.
         #[ink(message)]
         pub fn add_snapshot(
             &mut self,
@@ -937,16 +1053,7 @@ mod backup_registry {
             let (backup_id, mut backup) = self.backup_of(account_id, &node_id)?;
             let seq = backup.next_seq;
             backup.next_seq = seq.checked_add(1).ok_or(Error::Overflow)?;
-            let pruned = if backup.snapshot_count() > self.config.max_snapshots_per_backup {
-                let oldest = backup.first_seq;
-                backup.first_seq = oldest.checked_add(1).ok_or(Error::Overflow)?;
-                take_entry(&mut self.snapshots, (backup_id, oldest)).map(|snapshot| {
-                    self.unindex_cid(&snapshot.cid);
-                    snapshot.cid
-                })
-            } else {
-                None
-            };
+            let pruned = self.enforce_retention(backup_id, &mut backup);
             let snapshot = Snapshot {
                 cid: snapshot_cid.clone(),
                 description,
@@ -1095,8 +1202,8 @@ mod backup_registry {
                 .collect()
         }
 
-        /// Snapshots of `owner`'s backup of `node_id`, oldest first: `limit` (at most
-        /// `MAX_PAGE_SIZE`) from position `offset` among those kept.
+        /// Snapshots of `owner`'s backup of `node_id`, oldest first (pinned ones included):
+        /// `limit` (at most `MAX_PAGE_SIZE`) from position `offset` among those kept.
         #[ink(message)]
         pub fn snapshots(
             &self,
@@ -1106,13 +1213,26 @@ mod backup_registry {
             limit: u32,
         ) -> Result<Vec<Snapshot>> {
             let (backup_id, backup) = self.backup_of(owner, &node_id)?;
-            let start = backup.first_seq.saturating_add(offset);
-            let end = start
-                .saturating_add(limit.min(MAX_PAGE_SIZE))
-                .min(backup.next_seq);
-            Ok((start..end)
+            Ok(backup
+                .kept_seqs()
+                .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(limit.min(MAX_PAGE_SIZE)).unwrap_or(0))
                 .filter_map(|seq| self.snapshots.get((backup_id, seq)))
                 .collect())
+        }
+
+        /// The snapshots of `owner`'s backup of `node_id` its owner pinned, oldest first (at
+        /// most `MAX_PINS_PER_BACKUP`; empty when there is no such backup).
+        #[ink(message)]
+        pub fn pinned_snapshots(&self, owner: AccountId, node_id: String) -> Vec<Snapshot> {
+            let Ok((backup_id, backup)) = self.backup_of(owner, &node_id) else {
+                return Vec::new();
+            };
+            backup
+                .pins
+                .iter()
+                .filter_map(|seq| self.snapshots.get((backup_id, *seq)))
+                .collect()
         }
 
         /// The newest snapshot of `owner`'s backup of `node_id`.
@@ -1252,6 +1372,52 @@ mod backup_registry {
                 .hash_bytes::<ink::env::hash::Blake2x256>(&multihash))
         }
 
+        /// The snapshot with CID `cid` with its backup and sequence number, if the caller owns
+        /// that backup; refuses writes while paused.
+        fn owned_snapshot(&self, cid: &str) -> Result<(BackupId, Backup, SnapshotSeq, Snapshot)> {
+            self.ensure_not_paused()?;
+            let location = self
+                .snapshot_by_cid
+                .get(self.cid_key(cid)?)
+                .ok_or(Error::SnapshotNotFound)?;
+            let backup = self
+                .backups
+                .get(location.backup_id)
+                .ok_or(Error::BackupNotFound)?;
+            if backup.owner != self.env().caller() {
+                return Err(Error::NotBackupOwner);
+            }
+            let snapshot = self
+                .snapshots
+                .get((location.backup_id, location.seq))
+                .ok_or(Error::SnapshotNotFound)?;
+            Ok((location.backup_id, backup, location.seq, snapshot))
+        }
+
+        /// Moves `backup`'s retention window past its oldest snapshots until at most
+        /// `max_snapshots_per_backup` unpinned ones are in it: pinned ones stay (outside the
+        /// window), unpinned ones leave storage and the CID index. Returns the CID pruned, if
+        /// one was (one at most, as each call follows one added or unpinned snapshot).
+        fn enforce_retention(
+            &mut self,
+            backup_id: BackupId,
+            backup: &mut Backup,
+        ) -> Option<String> {
+            let mut pruned = None;
+            while backup.unpinned_in_window() > self.config.max_snapshots_per_backup {
+                let oldest = backup.first_seq;
+                // `first_seq < next_seq` here, so this never saturates.
+                backup.first_seq = oldest.saturating_add(1);
+                if backup.pins.binary_search(&oldest).is_err() {
+                    if let Some(snapshot) = take_entry(&mut self.snapshots, (backup_id, oldest)) {
+                        self.unindex_cid(&snapshot.cid);
+                        pruned = Some(snapshot.cid);
+                    }
+                }
+            }
+            pruned
+        }
+
         /// Removes the CID index entry of a recorded snapshot's CID.
         fn unindex_cid(&mut self, cid: &str) {
             if let Ok(key) = self.cid_key(cid) {
@@ -1274,7 +1440,7 @@ mod backup_registry {
         /// the caller.
         /// Returns the number of snapshots removed.
         fn remove_backup(&mut self, backup_id: BackupId, backup: &Backup) -> u32 {
-            for seq in backup.first_seq..backup.next_seq {
+            for seq in backup.kept_seqs() {
                 if let Some(snapshot) = take_entry(&mut self.snapshots, (backup_id, seq)) {
                     self.unindex_cid(&snapshot.cid);
                 }

@@ -139,6 +139,14 @@ enum Op {
         caller: usize,
         node: usize,
     },
+    Pin {
+        caller: usize,
+        cid: usize,
+    },
+    Unpin {
+        caller: usize,
+        cid: usize,
+    },
     DeleteUserStorage {
         caller: usize,
     },
@@ -191,7 +199,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(caller, node, grantee)| Op::Revoke { caller, node, grantee }),
         2 => (owner.clone(), node.clone(), prop::option::of(0..RECIPIENTS.len()))
             .prop_map(|(caller, node, recipient)| Op::SetRecipient { caller, node, recipient }),
-        8 => (owner.clone(), cid).prop_map(|(caller, cid)| Op::RestoreFromSnapshot { caller, cid }),
+        8 => (owner.clone(), cid.clone()).prop_map(|(caller, cid)| Op::RestoreFromSnapshot { caller, cid }),
         6 => (owner.clone(), owner.clone(), node.clone())
             .prop_map(|(caller, owner, node)| Op::RestoreLatest { caller, owner, node }),
         3 => (owner.clone(), request.clone())
@@ -203,6 +211,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         4 => (authority.clone(), request, any::<bool>())
             .prop_map(|(caller, request, long_reason)| Op::Fail { caller, request, long_reason }),
         1 => (owner.clone(), node).prop_map(|(caller, node)| Op::DeleteBackup { caller, node }),
+        3 => (owner.clone(), cid.clone()).prop_map(|(caller, cid)| Op::Pin { caller, cid }),
+        2 => (owner.clone(), cid).prop_map(|(caller, cid)| Op::Unpin { caller, cid }),
         1 => owner.prop_map(|caller| Op::DeleteUserStorage { caller }),
         3 => (admin.clone(), authority.clone())
             .prop_map(|(caller, account)| Op::AddAuthority { caller, account }),
@@ -256,6 +266,8 @@ struct ModelBackup {
     id: u64,
     /// CIDs kept, oldest first.
     cids: VecDeque<String>,
+    /// The kept CIDs the owner pinned.
+    pinned: BTreeSet<String>,
     grantees: BTreeSet<AccountId>,
     recipient: Option<String>,
     latest_request: Option<u64>,
@@ -312,6 +324,28 @@ fn content(cid: &str) -> String {
         || cid.to_string(),
         |(_, n)| crate::unit_tests::cid(*n as u64),
     )
+}
+
+impl ModelBackup {
+    /// Retention as the owner understands it: while more than `max_snapshots_per_backup`
+    /// unpinned snapshots are kept, the oldest unpinned one goes.
+    fn apply_retention(&mut self) {
+        let unpinned = |backup: &Self| {
+            backup
+                .cids
+                .iter()
+                .filter(|cid| !backup.pinned.contains(*cid))
+                .count()
+        };
+        while unpinned(self) > CONFIG.max_snapshots_per_backup as usize {
+            let oldest = self
+                .cids
+                .iter()
+                .position(|cid| !self.pinned.contains(cid))
+                .unwrap();
+            self.cids.remove(oldest);
+        }
+    }
 }
 
 impl Model {
@@ -474,9 +508,7 @@ impl Model {
                 // Only into a backup its owner created: no backup without consent.
                 let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
                 backup.cids.push_back(cid);
-                if backup.cids.len() > CONFIG.max_snapshots_per_backup as usize {
-                    backup.cids.pop_front();
-                }
+                backup.apply_retention();
                 Ok(Value::Unit)
             }
             Op::SetFrequency { caller, frequency } => {
@@ -605,6 +637,34 @@ impl Model {
                 self.close(index, Status::Failed(actor(caller)));
                 Ok(Value::Unit)
             }
+            Op::Pin { caller, cid: c } | Op::Unpin { caller, cid: c } => {
+                not_paused()?;
+                if !valid_cid(c) {
+                    return Err(Error::InvalidCid);
+                }
+                let (key, recorded) = self
+                    .cid_location(&cid_at(c))
+                    .ok_or(Error::SnapshotNotFound)?;
+                if key.0 != actor(caller) {
+                    return Err(Error::NotBackupOwner);
+                }
+                let backup = self.backups.get_mut(&key).unwrap();
+                if matches!(op, Op::Pin { .. }) {
+                    if backup.pinned.contains(&recorded) {
+                        return Err(Error::SnapshotAlreadyPinned);
+                    }
+                    if backup.pinned.len() as u32 >= crate::MAX_PINS_PER_BACKUP {
+                        return Err(Error::TooManyPins);
+                    }
+                    backup.pinned.insert(recorded);
+                } else {
+                    if !backup.pinned.remove(&recorded) {
+                        return Err(Error::SnapshotNotPinned);
+                    }
+                    backup.apply_retention();
+                }
+                Ok(Value::Unit)
+            }
             Op::DeleteBackup { caller, node: n } => {
                 not_paused()?;
                 let key = (actor(caller), node(n));
@@ -687,6 +747,7 @@ impl Model {
         let backup = ModelBackup {
             id,
             cids: VecDeque::new(),
+            pinned: BTreeSet::new(),
             grantees: BTreeSet::new(),
             recipient: None,
             latest_request: None,
@@ -798,6 +859,14 @@ fn run_on_contract(registry: &mut BackupRegistry, op: &Op) -> Outcome {
             set_caller(caller);
             unit(registry.delete_backup(node(n)))
         }
+        Op::Pin { caller, cid } => {
+            set_caller(caller);
+            unit(registry.pin_snapshot(cid_at(cid)))
+        }
+        Op::Unpin { caller, cid } => {
+            set_caller(caller);
+            unit(registry.unpin_snapshot(cid_at(cid)))
+        }
         Op::DeleteUserStorage { caller } => {
             set_caller(caller);
             let owned = registry.backups_of(actor(caller)).len() as u32;
@@ -844,6 +913,7 @@ struct Observation {
     backups: Vec<Option<Backup>>,
     recipients: Vec<Option<String>>,
     snapshots: Vec<Vec<Snapshot>>,
+    pinned: Vec<Vec<Snapshot>>,
     by_cid: Vec<Option<(Backup, Snapshot)>>,
     frequencies: Vec<u32>,
     requests: Vec<Option<RestoreRequest>>,
@@ -872,7 +942,11 @@ fn observe(registry: &BackupRegistry, request_ids: u64) -> Observation {
             .map(|(o, n)| registry.backup_recipient(o, n))
             .collect(),
         snapshots: pairs
+            .clone()
             .map(|(o, n)| registry.snapshots(o, n, 0, u32::MAX).unwrap_or_default())
+            .collect(),
+        pinned: pairs
+            .map(|(o, n)| registry.pinned_snapshots(o, n))
             .collect(),
         by_cid: (0..CIDS)
             .map(|c| registry.snapshot_by_cid(cid_at(c)))
@@ -940,6 +1014,14 @@ fn check_state(
         let backup = backup.as_ref().unwrap();
         prop_assert_eq!(registry.backup_by_id(model_backup.id), Some(backup.clone()));
         prop_assert_eq!(&kept, &Vec::from(model_backup.cids.clone()));
+        let pinned: Vec<String> = seen.pinned[index].iter().map(|s| s.cid.clone()).collect();
+        let model_pinned: Vec<String> = model_backup
+            .cids
+            .iter()
+            .filter(|cid| model_backup.pinned.contains(*cid))
+            .cloned()
+            .collect();
+        prop_assert_eq!(pinned, model_pinned);
         prop_assert!(backup.snapshot_count() <= CONFIG.max_snapshots_per_backup);
         prop_assert_eq!(backup.snapshot_count() as usize, kept.len());
         prop_assert_eq!(backup.latest_request, model_backup.latest_request);
@@ -994,8 +1076,9 @@ fn check_state(
 /// The rules an owner relies on, checked on what the contract shows before and after `op`:
 /// - consent: a backup exists only if its owner opted it in and has not deleted it since
 ///   (so a deletion is final until the owner opts in again);
-/// - nothing lost: a backup that lives through a step keeps its snapshots, except the oldest
-///   one that retention prunes when `add_snapshot` records a new one.
+/// - nothing lost: a backup that lives through a step keeps its snapshots, except the one
+///   retention prunes when `add_snapshot` records a new one or `unpin_snapshot` lets one count
+///   again, and a pinned snapshot is never pruned.
 fn check_owner_rules(
     op: &Op,
     opted_in: &BTreeSet<(AccountId, String)>,
@@ -1012,24 +1095,26 @@ fn check_owner_rules(
             continue;
         }
         let (kept_before, kept_after) = (&before.snapshots[index], &after.snapshots[index]);
-        let dropped = kept_before
+        let lost: Vec<&Snapshot> = kept_before
             .iter()
-            .take_while(|snapshot| !kept_after.contains(snapshot))
-            .count();
+            .filter(|snapshot| !kept_after.contains(snapshot))
+            .collect();
+        let prunes = matches!(op, Op::AddSnapshot { .. } | Op::Unpin { .. });
         prop_assert!(
-            kept_after.starts_with(&kept_before[dropped..]),
-            "{:?} lost snapshots in {:?}",
+            lost.is_empty() || (prunes && lost.len() == 1),
+            "{:?}: {} lost by {:?}",
             key,
+            lost.len(),
             op
         );
-        let prunes = matches!(op, Op::AddSnapshot { .. }) && dropped == 1;
-        prop_assert!(
-            dropped == 0 || prunes,
-            "{:?}: {} dropped by {:?}",
-            key,
-            dropped,
-            op
-        );
+        for snapshot in lost {
+            prop_assert!(
+                !before.pinned[index].contains(snapshot),
+                "{:?}: a pinned snapshot was pruned by {:?}",
+                key,
+                op
+            );
+        }
     }
     Ok(())
 }
@@ -1181,7 +1266,7 @@ fn generated_sequences_reach_every_success_path() {
         succeeded.contains_key(LAPSED_CLAIM_TAKEN),
         "no lapsed claim was ever taken over"
     );
-    assert_eq!(kinds.len(), 20, "every kind of step is generated");
+    assert_eq!(kinds.len(), 22, "every kind of step is generated");
 }
 
 proptest! {

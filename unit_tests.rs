@@ -602,6 +602,152 @@ fn retention_prunes_the_oldest_snapshot_and_its_cid() {
     add_snapshot(&mut registry, 1).unwrap();
 }
 
+// ----- Pins -----
+
+/// The CIDs `registry` keeps of django's `NODE`, oldest first.
+fn kept_cids(registry: &BackupRegistry) -> Vec<String> {
+    registry
+        .snapshots(accounts().django, NODE.into(), 0, u32::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|snapshot| snapshot.cid)
+        .collect()
+}
+
+#[ink::test]
+fn retention_never_prunes_a_pinned_snapshot() {
+    let a = accounts();
+    let mut registry = registry();
+    add_snapshot(&mut registry, 1).unwrap();
+    set_caller(a.django);
+    registry.pin_snapshot(cid(1)).unwrap();
+    let pinned: SnapshotPinChanged = last_event();
+    assert_eq!(
+        (pinned.owner, pinned.cid, pinned.pinned, pinned.pruned_cid),
+        (a.django, cid(1), true, None)
+    );
+    // Three unpinned snapshots are kept beside the pinned one (the limit is 3).
+    for n in 2..=6 {
+        add_snapshot(&mut registry, n).unwrap();
+        let added: SnapshotAdded = event_from_end(1);
+        assert_eq!(added.pruned_cid, (n >= 5).then(|| cid(n - 3)));
+    }
+    assert_eq!(kept_cids(&registry), vec![cid(1), cid(4), cid(5), cid(6)]);
+    let backup = registry.backup(a.django, NODE.into()).unwrap();
+    assert_eq!((backup.snapshot_count(), backup.pins.clone()), (4, vec![0]));
+    let pinned: Vec<String> = registry
+        .pinned_snapshots(a.django, NODE.into())
+        .into_iter()
+        .map(|snapshot| snapshot.cid)
+        .collect();
+    assert_eq!(pinned, vec![cid(1)]);
+    assert!(registry.snapshot_by_cid(cid(1)).is_some());
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    registry.cancel_restore_request(id).unwrap();
+    // Unpinned, it is older than every kept snapshot: it goes at once.
+    let cells = used_cells();
+    registry.unpin_snapshot(cid(1)).unwrap();
+    let unpinned: SnapshotPinChanged = last_event();
+    assert_eq!(
+        (unpinned.cid, unpinned.pinned, unpinned.pruned_cid),
+        (cid(1), false, Some(cid(1)))
+    );
+    assert_eq!(kept_cids(&registry), vec![cid(4), cid(5), cid(6)]);
+    assert_eq!(registry.snapshot_by_cid(cid(1)), None);
+    assert_eq!(used_cells(), cells - 2, "the snapshot and its index entry");
+}
+
+#[ink::test]
+fn unpinning_inside_the_window_prunes_the_oldest_unpinned() {
+    let a = accounts();
+    let mut registry = registry();
+    for n in 1..=3 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    set_caller(a.django);
+    registry.pin_snapshot(cid(2)).unwrap();
+    add_snapshot(&mut registry, 4).unwrap();
+    assert_eq!(kept_cids(&registry), vec![cid(1), cid(2), cid(3), cid(4)]);
+    set_caller(a.django);
+    registry.unpin_snapshot(cid(2)).unwrap();
+    let unpinned: SnapshotPinChanged = last_event();
+    assert_eq!(unpinned.pruned_cid, Some(cid(1)));
+    assert_eq!(kept_cids(&registry), vec![cid(2), cid(3), cid(4)]);
+    // Pinned ones never count against the limit: four pins and three unpinned are kept.
+    for n in [2, 3, 4] {
+        registry.pin_snapshot(cid(n)).unwrap();
+    }
+    for n in 5..=8 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    set_caller(a.django);
+    registry.pin_snapshot(cid(6)).unwrap();
+    add_snapshot(&mut registry, 9).unwrap();
+    add_snapshot(&mut registry, 10).unwrap();
+    assert_eq!(
+        kept_cids(&registry),
+        [2, 3, 4, 6, 8, 9, 10].map(cid).to_vec()
+    );
+    // Deleting the backup deletes the pinned snapshots too.
+    let cells_before = used_cells();
+    set_caller(a.django);
+    registry.delete_backup(NODE.into()).unwrap();
+    assert!(used_cells() < cells_before);
+    for n in [2, 3, 4, 6, 10] {
+        assert_eq!(registry.snapshot_by_cid(cid(n)), None);
+    }
+}
+
+#[ink::test]
+fn pin_errors_leave_storage_unchanged() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    for n in 3..=5 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    for not_owner in [a.eve, a.bob, a.alice, a.frank] {
+        set_caller(not_owner);
+        assert_fails_unchanged(&mut registry, Error::NotBackupOwner, |r| {
+            r.pin_snapshot(cid(3))
+        });
+    }
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::SnapshotNotFound, |r| {
+        r.pin_snapshot(cid(1))
+    });
+    assert_fails_unchanged(&mut registry, Error::InvalidCid, |r| {
+        r.pin_snapshot("Qm-not-a-cid".into())
+    });
+    assert_fails_unchanged(&mut registry, Error::SnapshotNotPinned, |r| {
+        r.unpin_snapshot(cid(3))
+    });
+    registry.pin_snapshot(cid(3)).unwrap();
+    assert_fails_unchanged(&mut registry, Error::SnapshotAlreadyPinned, |r| {
+        r.pin_snapshot(cid(3))
+    });
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::NotBackupOwner, |r| {
+        r.unpin_snapshot(cid(3))
+    });
+    for n in 6..=8 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    set_caller(a.django);
+    for n in [6, 7, 8] {
+        registry.pin_snapshot(cid(n)).unwrap();
+    }
+    add_snapshot(&mut registry, 9).unwrap();
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::TooManyPins, |r| {
+        r.pin_snapshot(cid(9))
+    });
+    set_caller(a.alice);
+    registry.set_paused(true).unwrap();
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| r.unpin_snapshot(cid(3)));
+}
+
 // ----- Frequency -----
 
 #[ink::test]

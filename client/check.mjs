@@ -176,6 +176,16 @@ if ((await read('backupRecipient', bob.address, NODE)) !== RECIPIENT) fail('reci
 await refused(bob, 'setBackupRecipient', 'InvalidRecipient', NODE, 'age1-not-a-recipient');
 await call(bob, 'setBackupRecipient', NODE, null);
 
+// ---- Pins: kept beyond retention (2 here) ----
+await refused(charlie, 'pinSnapshot', 'NotBackupOwner', CID(2));
+await call(bob, 'pinSnapshot', CID(2));
+await call(alice, 'addSnapshot', NODE, CID(4), 'nightly', 4, bob.address, 4000);
+if ((await read('snapshots', bob.address, NODE, 0, 10)).ok.length !== 3) fail('pinned one kept');
+if ((await read('pinnedSnapshots', bob.address, NODE))[0]?.cid !== CID(2)) fail('CID(2) pinned');
+await refused(bob, 'unpinSnapshot', 'SnapshotNotPinned', CID(3));
+await call(bob, 'unpinSnapshot', CID(2));
+if ((await read('snapshotByCid', CID(2))) !== null) fail('unpinned, CID(2) is pruned');
+
 // ---- Restore lifecycle ----
 await refused(dave, 'restoreFromSnapshot', 'NotBackupOwner', CID(3));
 const cancelled = await call(charlie, 'restoreFromSnapshot', aliases[0]);
