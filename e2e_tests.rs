@@ -13,7 +13,7 @@
 #![cfg_attr(clippy, allow(dead_code, unused_imports, unused_macros))]
 
 use crate::backup_registry::*;
-use crate::unit_tests::{cid, TEST_CONFIG as CONFIG};
+use crate::testing::support::{cid, cid_string, RECIPIENT, TEST_CONFIG as CONFIG};
 use ink::env::DefaultEnvironment as Env;
 use ink::primitives::AccountId;
 use ink::scale::{Decode, Encode};
@@ -139,6 +139,22 @@ macro_rules! opt_in {
         .0
         .expect("create_backup")
     };
+}
+
+/// Dave opts `NODE` in and bob records `cid(1)` of it; returns dave's account.
+macro_rules! dave_with_snapshot {
+    ($client:expr, $registry:expr) => {{
+        let dave = account(AccountKeyring::Dave);
+        opt_in!($client, $registry, &ink_e2e::dave());
+        submit!(
+            $client,
+            &ink_e2e::bob(),
+            $registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
+        )
+        .0
+        .unwrap();
+        dave
+    }};
 }
 
 /// Instantiates the registry as alice with bob and charlie as authorities.
@@ -472,15 +488,7 @@ scenario! {
     requests_do_not_pile_up(client) {
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
-        let dave = account(AccountKeyring::Dave);
-        opt_in!(client, registry, &ink_e2e::dave());
-        submit!(
-            client,
-            &ink_e2e::bob(),
-            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
-        )
-        .0
-        .unwrap();
+        let dave = dave_with_snapshot!(client, registry);
         let restore = registry.restore_from_snapshot(cid(1));
         let first_deposit = deposit(&dry_run!(client, &ink_e2e::dave(), restore));
         let mut previous: Option<RequestId> = None;
@@ -655,18 +663,8 @@ mod claims_lapse {
         let client = &mut client;
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
-        let (dave, charlie) = (
-            account(AccountKeyring::Dave),
-            account(AccountKeyring::Charlie),
-        );
-        opt_in!(client, registry, &ink_e2e::dave());
-        submit!(
-            client,
-            &ink_e2e::bob(),
-            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
-        )
-        .0
-        .unwrap();
+        let charlie = account(AccountKeyring::Charlie);
+        dave_with_snapshot!(client, registry);
         let request_id = submit!(
             client,
             &ink_e2e::dave(),
@@ -824,11 +822,9 @@ fn longest_valid(label: &str) -> String {
         "node_id" => "n".repeat(crate::MAX_NODE_ID_LEN),
         "description" => "d".repeat(crate::MAX_DESCRIPTION_LEN),
         "reason" => "r".repeat(crate::MAX_REASON_LEN),
-        "recipient" => crate::unit_tests::RECIPIENT.into(),
+        "recipient" => RECIPIENT.into(),
         // A raw CIDv1 of a sha2-512 digest: 110 characters, the longest common CID.
-        "cid" | "snapshot_cid" => {
-            crate::unit_tests::cid_string(&[&[0x01, 0x55, 0x13, 0x40][..], &[7; 64]].concat())
-        }
+        "cid" | "snapshot_cid" => cid_string(&[&[0x01, 0x55, 0x13, 0x40][..], &[7; 64]].concat()),
         other => panic!("text argument {other:?}: say what its longest valid value is"),
     }
 }
@@ -874,15 +870,7 @@ scenario! {
     inputs_of_any_length_get_an_answer(client) {
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
-        let dave = account(AccountKeyring::Dave);
-        opt_in!(client, registry, &ink_e2e::dave());
-        submit!(
-            client,
-            &ink_e2e::bob(),
-            registry.add_snapshot(NODE.into(), cid(1), String::new(), 1, dave, 1)
-        )
-        .0
-        .unwrap();
+        dave_with_snapshot!(client, registry);
         let messages = text_messages();
         let labels: Vec<&str> = messages.iter().map(|m| m.label.as_str()).collect();
         for expected in ["add_snapshot", "restore_from_snapshot", "grant_access", "grantees"] {
@@ -940,5 +928,5 @@ scenario! {
 }
 
 /// Gas, storage deposit and code size per message, small versus large registry.
-#[path = "bench.rs"]
+#[path = "testing/bench.rs"]
 mod bench;

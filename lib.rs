@@ -1656,10 +1656,7 @@ mod backup_registry {
 }
 
 #[cfg(test)]
-mod unit_tests;
-
-#[cfg(test)]
-mod props;
+mod testing;
 
 #[cfg(all(test, feature = "e2e-tests"))]
 mod e2e_tests;

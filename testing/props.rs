@@ -10,8 +10,8 @@
     clippy::cast_sign_loss
 )]
 
+use super::support::{cid, TEST_CONFIG as CONFIG};
 use crate::backup_registry::*;
-use crate::unit_tests::{cid, TEST_CONFIG as CONFIG};
 use crate::{MAX_AUTHORITIES, MAX_GRANTS_PER_BACKUP, MAX_REASON_LEN};
 use ink::env::test;
 use ink::env::DefaultEnvironment as Env;
@@ -319,11 +319,11 @@ fn valid_cid(index: usize) -> bool {
 }
 
 /// The content a valid CID string names: the canonical `cid(n)` of its multihash.
-fn content(cid: &str) -> String {
-    ALIASES.iter().find(|(alias, _)| *alias == cid).map_or_else(
-        || cid.to_string(),
-        |(_, n)| crate::unit_tests::cid(*n as u64),
-    )
+fn content(spelling: &str) -> String {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == spelling)
+        .map_or_else(|| spelling.to_string(), |(_, n)| cid(*n as u64))
 }
 
 impl ModelBackup {

@@ -3,6 +3,7 @@
 //! deletion.
 #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
+use super::support::{cid, RECIPIENT, TEST_CONFIG};
 use crate::backup_registry::*;
 use crate::{MAX_AUTHORITIES, MAX_GRANTS_PER_BACKUP, MAX_PAGE_SIZE};
 use ink::env::test::{self, DefaultAccounts};
@@ -13,16 +14,6 @@ use ink::scale::Decode;
 const NODE: &str = "node-1";
 const OTHER_NODE: &str = "node-2";
 
-/// Small limits so that caps are reached in a few calls (shared by the e2e and property tests).
-pub(crate) const TEST_CONFIG: Config = Config {
-    max_snapshots_per_backup: 3,
-    max_backups_per_account: 2,
-    min_frequency: 10,
-    max_frequency: 1_000,
-    default_frequency: 100,
-    claim_timeout: 5,
-};
-
 /// The cast: alice admin, bob and charlie authorities, django owner, eve grantee, frank stranger.
 fn accounts() -> DefaultAccounts<Env> {
     test::default_accounts::<Env>()
@@ -30,30 +21,6 @@ fn accounts() -> DefaultAccounts<Env> {
 
 fn set_caller(account: AccountId) {
     test::set_caller::<Env>(account);
-}
-
-/// A well-formed CIDv1 (raw, sha2-256, base32) that differs for each `n`: the digest is `n`,
-/// big-endian, in 32 bytes.
-pub(crate) fn cid(n: u64) -> String {
-    let mut binary = vec![0x01, 0x55, 0x12, 0x20];
-    binary.extend_from_slice(&[0; 24]);
-    binary.extend_from_slice(&n.to_be_bytes());
-    cid_string(&binary)
-}
-
-/// The CIDv1 string (multibase `b`: base32, lower case, no padding) of a binary CID.
-pub(crate) fn cid_string(binary: &[u8]) -> String {
-    let bits: Vec<bool> = binary
-        .iter()
-        .flat_map(|byte| (0..8).rev().map(move |bit| byte >> bit & 1 == 1))
-        .collect();
-    let symbols = bits.chunks(5).map(|chunk| {
-        let value = (0..5).fold(0, |acc, i| {
-            acc << 1 | usize::from(chunk.get(i) == Some(&true))
-        });
-        b"abcdefghijklmnopqrstuvwxyz234567"[value] as char
-    });
-    core::iter::once('b').chain(symbols).collect()
 }
 
 /// A registry instantiated by alice with bob and charlie as authorities.
@@ -873,9 +840,6 @@ fn grant_errors_leave_storage_unchanged() {
         r.grant_access(NODE.into(), a.frank)
     });
 }
-
-/// A well-formed age recipient (made by `age-keygen`).
-pub(crate) const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
 
 #[ink::test]
 fn owner_sets_and_clears_the_backup_recipient() {
