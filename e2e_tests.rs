@@ -413,11 +413,11 @@ scenario! {
         );
         let before = client.free_balance(dave).await.expect("balance");
         let (result, events) = submit!(client, &ink_e2e::dave(), delete);
-        assert_eq!(result, Ok(()));
+        assert_eq!(result, Ok(0), "none left");
         let after = client.free_balance(dave).await.expect("balance");
         assert!(after > before, "the refund ({refund}) reached the owner");
         if let Some(deleted) = event::<UserStorageDeleted>(&events, 0) {
-            assert_eq!((deleted.account, deleted.backup_count), (dave, 1));
+            assert_eq!((deleted.account, deleted.backup_count, deleted.remaining), (dave, 1, 0));
         }
         assert_eq!(query!(client, registry.backup(dave, NODE.into())), None);
         assert!(query!(client, registry.backups_of(dave)).is_empty());

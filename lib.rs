@@ -50,6 +50,9 @@ pub const MAX_BACKUPS_PER_ACCOUNT: u32 = 32;
 pub const MAX_GRANTS_PER_BACKUP: u32 = 8;
 /// Most snapshots of one backup its owner may pin (kept beyond the retention limit).
 pub const MAX_PINS_PER_BACKUP: u32 = 4;
+/// Most backups one `delete_user_storage` call deletes, so that a call at the hard bounds stays
+/// far below a block's weight (the benchmark measures it).
+pub const MAX_BACKUPS_DELETED_PER_CALL: u32 = 3;
 /// Longest node id, in bytes of UTF-8.
 pub const MAX_NODE_ID_LEN: usize = 64;
 /// Longest backup or snapshot description, in bytes of UTF-8.
@@ -68,9 +71,9 @@ pub const MAX_CLAIM_TIMEOUT: u32 = 201_600;
 #[ink::contract]
 mod backup_registry {
     use crate::{
-        MAX_AUTHORITIES, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN, MAX_CLAIM_TIMEOUT,
-        MAX_DESCRIPTION_LEN, MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP, MAX_NODE_ID_LEN,
-        MAX_PAGE_SIZE, MAX_PINS_PER_BACKUP, MAX_REASON_LEN, MAX_RETENTION,
+        MAX_AUTHORITIES, MAX_BACKUPS_DELETED_PER_CALL, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN,
+        MAX_CLAIM_TIMEOUT, MAX_DESCRIPTION_LEN, MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP,
+        MAX_NODE_ID_LEN, MAX_PAGE_SIZE, MAX_PINS_PER_BACKUP, MAX_REASON_LEN, MAX_RETENTION,
     };
     use ink::prelude::{string::String, vec::Vec};
     use ink::storage::Mapping;
@@ -415,14 +418,16 @@ mod backup_registry {
         pub snapshot_count: u32,
     }
 
-    /// All backups of an account were deleted by it.
+    /// An account deleted its backups (at most `MAX_BACKUPS_DELETED_PER_CALL` per call).
     #[ink(event)]
     pub struct UserStorageDeleted {
         /// The account.
         #[ink(topic)]
         pub account: AccountId,
-        /// Backups removed.
+        /// Backups removed by this call.
         pub backup_count: u32,
+        /// Backups of the account left for the next call (0 when all are gone).
+        pub remaining: u32,
     }
 
     /// An account set how often its backups are snapshotted.
@@ -1008,22 +1013,33 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Deletes every backup of the caller, as `delete_backup` does for one.
+        /// Deletes the caller's backups, as `delete_backup` does for one, newest first and at
+        /// most `MAX_BACKUPS_DELETED_PER_CALL` per call, so that its cost stays bounded. Returns
+        /// how many remain: call again until it returns 0.
         #[ink(message)]
-        pub fn delete_user_storage(&mut self) -> Result<()> {
+        pub fn delete_user_storage(&mut self) -> Result<u32> {
             self.ensure_not_paused()?;
             let account = self.env().caller();
-            let owned = take_entry(&mut self.owner_backups, account).unwrap_or_default();
-            for &backup_id in &owned {
+            let mut owned = self.owner_backups.get(account).unwrap_or_default();
+            let deleted = owned.split_off(
+                owned
+                    .len()
+                    .saturating_sub(MAX_BACKUPS_DELETED_PER_CALL as usize),
+            );
+            let backup_count = u32::try_from(deleted.len()).map_err(|_| Error::Overflow)?;
+            let remaining = u32::try_from(owned.len()).map_err(|_| Error::Overflow)?;
+            store_list(&mut self.owner_backups, account, &owned);
+            for &backup_id in &deleted {
                 if let Some(backup) = self.backups.get(backup_id) {
                     self.remove_backup(backup_id, &backup);
                 }
             }
             self.env().emit_event(UserStorageDeleted {
                 account,
-                backup_count: u32::try_from(owned.len()).map_err(|_| Error::Overflow)?,
+                backup_count,
+                remaining,
             });
-            Ok(())
+            Ok(remaining)
         }
 
         // ----- Authorities -----

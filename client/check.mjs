@@ -4,7 +4,7 @@
 // decodes every event the metadata declares. Exits non-zero on the first mismatch.
 //
 // Usage: node check.mjs [ws-url]   (default ws://127.0.0.1:9944; the node must be running)
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { ApiPromise, Keyring, WsProvider } from '@polkadot/api';
 import { CodePromise } from '@polkadot/api-contract';
 import { CID as Cid } from 'multiformats/cid';
@@ -217,6 +217,33 @@ await call(alice, 'setCode', bundle.source.hash);
 await call(alice, 'proposeAdmin', dave.address);
 await call(dave, 'acceptAdmin');
 if ((await read('admin')) !== dave.address) fail('admin did not move to dave');
+
+// ---- Worst-case deletions against this node's limit ----
+// The benchmark measures `delete_backup` and one `delete_user_storage` call at the hard bounds
+// (on pallet-contracts in-process) into target/bench/worst-case.json; each must need at most
+// half of the maximum weight of one extrinsic, read from this node's runtime.
+const worstCasePath = new URL('../target/bench/worst-case.json', import.meta.url);
+if (existsSync(worstCasePath)) {
+  const { normal } = api.consts.system.blockWeights.perClass;
+  const limit = normal.maxExtrinsic.isSome
+    ? normal.maxExtrinsic.unwrap()
+    : api.consts.system.blockWeights.maxBlock;
+  const [maxRefTime, maxProofSize] = [limit.refTime.toBigInt(), limit.proofSize.toBigInt()];
+  for (const [message, cost] of Object.entries(JSON.parse(readFileSync(worstCasePath, 'utf8')))) {
+    const [refTime, proofSize] = [BigInt(cost.ref_time), BigInt(cost.proof_size)];
+    const share = (used, max) => `${((Number(used) / Number(max)) * 100).toFixed(1)}%`;
+    console.log(
+      `${message} at the hard bounds: ref_time ${refTime} (${share(refTime, maxRefTime)} of ` +
+        `${maxRefTime}), proof_size ${proofSize} (${share(proofSize, maxProofSize)} of ${maxProofSize})`
+    );
+    if (refTime * 2n > maxRefTime || proofSize * 2n > maxProofSize) {
+      fail(`${message} needs more than half of the node's maximum extrinsic weight`);
+    }
+  }
+} else {
+  console.log('NOTE: target/bench/worst-case.json is missing (run the benchmark first): the ' +
+    'worst-case deletions are not compared with the node\'s limit');
+}
 
 // ---- Coverage of the metadata ----
 const allMessages = contract.abi.messages.map((message) => message.method);

@@ -1460,9 +1460,12 @@ fn delete_user_storage_removes_every_backup() {
     registry.grant_access(NODE.into(), a.eve).unwrap();
     registry.grant_access(OTHER_NODE.into(), a.frank).unwrap();
     registry.set_backup_offchain_worker_frequency(50).unwrap();
-    registry.delete_user_storage().unwrap();
+    assert_eq!(registry.delete_user_storage(), Ok(0));
     let event: UserStorageDeleted = last_event();
-    assert_eq!((event.account, event.backup_count), (a.django, 2));
+    assert_eq!(
+        (event.account, event.backup_count, event.remaining),
+        (a.django, 2, 0)
+    );
     assert!(registry.backups_of(a.django).is_empty());
     for n in [2, 3, 4, 20] {
         assert_eq!(registry.snapshot_by_cid(cid(n)), None);
@@ -1480,9 +1483,42 @@ fn delete_user_storage_removes_every_backup() {
         cid(10)
     );
     // Deleting nothing is not an error.
-    registry.delete_user_storage().unwrap();
+    assert_eq!(registry.delete_user_storage(), Ok(0));
     let event: UserStorageDeleted = last_event();
     assert_eq!(event.backup_count, 0);
+}
+
+/// One call deletes at most `MAX_BACKUPS_DELETED_PER_CALL` backups, newest first, and says how
+/// many remain; calls until 0 leave nothing.
+#[ink::test]
+fn delete_user_storage_goes_in_bounded_steps() {
+    let a = accounts();
+    set_caller(a.alice);
+    let config = Config {
+        max_backups_per_account: crate::MAX_BACKUPS_PER_ACCOUNT,
+        ..TEST_CONFIG
+    };
+    let mut registry = BackupRegistry::new(vec![a.bob], config).unwrap();
+    let cells_before = used_cells();
+    let per_call = crate::MAX_BACKUPS_DELETED_PER_CALL;
+    let total = 2 * per_call + 1;
+    for n in 0..total {
+        opt_in(&mut registry, a.django, &format!("node-{n}"));
+    }
+    set_caller(a.django);
+    for remaining in [per_call + 1, 1, 0] {
+        assert_eq!(registry.delete_user_storage(), Ok(remaining));
+        let event: UserStorageDeleted = last_event();
+        assert_eq!(event.remaining, remaining);
+        let kept: Vec<String> = registry
+            .backups_of(a.django)
+            .into_iter()
+            .map(|backup| backup.node_id)
+            .collect();
+        let oldest: Vec<String> = (0..remaining).map(|n| format!("node-{n}")).collect();
+        assert_eq!(kept, oldest, "the newest went first");
+    }
+    assert_eq!(used_cells(), cells_before);
 }
 
 // ----- Admin -----
