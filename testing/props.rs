@@ -1025,8 +1025,11 @@ fn check_state(
             .filter(|cid| model_backup.pinned.contains(*cid))
             .cloned()
             .collect();
+        // Retention bounds the unpinned snapshots; pins add at most `MAX_PINS_PER_BACKUP`.
+        let unpinned = kept.len() - pinned.len();
+        prop_assert!(unpinned as u32 <= CONFIG.max_snapshots_per_backup);
+        prop_assert!(pinned.len() as u32 <= crate::MAX_PINS_PER_BACKUP);
         prop_assert_eq!(pinned, model_pinned);
-        prop_assert!(backup.snapshot_count() <= CONFIG.max_snapshots_per_backup);
         prop_assert_eq!(backup.snapshot_count() as usize, kept.len());
         prop_assert_eq!(backup.latest_request, model_backup.latest_request);
         let grantees = registry.grantees(key.0, key.1.clone());
