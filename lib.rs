@@ -878,19 +878,8 @@ mod backup_registry {
         #[ink(message)]
         pub fn restore_from_snapshot(&mut self, cid: String) -> Result<RequestId> {
             self.ensure_not_paused()?;
-            let location = self
-                .snapshot_by_cid
-                .get(self.cid_key(&cid)?)
-                .ok_or(Error::SnapshotNotFound)?;
-            let backup = self
-                .backups
-                .get(location.backup_id)
-                .ok_or(Error::BackupNotFound)?;
+            let (location, backup, snapshot) = self.snapshot_with_cid(&cid)?;
             self.ensure_may_restore(location.backup_id, &backup)?;
-            let snapshot = self
-                .snapshots
-                .get((location.backup_id, location.seq))
-                .ok_or(Error::SnapshotNotFound)?;
             self.open_restore_request(location.backup_id, backup, snapshot.cid)
         }
 
@@ -977,9 +966,7 @@ mod backup_registry {
             backup.pins.remove(position);
             let pruned_cid = if seq < backup.first_seq {
                 // Older than the window: only its pin kept it.
-                self.snapshots.remove((backup_id, seq));
-                self.unindex_cid(&snapshot.cid);
-                Some(snapshot.cid.clone())
+                self.remove_snapshot(backup_id, seq)
             } else {
                 self.enforce_retention(backup_id, &mut backup)
             };
@@ -1262,9 +1249,7 @@ mod backup_registry {
         /// The snapshot with CID `cid` (in any of its spellings) and the backup holding it.
         #[ink(message)]
         pub fn snapshot_by_cid(&self, cid: String) -> Option<(Backup, Snapshot)> {
-            let location = self.snapshot_by_cid.get(self.cid_key(&cid).ok()?)?;
-            let backup = self.backups.get(location.backup_id)?;
-            let snapshot = self.snapshots.get((location.backup_id, location.seq))?;
+            let (_, backup, snapshot) = self.snapshot_with_cid(&cid).ok()?;
             Some((backup, snapshot))
         }
 
@@ -1388,10 +1373,9 @@ mod backup_registry {
                 .hash_bytes::<ink::env::hash::Blake2x256>(&multihash))
         }
 
-        /// The snapshot with CID `cid` with its backup and sequence number, if the caller owns
-        /// that backup; refuses writes while paused.
-        fn owned_snapshot(&self, cid: &str) -> Result<(BackupId, Backup, SnapshotSeq, Snapshot)> {
-            self.ensure_not_paused()?;
+        /// The snapshot with CID `cid` (any spelling), where it lives and its backup: the CID
+        /// index's one lookup.
+        fn snapshot_with_cid(&self, cid: &str) -> Result<(SnapshotRef, Backup, Snapshot)> {
             let location = self
                 .snapshot_by_cid
                 .get(self.cid_key(cid)?)
@@ -1400,13 +1384,21 @@ mod backup_registry {
                 .backups
                 .get(location.backup_id)
                 .ok_or(Error::BackupNotFound)?;
-            if backup.owner != self.env().caller() {
-                return Err(Error::NotBackupOwner);
-            }
             let snapshot = self
                 .snapshots
                 .get((location.backup_id, location.seq))
                 .ok_or(Error::SnapshotNotFound)?;
+            Ok((location, backup, snapshot))
+        }
+
+        /// The snapshot with CID `cid` with its backup and sequence number, if the caller owns
+        /// that backup; refuses writes while paused.
+        fn owned_snapshot(&self, cid: &str) -> Result<(BackupId, Backup, SnapshotSeq, Snapshot)> {
+            self.ensure_not_paused()?;
+            let (location, backup, snapshot) = self.snapshot_with_cid(cid)?;
+            if backup.owner != self.env().caller() {
+                return Err(Error::NotBackupOwner);
+            }
             Ok((location.backup_id, backup, location.seq, snapshot))
         }
 
@@ -1425,20 +1417,20 @@ mod backup_registry {
                 // `first_seq < next_seq` here, so this never saturates.
                 backup.first_seq = oldest.saturating_add(1);
                 if backup.pins.binary_search(&oldest).is_err() {
-                    if let Some(snapshot) = take_entry(&mut self.snapshots, (backup_id, oldest)) {
-                        self.unindex_cid(&snapshot.cid);
-                        pruned = Some(snapshot.cid);
-                    }
+                    pruned = self.remove_snapshot(backup_id, oldest).or(pruned);
                 }
             }
             pruned
         }
 
-        /// Removes the CID index entry of a recorded snapshot's CID.
-        fn unindex_cid(&mut self, cid: &str) {
-            if let Ok(key) = self.cid_key(cid) {
+        /// Removes snapshot `seq` of backup `backup_id` and its CID index entry; returns its
+        /// CID, if it was there.
+        fn remove_snapshot(&mut self, backup_id: BackupId, seq: SnapshotSeq) -> Option<String> {
+            let snapshot = take_entry(&mut self.snapshots, (backup_id, seq))?;
+            if let Ok(key) = self.cid_key(&snapshot.cid) {
                 self.snapshot_by_cid.remove(key);
             }
+            Some(snapshot.cid)
         }
 
         /// `owner`'s backup of `node_id` with its id.
@@ -1457,9 +1449,7 @@ mod backup_registry {
         /// Returns the number of snapshots removed.
         fn remove_backup(&mut self, backup_id: BackupId, backup: &Backup) -> u32 {
             for seq in backup.kept_seqs() {
-                if let Some(snapshot) = take_entry(&mut self.snapshots, (backup_id, seq)) {
-                    self.unindex_cid(&snapshot.cid);
-                }
+                self.remove_snapshot(backup_id, seq);
             }
             self.grantees.remove(backup_id);
             if let Some(request_id) = backup.latest_request {
