@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The bot's throughput benchmark: builds backup-bot in release mode, generates a tree of about
-# 1 GiB (SIZE_MIB to change) in target/bot-bench, and prints, measured in the same run, the
-# throughput of the snapshot pipeline (tar + age + UnixFS CID + local store) next to
-# `sha256sum` of the same files and `restic backup` of the same tree (when restic is
-# installed: apt-get install restic).
+# The bot's benchmark against restic: builds backup-bot in release mode, generates a tree of
+# about 1 GiB (SIZE_MIB to change) of mixed files in target/bot-bench, and prints one table,
+# measured in the same run, of: first snapshot (MiB/s, with sha256sum as the hashing
+# reference), second snapshot of the unchanged tree and third after changing 1 % of the files
+# (seconds, new bytes stored), restore of the latest (MiB/s), store sizes and peak memory,
+# each with its target. Installs restic 0.14 from Debian when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if ! command -v restic > /dev/null; then
+    echo "bench-bot: installing restic (Debian package)"
+    if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq restic
+fi
 source scripts/env.sh
 cargo run -q --release -p backup-bot --locked -- bench --size-mib "${SIZE_MIB:-1024}"

@@ -59,5 +59,5 @@ bot run --once --config "$work/bot.toml"
 cargo contract call "$bundle" --url "$node_url" --contract "$contract" --suri //Bob \
     --message restore_request --args 0 | grep -E '^ +Result' -A3 | grep -o 'status: [A-Za-z]*'
 
-diff -r "$work/node-1/data" "$work/node-1/restored/request-0"
-echo "bot-local: restored tree $work/node-1/restored/request-0 is identical to $work/node-1/data"
+diff -r "$work/node-1/data" "$work/node-1/restored"
+echo "bot-local: restored tree $work/node-1/restored is identical to $work/node-1/data"

@@ -1,19 +1,21 @@
-//! `backup-bot bench`: throughput of the snapshot pipeline (pack, encrypt, hash to a UnixFS
-//! CID and store), next to `sha256sum` over the same files and `restic backup` of the same
-//! tree, measured in the same run. A benchmark, not a test: it prints what it measured.
+//! `backup-bot bench`: the snapshot pipeline next to `restic` on the same generated tree, in
+//! one run: a first snapshot, a second of the unchanged tree, a third after changing 1 % of
+//! the files and adding a few, and a restore of the latest; with `sha256sum` of every file
+//! as the hashing reference, the stores' sizes and peak memory. A benchmark, not a test: it
+//! prints what it measured, and how each figure compares with its target.
 
-use crate::archive;
-use crate::keys;
+use crate::pipeline::{self, BackupSecret, SnapshotStats};
+use crate::state::NodeCache;
 use crate::store::{ContentStore, LocalStore};
-use anyhow::{bail, Context, Result};
+use crate::tree;
+use anyhow::{bail, ensure, Context, Result};
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// Size of each generated file.
-const FILE_SIZE: usize = 16 * 1024 * 1024;
+const MIB: u64 = 1024 * 1024;
 
 /// Fills `buffer` with pseudo-random bytes (xorshift64*), which no compressor shrinks.
 fn fill_random(buffer: &mut [u8], state: &mut u64) {
@@ -26,35 +28,101 @@ fn fill_random(buffer: &mut [u8], state: &mut u64) {
     }
 }
 
-/// Writes a tree of about `total_mib` MiB under `root`: 16 MiB files of random bytes in a few
-/// folders, plus a hundred small files.
-fn generate_tree(root: &Path, total_mib: usize) -> Result<u64> {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut buffer = vec![0u8; FILE_SIZE];
-    let files = (total_mib * 1024 * 1024).div_ceil(FILE_SIZE);
-    let mut written = 0u64;
-    for index in 0..files {
-        let dir = root.join(format!("dir-{}", index % 4));
-        fs::create_dir_all(&dir)?;
-        fill_random(&mut buffer, &mut state);
-        fs::write(dir.join(format!("blob-{index:03}.bin")), &buffer)?;
-        written += FILE_SIZE as u64;
-    }
-    let small = root.join("small");
-    fs::create_dir_all(&small)?;
-    for index in 0..100 {
-        fs::write(
-            small.join(format!("note-{index}.txt")),
-            format!("note {index}\n"),
-        )?;
-        written += format!("note {index}\n").len() as u64;
-    }
-    Ok(written)
+/// `len` pseudo-random bytes from `seed`: test and benchmark content.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut bytes = vec![0u8; len];
+    fill_random(&mut bytes, &mut state);
+    bytes
 }
 
-/// MiB per second.
-fn throughput(bytes: u64, elapsed: Duration) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+/// The next pseudo-random number below `bound`.
+fn below(state: &mut u64, bound: u64) -> u64 {
+    let mut bytes = [0u8; 8];
+    fill_random(&mut bytes, state);
+    u64::from_le_bytes(bytes) % bound
+}
+
+/// Writes a tree of about `total_mib` MiB under `root` with mixed files: 3/5 of it in large
+/// random files (24 to 64 MiB), 1/5 in medium random files (64 KiB to 4 MiB), 1/8 in
+/// repetitive text files, the rest in small files of a few KiB. Returns the file paths.
+fn generate_tree(root: &Path, total_mib: u64, state: &mut u64) -> Result<Vec<String>> {
+    let total = total_mib * MIB;
+    let mut files = Vec::new();
+    let mut write = |relative: String, content: &[u8]| -> Result<()> {
+        let path = root.join(&relative);
+        fs::create_dir_all(path.parent().context("a file has a folder")?)?;
+        fs::write(&path, content)?;
+        files.push(relative);
+        Ok(())
+    };
+    let mut buffer = Vec::new();
+    let budget = |share: u64, min: u64, max: u64, kind: &str, state: &mut u64| {
+        let mut sizes = Vec::new();
+        let mut left = share;
+        while left >= min {
+            let size = (min + below(state, max - min + 1)).min(left);
+            sizes.push((kind.to_string(), size));
+            left -= size;
+        }
+        sizes
+    };
+    let mut plan = budget(total * 3 / 5, 24 * MIB, 64 * MIB, "large", state);
+    plan.extend(budget(total / 5, 64 * 1024, 4 * MIB, "medium", state));
+    plan.extend(budget(total / 8, 2 * MIB, 16 * MIB, "text", state));
+    let written: u64 = plan.iter().map(|(_, size)| size).sum();
+    plan.extend(budget(
+        total.saturating_sub(written),
+        512,
+        8 * 1024,
+        "small",
+        state,
+    ));
+    for (index, (kind, size)) in plan.into_iter().enumerate() {
+        buffer.resize(size as usize, 0);
+        if kind == "text" {
+            let line = format!("log line {index}: the quick brown fox jumps over the lazy dog\n");
+            for (byte, value) in buffer.iter_mut().zip(line.bytes().cycle()) {
+                *byte = value;
+            }
+        } else {
+            fill_random(&mut buffer, state);
+        }
+        write(
+            format!("{kind}/dir-{}/{kind}-{index:05}", index % 7),
+            &buffer,
+        )?;
+    }
+    Ok(files)
+}
+
+/// Changes 1 % of `files` (half appended to, half edited in the middle) and adds 3 files of
+/// 1 MiB; returns the bytes written.
+fn change_tree(root: &Path, files: &[String], state: &mut u64) -> Result<u64> {
+    let mut changed = 0u64;
+    let mut patch = vec![0u8; 4096];
+    let count = (files.len() / 100).max(2);
+    for step in 0..count {
+        let index = below(state, files.len() as u64) as usize;
+        fill_random(&mut patch, state);
+        let path = root.join(&files[index]);
+        let mut file = fs::OpenOptions::new().write(true).open(&path)?;
+        let len = file.metadata()?.len();
+        if step % 2 == 0 {
+            file.seek(SeekFrom::End(0))?;
+        } else {
+            file.seek(SeekFrom::Start(len / 2))?;
+        }
+        file.write_all(&patch)?;
+        changed += patch.len() as u64;
+    }
+    let mut added = vec![0u8; MIB as usize];
+    for index in 0..3 {
+        fill_random(&mut added, state);
+        fs::write(root.join(format!("added-{index}.bin")), &added)?;
+        changed += MIB;
+    }
+    Ok(changed)
 }
 
 /// Runs `command`, failing with its output if it fails; returns how long it took.
@@ -72,75 +140,288 @@ fn timed(command: &mut Command) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Bytes of the files under `dir`.
+fn du(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Peak resident memory, in bytes: of this process (`VmHWM`), or of the largest child
+/// waited for (`getrusage`).
+fn peak_rss(children: bool) -> Result<u64> {
+    if children {
+        // SAFETY: `usage` is a valid out-pointer for the call.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        ensure!(
+            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0,
+            "getrusage failed"
+        );
+        return Ok(u64::try_from(usage.ru_maxrss)? * 1024);
+    }
+    let status = fs::read_to_string("/proc/self/status")?;
+    let line = status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc/self/status")?;
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM has no value")?
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+/// One measured snapshot of ours.
+struct Ours {
+    elapsed: Duration,
+    stats: SnapshotStats,
+    recorded: bool,
+}
+
+/// The bot's snapshot step, as a pass runs it: scan with the cache, compare with the last
+/// snapshot, seal and pin if changed.
+async fn our_snapshot(
+    store: &ContentStore,
+    tree: &Path,
+    secret: &BackupSecret,
+    recipients: &[age::x25519::Recipient],
+    cache: &mut NodeCache,
+) -> Result<Ours> {
+    let start = Instant::now();
+    let scanned = pipeline::scan(store, tree, secret, "owner", "bench", &cache.files).await?;
+    let digest = hex::encode(scanned.manifest.digest()?);
+    let names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
+    if cache.describes(&digest, &names) {
+        return Ok(Ours {
+            elapsed: start.elapsed(),
+            stats: scanned.stats,
+            recorded: false,
+        });
+    }
+    let (root, stats) = pipeline::seal(store, &scanned, recipients).await?;
+    store.pin(&root).await?;
+    let elapsed = start.elapsed();
+    *cache = NodeCache {
+        root: root.to_string(),
+        manifest_sha256: digest,
+        recipients: names,
+        files: scanned.cache,
+    };
+    Ok(Ours {
+        elapsed,
+        stats,
+        recorded: true,
+    })
+}
+
+/// MiB per second.
+fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
+}
+
 /// Generates a tree of about `total_mib` MiB in `work_dir` (emptied first) and prints the
-/// measured throughputs.
-pub async fn run(total_mib: usize, work_dir: &Path) -> Result<()> {
+/// measured table.
+pub async fn run(total_mib: u64, work_dir: &Path) -> Result<()> {
     if work_dir.exists() {
         fs::remove_dir_all(work_dir)?;
     }
+    let restic_version = Command::new("restic")
+        .arg("version")
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .context("restic is not installed (apt-get install restic)")?;
     let tree = work_dir.join("tree");
-    let bytes = generate_tree(&tree, total_mib)?;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let files = generate_tree(&tree, total_mib, &mut state)?;
+    let tree_bytes = du(&tree)?;
     println!(
-        "tree: {} MiB in {} ({} files)",
-        bytes / (1024 * 1024),
-        tree.display(),
-        (total_mib * 1024 * 1024).div_ceil(FILE_SIZE) + 100
+        "tree: {} files, {:.1} MiB in {}",
+        files.len(),
+        tree_bytes as f64 / MIB as f64,
+        tree.display()
     );
     // Warm the page cache equally for everyone: read it all once.
-    timed(Command::new("sh").arg("-c").arg(format!(
-        "find '{}' -type f -exec cat {{}} + > /dev/null",
-        tree.display()
-    )))?;
+    let find_exec = |command: &str| {
+        let mut shell = Command::new("sh");
+        shell.arg("-c").arg(format!(
+            "find '{}' -type f -exec {command} {{}} + > /dev/null",
+            tree.display()
+        ));
+        shell
+    };
+    timed(&mut find_exec("cat"))?;
+    let sha = timed(&mut find_exec("sha256sum"))?;
 
     let store = ContentStore::Local(LocalStore::open(work_dir.join("store"))?);
     let identity = age::x25519::Identity::generate();
-    let start = Instant::now();
-    let archive_path = work_dir.join("archive.age");
-    let file = fs::File::create(&archive_path)?;
-    let mut encrypted = keys::encrypt_to(&[identity.to_public()], BufWriter::new(file))?;
-    archive::pack(&tree, &mut encrypted)?;
-    encrypted.finish()?.flush()?;
-    let cid = store.put(&archive_path).await?;
-    let ours = start.elapsed();
-
-    let sha = timed(Command::new("sh").arg("-c").arg(format!(
-        "find '{}' -type f -exec sha256sum {{}} + > /dev/null",
-        tree.display()
-    )))?;
-    println!("| pipeline | seconds | MiB/s | ratio to sha256sum |");
-    println!("|---|---:|---:|---:|");
-    let row = |name: &str, elapsed: Duration| {
-        println!(
-            "| {name} | {:.2} | {:.1} | {:.2} |",
-            elapsed.as_secs_f64(),
-            throughput(bytes, elapsed),
-            sha.as_secs_f64() / elapsed.as_secs_f64()
-        );
+    let secret = BackupSecret::derive(&identity, "owner", "bench");
+    let recipients = [identity.to_public()];
+    let mut cache = NodeCache::default();
+    let repository = work_dir.join("restic-repo");
+    let restic = || {
+        let mut command = Command::new("restic");
+        command
+            .arg("--repo")
+            .arg(&repository)
+            .arg("--quiet")
+            .env("RESTIC_PASSWORD", "benchmark")
+            .env("RESTIC_CACHE_DIR", work_dir.join("restic-cache"));
+        command
     };
-    row("sha256sum of every file", sha);
-    row(
-        "backup-bot: tar + age + UnixFS CID + local store (one thread)",
-        ours,
+    timed(restic().arg("init"))?;
+    let restic_backup = || -> Result<(Duration, u64)> {
+        let before = du(&repository)?;
+        let elapsed = timed(restic().arg("backup").arg(&tree))?;
+        Ok((elapsed, du(&repository)? - before))
+    };
+    let store_size = || match &store {
+        ContentStore::Local(local) => local.size_bytes(),
+        ContentStore::Kubo(_) => Ok(0),
+    };
+
+    let first = our_snapshot(&store, &tree, &secret, &recipients, &mut cache).await?;
+    let (restic_first, restic_first_bytes) = restic_backup()?;
+    let second = our_snapshot(&store, &tree, &secret, &recipients, &mut cache).await?;
+    let (restic_second, restic_second_bytes) = restic_backup()?;
+    let changed = change_tree(&tree, &files, &mut state)?;
+    let third = our_snapshot(&store, &tree, &secret, &recipients, &mut cache).await?;
+    let (restic_third, restic_third_bytes) = restic_backup()?;
+    ensure!(
+        first.recorded && third.recorded,
+        "changed trees must be recorded"
     );
-    match Command::new("restic").arg("version").output() {
-        Ok(output) if output.status.success() => {
-            let repository = work_dir.join("restic-repo");
-            let restic = || {
-                let mut command = Command::new("restic");
-                command
-                    .arg("--repo")
-                    .arg(&repository)
-                    .env("RESTIC_PASSWORD", "benchmark")
-                    .arg("--quiet");
-                command
-            };
-            timed(restic().arg("init"))?;
-            let elapsed = timed(restic().arg("backup").arg(&tree))?;
-            let version = String::from_utf8_lossy(&output.stdout);
-            row(&format!("restic backup ({})", version.trim()), elapsed);
-        }
-        _ => println!("| restic backup | not installed (apt-get install restic) | | |"),
+
+    let ours_target = work_dir.join("restored-ours");
+    let root = cid::Cid::try_from(cache.root.as_str())?;
+    let start = Instant::now();
+    pipeline::restore(&store, &root, &identity, None, &ours_target).await?;
+    let ours_restore = start.elapsed();
+    let restic_target = work_dir.join("restored-restic");
+    let restic_restore = timed(
+        restic()
+            .args(["restore", "latest", "--target"])
+            .arg(&restic_target),
+    )?;
+    if let Some(difference) = tree::first_difference(&tree, &ours_target)? {
+        bail!("our restore differs from the tree: {difference}");
     }
-    println!("snapshot CID {cid}; work files in {}", work_dir.display());
+    let peak_ours = peak_rss(false)?;
+    let peak_restic = peak_rss(true)?;
+    let (ours_store, restic_store) = (store_size()?, du(&repository)?);
+
+    let tree_bytes_now = du(&tree)?;
+    println!("restic: {restic_version}; bytes changed for snapshot 3: {changed}");
+    println!();
+    println!("| measure | backup-bot | restic | target | met |");
+    println!("|---|---:|---:|---|---|");
+    let row = |measure: &str, ours: String, theirs: String, target: String, met: bool| {
+        let met = if met { "yes" } else { "**no**" };
+        println!("| {measure} | {ours} | {theirs} | {target} | {met} |");
+    };
+    let seconds = |elapsed: Duration| format!("{:.2} s", elapsed.as_secs_f64());
+    let (first_speed, restic_first_speed) = (
+        mib_per_s(tree_bytes, first.elapsed),
+        mib_per_s(tree_bytes, restic_first),
+    );
+    row(
+        "1. first snapshot: new bytes stored",
+        first.stats.new_bytes.to_string(),
+        restic_first_bytes.to_string(),
+        "(compared only)".into(),
+        true,
+    );
+    row(
+        "1. first snapshot, MiB/s",
+        format!("{first_speed:.0}"),
+        format!("{restic_first_speed:.0}"),
+        format!(
+            "≥ restic (sha256sum of every file: {:.0} MiB/s)",
+            mib_per_s(tree_bytes, sha)
+        ),
+        first_speed >= restic_first_speed,
+    );
+    row(
+        "2. unchanged tree: seconds",
+        seconds(second.elapsed),
+        seconds(restic_second),
+        "≤ restic".into(),
+        second.elapsed <= restic_second,
+    );
+    let second_new = if second.recorded {
+        second.stats.new_bytes
+    } else {
+        0
+    };
+    row(
+        "2. unchanged tree: new bytes stored",
+        second_new.to_string(),
+        restic_second_bytes.to_string(),
+        "≤ 1 MiB".into(),
+        second_new <= MIB,
+    );
+    row(
+        "3. 1 % changed: seconds",
+        seconds(third.elapsed),
+        seconds(restic_third),
+        "≤ restic".into(),
+        third.elapsed <= restic_third,
+    );
+    row(
+        "3. 1 % changed: new bytes stored",
+        third.stats.new_bytes.to_string(),
+        restic_third_bytes.to_string(),
+        format!("≤ 2 × {changed} + 1 MiB"),
+        third.stats.new_bytes <= 2 * changed + MIB,
+    );
+    let (restore_speed, restic_restore_speed) = (
+        mib_per_s(tree_bytes_now, ours_restore),
+        mib_per_s(tree_bytes_now, restic_restore),
+    );
+    row(
+        "4. restore latest, MiB/s",
+        format!("{restore_speed:.0}"),
+        format!("{restic_restore_speed:.0}"),
+        "≥ restic".into(),
+        restore_speed >= restic_restore_speed,
+    );
+    row(
+        "5. store size after 3 snapshots, MiB",
+        format!("{:.1}", ours_store as f64 / MIB as f64),
+        format!("{:.1}", restic_store as f64 / MIB as f64),
+        "(compared only)".into(),
+        true,
+    );
+    row(
+        "5. peak RSS, MiB",
+        format!("{:.0}", peak_ours as f64 / MIB as f64),
+        format!("{:.0}", peak_restic as f64 / MIB as f64),
+        "≤ 256 MiB".into(),
+        peak_ours <= 256 * MIB,
+    );
+    println!();
+    println!(
+        "backup-bot: {} distinct chunks; snapshot 1 stored {} bytes, snapshot 3 read {} bytes \
+         and stored {} new bytes in {} new blocks.",
+        third.stats.chunks,
+        first.stats.new_bytes,
+        third.stats.bytes_read,
+        third.stats.new_bytes,
+        third.stats.new_blocks
+    );
+    println!("work files in {}", work_dir.display());
     Ok(())
 }

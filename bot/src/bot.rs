@@ -1,47 +1,24 @@
-//! The bot's work: one pass snapshots every served node that is due and serves every open
-//! restore request of a served node.
+//! The bot's work: one pass snapshots every served node that is due, unpins the snapshots
+//! the registry no longer keeps, and serves every open restore request of a served node.
 //!
-//! A pass never panics on bad data: a node that cannot be packed is logged and skipped, a
+//! A pass never panics on bad data: a node that cannot be read is logged and skipped, a
 //! request whose content fails its checks is marked failed with a short reason, and errors
 //! that may pass (an unreachable chain or content store) leave the request claimed by this
 //! bot, which resumes it on its next pass, even after a restart.
 
-use crate::archive;
 use crate::chain::Chain;
+use crate::config::ServedNode;
 use crate::keys::{self, Keyring};
+use crate::pipeline::{self, BackupSecret, Expected, Invalid, SnapshotStats};
 use crate::registry::{ink_account, refusal, Registry};
-use crate::store::{self, ContentStore};
-use anyhow::{Context, Result};
+use crate::state::{node_key, NodeCache, Pins, StateDir};
+use crate::store::{ContentStore, GarbageReport};
+use anyhow::Result;
 use backup_registry::{RequestId, RestoreRequest, RestoreStatus, MAX_REASON_LEN};
 use cid::Cid;
-use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use subxt::utils::AccountId32;
+use std::path::Path;
 use tracing::{info, warn};
-
-/// One node this bot backs up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServedNode {
-    /// The node's id in the registry.
-    pub node_id: String,
-    /// The account whose data it is.
-    pub owner: AccountId32,
-    /// The directory whose contents are the node's data.
-    pub source: PathBuf,
-    /// Where restores go: request `n` is unpacked into `restore_to/request-n`.
-    pub restore_to: PathBuf,
-}
-
-impl ServedNode {
-    /// The directory that restore request `request_id` is unpacked into.
-    pub fn restore_dir(&self, request_id: RequestId) -> PathBuf {
-        self.restore_to.join(format!("request-{request_id}"))
-    }
-}
 
 /// Whether a node whose last snapshot (or last unchanged check) was at block `last` is due
 /// for a snapshot at block `now`, with a frequency of `frequency` blocks.
@@ -52,11 +29,22 @@ pub fn snapshot_due(now: u32, last: Option<u32>, frequency: u32) -> bool {
     }
 }
 
+/// A snapshot a pass recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordedSnapshot {
+    /// The node's id.
+    pub node_id: String,
+    /// The snapshot root's CID, as recorded.
+    pub cid: String,
+    /// What it holds and what it added to the store.
+    pub stats: SnapshotStats,
+}
+
 /// What one pass did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PassReport {
-    /// Snapshots recorded: node id and CID.
-    pub snapshots: Vec<(String, String)>,
+    /// Snapshots recorded.
+    pub snapshots: Vec<RecordedSnapshot>,
     /// Nodes whose content was already recorded (unchanged since a kept snapshot).
     pub unchanged: Vec<String>,
     /// Nodes not due yet.
@@ -68,6 +56,11 @@ pub struct PassReport {
     pub fulfilled: Vec<RequestId>,
     /// Restore requests marked failed, with the reason.
     pub failed: Vec<(RequestId, String)>,
+    /// Snapshot roots unpinned because the registry no longer keeps them (pruned by
+    /// retention, or their backup deleted).
+    pub unpinned: Vec<String>,
+    /// What the embedded store's garbage collection removed, when it ran.
+    pub garbage: Option<GarbageReport>,
     /// Errors that left work for the next pass.
     pub errors: Vec<String>,
 }
@@ -78,13 +71,14 @@ impl std::fmt::Display for PassReport {
         write!(
             f,
             "{} snapshots, {} unchanged, {} not due, {} without a backup, {} restored, {} failed, \
-             {} errors",
+             {} unpinned, {} errors",
             self.snapshots.len(),
             self.unchanged.len(),
             self.not_due.len(),
             self.no_backup.len(),
             self.fulfilled.len(),
             self.failed.len(),
+            self.unpinned.len(),
             self.errors.len()
         )
     }
@@ -98,54 +92,18 @@ enum RestoreOutcome {
     Refused(String),
 }
 
-/// The file in the data directory where the bot remembers the last snapshot it recorded of
-/// each node, so that after a restart unchanged data is not recorded again.
-pub const LAST_SNAPSHOTS_FILE: &str = "last-snapshots.json";
-
-/// What the bot remembers of the last snapshot it recorded of a node.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LastSnapshot {
-    /// Its CID.
-    cid: String,
-    /// sha2-256 of its plaintext archive, in hex.
-    plaintext_sha256: String,
-    /// The recipients it was encrypted to.
-    recipients: Vec<String>,
-}
-
-/// The key of a served node in the bot's memory: owner and node id.
-fn node_key(node: &ServedNode) -> String {
-    format!("{}/{}", node.owner, node.node_id)
-}
-
-/// Reads the last snapshots remembered in `path`; none when the file is missing or unreadable
-/// (it only saves work, so a damaged one is reported and replaced).
-fn load_last_snapshots(path: &Path) -> HashMap<String, LastSnapshot> {
-    let parsed = fs::read(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?));
-    match parsed {
-        Ok(last_snapshots) => last_snapshots,
-        Err(error) => {
-            if path.exists() {
-                warn!("ignoring {}: {error:#}", path.display());
-            }
-            HashMap::new()
-        }
-    }
-}
-
-/// The bot: a registry handle, a content store, its keys and the nodes it serves.
+/// The bot: a registry handle, a content store, its keys, its state and the nodes it serves.
 pub struct Bot<C> {
     registry: Registry<C>,
     store: ContentStore,
     keyring: Keyring,
     nodes: Vec<ServedNode>,
-    work_dir: PathBuf,
-    /// Where `last_snapshots` is kept across restarts.
-    last_snapshots_path: PathBuf,
-    /// The last snapshot recorded of each node (by [`node_key`]).
-    last_snapshots: HashMap<String, LastSnapshot>,
+    state: StateDir,
+    /// The snapshot roots this bot pinned, by node.
+    pins: Pins,
+    /// Whether the embedded store was collected since the bot started (a crash may have left
+    /// blocks of a snapshot never recorded).
+    collected_since_start: bool,
     /// Block at which each node's content was last found unchanged (by [`node_key`]).
     unchanged_at: HashMap<String, u32>,
     /// Nodes found without a backup on chain and logged as such (by [`node_key`]), so that
@@ -154,29 +112,31 @@ pub struct Bot<C> {
 }
 
 impl<C: Chain> Bot<C> {
-    /// A bot serving `nodes`, keeping its identities in `data_dir/keys`, temporary files in
-    /// `data_dir/tmp` and what it last recorded of each node in `data_dir/last-snapshots.json`.
+    /// A bot serving `nodes`, keeping its identities in `data_dir/keys` and its state (file
+    /// cache, pins) in `data_dir` (see [`crate::state`]).
     pub fn new(
         registry: Registry<C>,
         store: ContentStore,
         nodes: Vec<ServedNode>,
         data_dir: &Path,
     ) -> Result<Self> {
-        let work_dir = data_dir.join("tmp");
-        fs::create_dir_all(&work_dir)
-            .with_context(|| format!("creating {}", work_dir.display()))?;
-        let last_snapshots_path = data_dir.join(LAST_SNAPSHOTS_FILE);
+        let state = StateDir::open(data_dir)?;
         Ok(Self {
             registry,
             store,
             keyring: Keyring::open(data_dir.join("keys"))?,
             nodes,
-            work_dir,
-            last_snapshots: load_last_snapshots(&last_snapshots_path),
-            last_snapshots_path,
+            pins: state.load_pins(),
+            state,
+            collected_since_start: false,
             unchanged_at: HashMap::new(),
             reported_without_backup: HashSet::new(),
         })
+    }
+
+    /// The content store.
+    pub fn store(&self) -> &ContentStore {
+        &self.store
     }
 
     /// The bot's keyring.
@@ -200,7 +160,7 @@ impl<C: Chain> Bot<C> {
         Ok(())
     }
 
-    /// One pass: snapshots, then restores.
+    /// One pass: snapshots, then unpinning what the registry dropped, then restores.
     pub async fn pass(&mut self) -> Result<PassReport> {
         let mut report = PassReport::default();
         let now = self.registry.block_number().await?;
@@ -208,6 +168,24 @@ impl<C: Chain> Bot<C> {
             if let Err(error) = self.snapshot_if_due(&node, now, &mut report).await {
                 warn!(node = %node.node_id, "snapshot failed: {error:#}");
                 report.errors.push(format!("{}: {error:#}", node.node_id));
+            }
+        }
+        for node in self.nodes.clone() {
+            if let Err(error) = self.unpin_dropped(&node, &mut report).await {
+                warn!(node = %node.node_id, "unpinning failed: {error:#}");
+                report.errors.push(format!("{}: {error:#}", node.node_id));
+            }
+        }
+        if !report.unpinned.is_empty() || !self.collected_since_start {
+            report.garbage = self.store.collect_garbage()?;
+            self.collected_since_start = true;
+            if let Some(garbage) = &report.garbage {
+                info!(
+                    removed_blocks = garbage.removed_blocks,
+                    removed_bytes = garbage.removed_bytes,
+                    kept_blocks = garbage.kept_blocks,
+                    "embedded store collected"
+                );
             }
         }
         self.serve_restores(&mut report).await?;
@@ -252,8 +230,8 @@ impl<C: Chain> Bot<C> {
             report.not_due.push(node.node_id.clone());
             return Ok(());
         }
-        let latest_cid = latest.map(|snapshot| snapshot.cid);
-        let mut recipients = vec![self.keyring.identity(node)?.to_public()];
+        let identity = self.keyring.identity(node)?;
+        let mut recipients = vec![identity.to_public()];
         if let Some(owner_recipient) = self
             .registry
             .backup_recipient(&node.owner, &node.node_id)
@@ -262,30 +240,43 @@ impl<C: Chain> Bot<C> {
             recipients.push(keys::parse_recipient(&owner_recipient)?);
         }
         let recipient_names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
-        let archive_file = tempfile::NamedTempFile::new_in(&self.work_dir)?;
-        let mut encrypted = keys::encrypt_to(&recipients, BufWriter::new(archive_file.as_file()))?;
-        let mut hashing = HashingWriter::new(&mut encrypted);
-        let stats = archive::pack(&node.source, &mut hashing)
-            .with_context(|| format!("packing {}", node.source.display()))?;
-        let plaintext_sha256 = hex::encode(hashing.digest());
-        encrypted.finish()?.flush()?;
-        // Unchanged: same plaintext, same recipients, and still the latest snapshot on chain.
-        let unchanged = self.last_snapshots.get(&key).is_some_and(|last| {
-            last.plaintext_sha256 == plaintext_sha256
-                && last.recipients == recipient_names
-                && Some(&last.cid) == latest_cid.as_ref()
-        });
-        if unchanged {
+        let cache = self
+            .usable_cache(node, latest.map(|snapshot| snapshot.cid))
+            .await?;
+        let owner = node.owner.to_string();
+        let secret = BackupSecret::derive(&identity, &owner, &node.node_id);
+        let no_files = HashMap::new();
+        let previous_files = cache.as_ref().map_or(&no_files, |cache| &cache.files);
+        let scanned = pipeline::scan(
+            &self.store,
+            &node.source,
+            &secret,
+            &owner,
+            &node.node_id,
+            previous_files,
+        )
+        .await?;
+        let manifest_sha256 = hex::encode(scanned.manifest.digest()?);
+        // Unchanged: same tree, same recipients as the latest snapshot on chain.
+        if cache.is_some_and(|cache| cache.describes(&manifest_sha256, &recipient_names)) {
             info!(node = %node.node_id, "content unchanged since the last snapshot");
             self.unchanged_at.insert(key, now);
             report.unchanged.push(node.node_id.clone());
             return Ok(());
         }
-        let size = archive_file.as_file().metadata()?.len();
-        let cid = self.store.put(archive_file.path()).await?.to_string();
+        let (root, stats) = pipeline::seal(&self.store, &scanned, &recipients).await?;
+        let cid = root.to_string();
+        // Pinned (and the pin remembered) before it is recorded: the registry never names a
+        // snapshot whose blocks the store may collect.
+        let pinned = self.pins.entry(key).or_default();
+        if !pinned.contains(&cid) {
+            pinned.push(cid.clone());
+        }
+        self.state.save_pins(&self.pins)?;
+        self.store.pin(&root).await?;
         let description = format!(
-            "age-encrypted tar: {} files, {} bytes",
-            stats.files, stats.content_bytes
+            "backup-bot snapshot: {} files, {} bytes, {} chunks",
+            stats.files, stats.content_bytes, stats.chunks
         );
         self.registry
             .add_snapshot(
@@ -294,38 +285,87 @@ impl<C: Chain> Bot<C> {
                 &cid,
                 &description,
                 u64::from(now),
-                size,
+                stats.snapshot_bytes,
             )
             .await?;
-        info!(node = %node.node_id, %cid, size, "snapshot recorded");
-        self.last_snapshots.insert(
-            key,
-            LastSnapshot {
-                cid: cid.clone(),
-                plaintext_sha256,
-                recipients: recipient_names,
-            },
+        info!(
+            node = %node.node_id,
+            %cid,
+            new_bytes = stats.new_bytes,
+            snapshot_bytes = stats.snapshot_bytes,
+            "snapshot recorded"
         );
-        self.save_last_snapshots()?;
-        report.snapshots.push((node.node_id.clone(), cid));
+        self.state.save_cache(
+            node,
+            &NodeCache {
+                root: cid.clone(),
+                manifest_sha256,
+                recipients: recipient_names,
+                files: scanned.cache,
+            },
+        )?;
+        report.snapshots.push(RecordedSnapshot {
+            node_id: node.node_id.clone(),
+            cid,
+            stats,
+        });
         Ok(())
     }
 
-    /// Writes `last_snapshots` to its file (mode 0600, replaced atomically).
-    fn save_last_snapshots(&self) -> Result<()> {
-        let path = &self.last_snapshots_path;
-        let partial = path.with_extension("json.partial");
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&partial)
-            .with_context(|| format!("creating {}", partial.display()))?;
-        serde_json::to_writer_pretty(&mut file, &self.last_snapshots)?;
-        file.sync_all()?;
-        fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+    /// The node's cache, if it describes `latest` (the newest snapshot on chain) and that
+    /// snapshot is still pinned in the store: only then are its chunks known to be there.
+    async fn usable_cache(
+        &self,
+        node: &ServedNode,
+        latest: Option<String>,
+    ) -> Result<Option<NodeCache>> {
+        let cache = self.state.load_cache(node);
+        let Some(latest) = latest.filter(|latest| *latest == cache.root) else {
+            return Ok(None);
+        };
+        let root = Cid::try_from(latest.as_str())?;
+        Ok(self.store.is_pinned(&root).await?.then_some(cache))
+    }
+
+    /// Unpins the roots this bot pinned for `node` that the registry no longer keeps (pruned
+    /// by retention, or the backup deleted).
+    async fn unpin_dropped(&mut self, node: &ServedNode, report: &mut PassReport) -> Result<()> {
+        let key = node_key(node);
+        let Some(pinned) = self
+            .pins
+            .get(&key)
+            .filter(|roots| !roots.is_empty())
+            .cloned()
+        else {
+            return Ok(());
+        };
+        let kept_on_chain: HashSet<Cid> = self
+            .registry
+            .snapshots(&node.owner, &node.node_id)
+            .await?
+            .iter()
+            .filter_map(|snapshot| Cid::try_from(snapshot.cid.as_str()).ok())
+            .collect();
+        let recorded_now: HashSet<&str> = report
+            .snapshots
+            .iter()
+            .map(|recorded| recorded.cid.as_str())
+            .collect();
+        let mut still_pinned = Vec::new();
+        let mut unpinned = Vec::new();
+        for root in pinned {
+            let cid = Cid::try_from(root.as_str())?;
+            if kept_on_chain.contains(&cid) || recorded_now.contains(root.as_str()) {
+                still_pinned.push(root);
+                continue;
+            }
+            self.store.unpin(&cid).await?;
+            info!(node = %node.node_id, cid = %root, "unpinned: the registry no longer keeps it");
+            unpinned.push(root);
+        }
+        report.unpinned.extend(unpinned);
+        self.pins.insert(key, still_pinned);
+        self.state.save_pins(&self.pins)
     }
 
     /// Serves the open restore requests of served nodes: pending ones, its own claims (say,
@@ -357,7 +397,7 @@ impl<C: Chain> Bot<C> {
                     Err(error) => return Err(error),
                 }
             }
-            match self.restore(&node, request_id, &request.cid).await {
+            match self.restore(&node, &request.cid).await {
                 Ok(RestoreOutcome::Restored) => {
                     let fulfilled = self.registry.fulfil_restore_request(request_id).await;
                     if self.still_held(request_id, fulfilled)? {
@@ -422,70 +462,26 @@ impl<C: Chain> Bot<C> {
             .cloned())
     }
 
-    /// Fetches, verifies and unpacks snapshot `cid` for `node`. Errors are transient (retry);
+    /// Restores snapshot `cid` into `node`'s restore folder. Errors are transient (retry);
     /// refusals are final.
-    async fn restore(
-        &self,
-        node: &ServedNode,
-        request_id: RequestId,
-        cid: &str,
-    ) -> Result<RestoreOutcome> {
+    async fn restore(&self, node: &ServedNode, cid: &str) -> Result<RestoreOutcome> {
         let Ok(cid) = Cid::try_from(cid) else {
             return Ok(RestoreOutcome::Refused(format!("invalid cid {cid}")));
         };
-        let fetched = tempfile::NamedTempFile::new_in(&self.work_dir)?;
-        self.store.fetch(&cid, fetched.path()).await?;
-        if let Err(error) = store::verify(&cid, fetched.path()) {
-            return Ok(RestoreOutcome::Refused(error.to_string()));
-        }
         let identity = self.keyring.identity(node)?;
-        let ciphertext = BufReader::new(File::open(fetched.path())?);
-        let Ok(plaintext) = keys::decrypt_with(&identity, ciphertext) else {
-            return Ok(RestoreOutcome::Refused("decrypt failed".to_string()));
+        let owner = node.owner.to_string();
+        let expected = Expected {
+            owner: &owner,
+            node_id: &node.node_id,
         };
-        let dest = node.restore_dir(request_id);
-        // A previous attempt of this same request may have left a partial tree.
-        if dest.exists() {
-            fs::remove_dir_all(&dest)?;
+        let target = &node.restore_to;
+        match pipeline::restore(&self.store, &cid, &identity, Some(expected), target).await {
+            Ok(_) => Ok(RestoreOutcome::Restored),
+            Err(error) => match error.downcast::<Invalid>() {
+                Ok(invalid) => Ok(RestoreOutcome::Refused(invalid.0)),
+                Err(error) => Err(error),
+            },
         }
-        Ok(match archive::unpack(plaintext, &dest) {
-            Ok(_) => RestoreOutcome::Restored,
-            Err(error) => {
-                let _ = fs::remove_dir_all(&dest);
-                RestoreOutcome::Refused(error.to_string())
-            }
-        })
-    }
-}
-
-/// A writer that hashes (sha2-256) what goes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-        }
-    }
-
-    fn digest(self) -> [u8; 32] {
-        self.hasher.finalize().into()
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.hasher.update(&buf[..written]);
-        Ok(written)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }
 

@@ -1,10 +1,22 @@
 //! Configuration: a TOML file, overridden by flags and environment variables.
 
-use crate::bot::ServedNode;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use subxt::utils::AccountId32;
+
+/// One node the bot backs up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedNode {
+    /// The node's id in the registry.
+    pub node_id: String,
+    /// The account whose data it is.
+    pub owner: AccountId32,
+    /// The directory whose contents are the node's data.
+    pub source: PathBuf,
+    /// Where restores go: the latest restored tree replaces this folder when complete.
+    pub restore_to: PathBuf,
+}
 
 /// The configuration file's contents. Relative paths are relative to the file's folder.
 #[derive(Deserialize, Default)]
@@ -39,7 +51,7 @@ pub struct NodeConfig {
     pub owner: String,
     /// The directory whose contents are the node's data.
     pub source: PathBuf,
-    /// Where restore requests are unpacked (`request-<id>` folders).
+    /// Where restores go: the restored tree replaces this folder when complete.
     pub restore_to: PathBuf,
 }
 

@@ -1,14 +1,18 @@
 //! `backup-bot demo`: the whole flow on an in-process chain, with nothing installed.
 //!
 //! Deploys the registry (pallet-contracts in `ink_sandbox`) with Alice as admin and
-//! authority, lets Bob own a node whose data is a sample tree, runs the bot's passes as
-//! blocks go by, has Bob request a restore, and checks the restored tree is identical.
+//! authority and a retention of [`DEMO_RETENTION`] snapshots, lets Bob own a node whose data
+//! is a sample tree, runs the bot's passes as blocks go by (a first snapshot, an unchanged
+//! tree, a second snapshot storing only what changed, a third that prunes the first and
+//! unpins it), has Bob request a restore, and checks the restored tree is identical, then
+//! restores it again with Bob's own key alone.
 
-use crate::bot::{Bot, ServedNode};
+use crate::bot::{Bot, RecordedSnapshot};
 use crate::chain::SandboxChain;
+use crate::config::ServedNode;
 use crate::registry::Registry;
 use crate::store::{ContentStore, LocalStore};
-use crate::{archive, keys};
+use crate::{keys, pipeline, tree};
 use anyhow::{bail, ensure, Result};
 use backup_registry::RestoreStatus;
 use std::fs;
@@ -19,6 +23,18 @@ use subxt_signer::sr25519::dev;
 
 /// Node id of the demo's node.
 pub const DEMO_NODE: &str = "demo-node";
+
+/// Snapshots the demo's registry keeps per backup.
+pub const DEMO_RETENTION: u32 = 2;
+
+/// The demo registry's configuration: the defaults but for the retention.
+fn demo_config() -> String {
+    format!(
+        "Config {{ max_snapshots_per_backup: {DEMO_RETENTION}, max_backups_per_account: 16, \
+         min_frequency: 10, max_frequency: 5256000, default_frequency: 14400, \
+         claim_timeout: 600 }}"
+    )
+}
 
 /// The bot's account: Alice, the registry's admin and only authority.
 fn bot_account() -> AccountId32 {
@@ -61,8 +77,8 @@ impl DemoWorld {
             bundle,
             alice.clone(),
             &[bob.clone()],
-            "with_default_config",
-            &[format!("[{alice}]")],
+            "new",
+            &[format!("[{alice}]"), demo_config()],
         )?;
         let owner = Registry::new(admin.as_account(bob.clone()));
         let node = ServedNode {
@@ -114,7 +130,10 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
         fs::remove_dir_all(work_dir)?;
     }
     let mut world = DemoWorld::new(bundle, work_dir)?;
-    println!("1. Registry deployed in-process; Alice is admin and the bot's authority.");
+    println!(
+        "1. Registry deployed in-process (retention {DEMO_RETENTION} snapshots per backup); \
+         Alice is admin and the bot's authority."
+    );
     world.bot.check_authority().await?;
 
     world.owner.create_backup(DEMO_NODE, "demo node").await?;
@@ -135,9 +154,11 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
     println!("   and registers his own age recipient {bob_recipient} on chain.");
 
     let report = world.bot.pass().await?;
-    let (_, first_cid) = single(&report.snapshots, "snapshot on the first pass")?;
-    println!("3. Bot pass: the folder is packed, encrypted with age to the node's key and Bob's,");
-    println!("   stored, and recorded on chain under CID {first_cid}");
+    let first = single(&report.snapshots, "snapshot on the first pass")?.clone();
+    println!("3. Bot pass: the folder is cut into chunks, each encrypted and stored as a block;");
+    println!("   the manifest is sealed with age to the node's key and Bob's; the snapshot's root");
+    println!("   {} is pinned and recorded on chain.", first.cid);
+    print_stats(&first);
 
     world.advance_blocks(4);
     let report = world.bot.pass().await?;
@@ -145,7 +166,7 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
         report.not_due == [DEMO_NODE],
         "the node should not be due 4 blocks later"
     );
-    println!("4. Four blocks later: not due, nothing packed.");
+    println!("4. Four blocks later: not due, nothing read.");
 
     world.advance_blocks(10);
     let report = world.bot.pass().await?;
@@ -153,21 +174,45 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
         report.unchanged == [DEMO_NODE],
         "unchanged data should not be recorded again"
     );
-    println!("5. Ten blocks later: due, but the data is unchanged, so no new snapshot.");
+    println!("5. Ten blocks later: due, but nothing changed (no file read again): no snapshot.");
 
     fs::write(world.node.source.join("data/new.txt"), b"written later")?;
     world.advance_blocks(10);
     let report = world.bot.pass().await?;
-    let (_, second_cid) = single(&report.snapshots, "snapshot of the changed data")?;
-    println!("6. Bob adds a file; ten blocks later the bot records snapshot {second_cid}");
+    let second = single(&report.snapshots, "snapshot of the changed data")?.clone();
+    ensure!(
+        second.stats.bytes_read == "written later".len() as u64,
+        "only the new file should be read: {:?}",
+        second.stats
+    );
+    println!(
+        "6. Bob adds a file; ten blocks later snapshot {} reads only that file:",
+        second.cid
+    );
+    print_stats(&second);
+
+    fs::write(world.node.source.join("README"), b"node data, edited\n")?;
+    world.advance_blocks(10);
+    let report = world.bot.pass().await?;
+    let third = single(&report.snapshots, "snapshot of the edited data")?.clone();
+    ensure!(
+        report.unpinned == [first.cid.clone()],
+        "the pruned first snapshot should be unpinned: {report:?}"
+    );
+    let garbage = report.garbage.unwrap_or_default();
+    println!(
+        "7. Bob edits a file; snapshot {} is recorded, and the registry (keeping {DEMO_RETENTION})",
+        third.cid
+    );
+    println!(
+        "   prunes the first: the bot unpins it and the store removes the {} blocks ({} bytes)",
+        garbage.removed_blocks, garbage.removed_bytes
+    );
+    println!("   no kept snapshot needs.");
 
     let bob = world.node.owner.clone();
-    let backup = world.owner.backup(&bob, DEMO_NODE).await?;
-    let kept = backup.map_or(0, |backup| backup.snapshot_count());
-    println!("   On chain: Bob's backup of {DEMO_NODE:?} keeps {kept} snapshots.");
-
     let request_id = world.owner.restore_latest_snapshot(&bob, DEMO_NODE).await?;
-    println!("7. Bob requests a restore of the latest snapshot: request {request_id}.");
+    println!("8. Bob requests a restore of the latest snapshot: request {request_id}.");
     world.advance_blocks(1);
 
     let report = world.bot.pass().await?;
@@ -175,7 +220,6 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
         report.fulfilled == [request_id],
         "the bot should fulfil the request: {report:?}"
     );
-    let restored = world.node.restore_dir(request_id);
     let status = world
         .owner
         .restore_request(request_id)
@@ -185,35 +229,50 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
         matches!(status, Some(RestoreStatus::Fulfilled { .. })),
         "request status on chain: {status:?}"
     );
-    println!("8. Bot pass: request claimed, snapshot fetched, checked against its CID, decrypted,");
+    println!("9. Bot pass: request claimed, every block checked against its CID, decrypted, and");
     println!(
-        "   unpacked into {}, and marked Fulfilled on chain.",
-        restored.display()
+        "   the tree written into {} once complete; marked Fulfilled on chain.",
+        world.node.restore_to.display()
     );
-
-    match archive::first_difference(&world.node.source, &restored)? {
-        None => println!("9. The restored tree is identical to the node's data."),
+    match tree::first_difference(&world.node.source, &world.node.restore_to)? {
+        None => println!("   The restored tree is identical to the node's data."),
         Some(difference) => bail!("restored tree differs: {difference}"),
     }
 
-    // The owner, without the bot: his own identity file and the stored ciphertext.
-    let stored = world.store_dir.join(second_cid);
-    let own_copy = work_dir.join("decrypted-by-bob");
+    // The owner, without the bot: his own identity file and the store.
+    let own_copy = work_dir.join("restored-by-bob");
     let identity = keys::read_identity(&bob_identity_file)?;
-    let ciphertext = std::io::BufReader::new(fs::File::open(&stored)?);
-    archive::unpack(keys::decrypt_with(&identity, ciphertext)?, &own_copy)?;
-    match archive::first_difference(&world.node.source, &own_copy)? {
+    let root = cid::Cid::try_from(third.cid.as_str())?;
+    pipeline::restore(world.bot.store(), &root, &identity, None, &own_copy).await?;
+    match tree::first_difference(&world.node.source, &own_copy)? {
         None => println!(
-            "10. Bob decrypts snapshot {second_cid} with his own key, without the bot: identical."
+            "10. Bob restores snapshot {} with his own key alone, without the bot: identical.",
+            third.cid
         ),
-        Some(difference) => bail!("Bob's own decryption differs: {difference}"),
+        Some(difference) => bail!("Bob's own restore differs: {difference}"),
     }
     println!(
-        "Content store (ciphertext only): {}\nThe node's age identity: {}",
+        "Content store (encrypted blocks only): {}\nThe node's age identity: {}",
         world.store_dir.display(),
         world.bot.keyring().path_of(&world.node).display()
     );
     Ok(())
+}
+
+/// Prints what a snapshot holds and what it added to the store.
+fn print_stats(snapshot: &RecordedSnapshot) {
+    let stats = &snapshot.stats;
+    println!(
+        "   {} files, {} bytes of content, {} bytes read; {} distinct chunks; {} new blocks, \
+         {} new bytes stored ({} bytes in the whole snapshot).",
+        stats.files,
+        stats.content_bytes,
+        stats.bytes_read,
+        stats.chunks,
+        stats.new_blocks,
+        stats.new_bytes,
+        stats.snapshot_bytes
+    );
 }
 
 /// The single element of `items`, or an error naming what was expected.

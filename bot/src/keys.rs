@@ -6,7 +6,7 @@
 //! it too. Every archive is encrypted to that identity's recipient and, when the owner
 //! registered one on chain, to the owner's recipient as well. Secrets are never printed.
 
-use crate::bot::ServedNode;
+use crate::config::ServedNode;
 use age::secrecy::ExposeSecret;
 use anyhow::{anyhow, Context, Result};
 use std::fs::{self, OpenOptions};

@@ -3,12 +3,12 @@
 //! with `add_snapshot`, and serves restore requests.
 
 use anyhow::{anyhow, bail, Context, Result};
-use backup_bot::bot::{self, Bot};
+use backup_bot::bot::Bot;
 use backup_bot::chain::NodeChain;
 use backup_bot::config::{self, FileConfig};
 use backup_bot::registry::Registry;
-use backup_bot::store::{self, ContentStore, KuboStore, LocalStore};
-use backup_bot::{archive, bench, demo, keys};
+use backup_bot::store::{ContentStore, KuboStore, LocalStore};
+use backup_bot::{bench, demo, keys, pipeline, unixfs};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -36,16 +36,17 @@ enum Command {
     /// Deploy the registry on an in-process chain, back up a sample directory through the
     /// bot, restore it on request and check both trees are identical. Needs nothing running.
     Demo(DemoArgs),
-    /// Turn a fetched snapshot back into its tree with an age identity file (the owner's, or
-    /// the bot's from its data folder): checks the CID first when given, then decrypts and
-    /// unpacks safely.
-    Decrypt(DecryptArgs),
-    /// Measure the snapshot pipeline (pack, encrypt, CID, store) on a generated tree, next to
-    /// `sha256sum` and `restic backup` of the same tree. Build with --release.
+    /// Restore a snapshot with an age identity alone (the owner's, or the node's from the
+    /// bot's data folder), from an IPFS RPC API or an embedded store, without any chain:
+    /// every block is checked against its CID before it is decrypted, and the tree takes
+    /// the target's place only once complete.
+    Restore(RestoreArgs),
+    /// Measure the snapshot pipeline against `restic` on a generated tree: first snapshot,
+    /// unchanged tree, 1 % changed, restore, store size and peak memory. Build with --release.
     Bench {
         /// Size of the generated tree, in MiB.
         #[arg(long, default_value_t = 1024)]
-        size_mib: usize,
+        size_mib: u64,
         /// Folder for the tree, the store and the restic repository (emptied first).
         #[arg(long, default_value = "target/bot-bench")]
         work_dir: PathBuf,
@@ -108,18 +109,26 @@ struct DemoArgs {
 }
 
 #[derive(Args)]
-struct DecryptArgs {
-    /// Age identity file (`age-keygen` format, mode 600).
+#[command(group(clap::ArgGroup::new("from").required(true).args(["store", "kubo_api"])))]
+struct RestoreArgs {
+    /// Age identity file (`age-keygen` format, mode 600) of a recipient of the snapshot.
+    #[arg(long, alias = "identity")]
+    owner_identity: PathBuf,
+    /// The snapshot's CID, as recorded on chain.
     #[arg(long)]
-    identity: PathBuf,
-    /// The CID the snapshot was recorded under: the file must match it.
+    cid: String,
+    /// Folder to restore into: created, or replaced when empty (or with --force).
     #[arg(long)]
-    cid: Option<String>,
-    /// Folder to unpack into (created; must not exist yet).
+    target: PathBuf,
+    /// Replace a target that is not empty.
     #[arg(long)]
-    output: PathBuf,
-    /// The snapshot file, as fetched (for example with `ipfs get <cid>`).
-    snapshot: PathBuf,
+    force: bool,
+    /// An embedded store's folder (the bot's is DATA_DIR/store).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// An IPFS RPC API address (for example http://127.0.0.1:5001).
+    #[arg(long)]
+    kubo_api: Option<String>,
 }
 
 /// Everything `run` needs, once file, flags and environment are merged.
@@ -131,7 +140,7 @@ struct Settings {
     data_dir: PathBuf,
     kubo_api: Option<String>,
     interval: Duration,
-    nodes: Vec<bot::ServedNode>,
+    nodes: Vec<config::ServedNode>,
 }
 
 impl Settings {
@@ -271,30 +280,29 @@ async fn serve_once(settings: &Settings, bot: &mut Option<Bot<NodeChain>>) -> Re
     Ok(())
 }
 
-/// Verifies, decrypts and unpacks a snapshot file.
-fn decrypt(args: &DecryptArgs) -> Result<()> {
-    if let Some(cid) = &args.cid {
-        let cid = cid::Cid::try_from(cid.as_str()).context("--cid")?;
-        store::verify(&cid, &args.snapshot)?;
-    }
-    if args.output.exists() {
+/// Restores a snapshot with an identity file alone.
+async fn restore(args: &RestoreArgs) -> Result<()> {
+    let cid = cid::Cid::try_from(args.cid.as_str()).context("--cid")?;
+    let not_empty = std::fs::read_dir(&args.target).is_ok_and(|mut dir| dir.next().is_some());
+    if not_empty && !args.force {
         bail!(
-            "{} exists already: choose a new folder",
-            args.output.display()
+            "{} is not empty: choose another target, or pass --force to replace it",
+            args.target.display()
         );
     }
-    let identity = keys::read_identity(&args.identity)?;
-    let file = std::fs::File::open(&args.snapshot)
-        .with_context(|| format!("opening {}", args.snapshot.display()))?;
-    let plaintext = keys::decrypt_with(&identity, std::io::BufReader::new(file))
-        .map_err(|_| anyhow!("decrypt failed: this identity is not a recipient of the snapshot"))?;
-    let stats = archive::unpack(plaintext, &args.output)?;
+    let identity = keys::read_identity(&args.owner_identity)?;
+    let store = match (&args.store, &args.kubo_api) {
+        (Some(dir), _) => ContentStore::Local(LocalStore::open(dir)?),
+        (None, Some(api)) => ContentStore::Kubo(KuboStore::new(api)),
+        (None, None) => bail!("name a store: --store or --kubo-api"),
+    };
+    let stats = pipeline::restore(&store, &cid, &identity, None, &args.target).await?;
     println!(
         "{} files, {} folders, {} bytes restored into {}",
         stats.files,
         stats.directories,
         stats.content_bytes,
-        args.output.display()
+        args.target.display()
     );
     Ok(())
 }
@@ -302,7 +310,10 @@ fn decrypt(args: &DecryptArgs) -> Result<()> {
 /// Prints "<cid> <path>" for each file.
 fn print_cids(files: &[PathBuf]) -> Result<()> {
     for file in files {
-        println!("{} {}", store::cid_of_file(file)?, file.display());
+        let content =
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let cid = unixfs::cid_of(std::io::BufReader::new(content))?;
+        println!("{cid} {}", file.display());
     }
     Ok(())
 }
@@ -331,7 +342,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match Cli::parse().command {
         Command::Run(args) => run(args).await,
         Command::Demo(args) => run_demo(args).await,
-        Command::Decrypt(args) => decrypt(&args),
+        Command::Restore(args) => restore(&args).await,
         Command::Bench { size_mib, work_dir } => bench::run(size_mib, &work_dir).await,
         Command::Cid { files } => print_cids(&files),
     };

@@ -130,6 +130,34 @@ impl<C: Chain> Registry<C> {
             .await
     }
 
+    /// Every snapshot the registry keeps of `owner`'s backup of `node_id`, oldest first,
+    /// pinned ones included (read in pages; none when there is no such backup).
+    pub async fn snapshots(&mut self, owner: &AccountId32, node_id: &str) -> Result<Vec<Snapshot>> {
+        let mut snapshots = Vec::new();
+        for page in 0..MAX_PAGES {
+            let offset = page * PAGE_SIZE;
+            let args = [
+                account(owner),
+                text(node_id),
+                offset.to_string(),
+                PAGE_SIZE.to_string(),
+            ];
+            let batch: core::result::Result<Vec<Snapshot>, ContractError> =
+                self.query("snapshots", &args).await?;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(ContractError::BackupNotFound) => break,
+                Err(error) => return Err(Refused(error).into()),
+            };
+            let full = batch.len() == PAGE_SIZE as usize;
+            snapshots.extend(batch);
+            if !full {
+                break;
+            }
+        }
+        Ok(snapshots)
+    }
+
     /// The age recipient `owner` registered for the backup of `node_id`, if any.
     pub async fn backup_recipient(
         &mut self,
@@ -244,6 +272,11 @@ impl<C: Chain> Registry<C> {
     /// Deletes the caller's backup of `node_id` with all its snapshots.
     pub async fn delete_backup(&mut self, node_id: &str) -> Result<()> {
         self.call("delete_backup", &[text(node_id)]).await
+    }
+
+    /// Pins the caller's snapshot `cid`: retention keeps it until unpinned.
+    pub async fn pin_snapshot(&mut self, cid: &str) -> Result<()> {
+        self.call("pin_snapshot", &[text(cid)]).await
     }
 
     /// Registers (or clears) the caller's age recipient for its backup of `node_id`.

@@ -1,105 +1,246 @@
-//! Content stores: where archives go, addressed by their CID.
+//! Block stores: where snapshots go, one IPFS block per CID, kept alive by pinned roots.
 //!
-//! The embedded [`LocalStore`] needs nothing installed: a directory of files named by CID.
-//! [`KuboStore`] talks to a Kubo (go-ipfs) node's HTTP RPC API. Both name content by the CID
-//! `ipfs add --cid-version=1` gives it ([`crate::unixfs`]), so content moved between them, or
-//! to any IPFS node, keeps its CID.
+//! The embedded [`LocalStore`] needs nothing installed: a directory of blocks named by CID and
+//! a directory of pins; [`LocalStore::collect_garbage`] removes every block no pinned root
+//! reaches. [`KuboStore`] talks to an IPFS node's HTTP RPC API (Kubo's, or any implementation
+//! of it): `block/put`, `block/get`, `pin/add`, `pin/rm`, `pin/ls`; that node's own garbage
+//! collector reclaims what is unpinned. Both name blocks by the same CIDv1 (sha2-256), so
+//! blocks moved between them, or to any IPFS node, keep their CIDs.
 
-use crate::unixfs;
+use crate::unixfs::{self, Block, DAG_PB};
 use anyhow::{bail, Context, Result};
 use cid::Cid;
-use std::fs::{self, File};
-use std::io::{BufReader, Write};
+use std::collections::HashSet;
+use std::fs;
 use std::path::{Path, PathBuf};
+use tracing::warn;
 
-/// The CID of the file at `path`, as `ipfs add --cid-version=1` computes it.
-pub fn cid_of_file(path: &Path) -> Result<Cid> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    unixfs::cid_of(BufReader::new(file))
-}
-
-/// Checks that the file at `path` is the content `cid` names.
-pub fn verify(cid: &Cid, path: &Path) -> Result<()> {
-    let actual = cid_of_file(path)?;
-    if actual != *cid {
-        bail!("cid mismatch: content is {actual}");
-    }
-    Ok(())
-}
-
-/// A place to put archives and fetch them back by CID.
+/// A place to put blocks, fetch them back by CID and pin the roots of snapshots.
 pub enum ContentStore {
     /// The embedded store: a local directory.
     Local(LocalStore),
-    /// A Kubo node's HTTP RPC API.
+    /// An IPFS node's HTTP RPC API.
     Kubo(KuboStore),
 }
 
 impl ContentStore {
-    /// Stores the file at `path` and returns its CID.
-    pub async fn put(&self, path: &Path) -> Result<Cid> {
+    /// Stores `block`; returns whether its bytes were new to the store (always `true` for an
+    /// IPFS node, which does not say).
+    pub async fn put_block(&self, block: &Block) -> Result<bool> {
         match self {
-            Self::Local(store) => store.put(path),
-            Self::Kubo(store) => store.put(path).await,
+            Self::Local(store) => store.put_block(block),
+            Self::Kubo(store) => store.put_block(block).await.map(|()| true),
         }
     }
 
-    /// Writes the content named `cid` to `dest`, unverified (see [`verify`]).
-    pub async fn fetch(&self, cid: &Cid, dest: &Path) -> Result<()> {
+    /// The bytes stored under `cid`, unverified (see [`Block::verified`]).
+    pub async fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
         match self {
-            Self::Local(store) => store.fetch(cid, dest),
-            Self::Kubo(store) => store.fetch(cid, dest).await,
+            Self::Local(store) => store.get_block(cid),
+            Self::Kubo(store) => store.get_block(cid).await,
+        }
+    }
+
+    /// Pins `root` and, recursively, every block it links to.
+    pub async fn pin(&self, root: &Cid) -> Result<()> {
+        match self {
+            Self::Local(store) => store.pin(root),
+            Self::Kubo(store) => store.pin_call("pin/add", root).await.map(drop),
+        }
+    }
+
+    /// Removes the pin of `root` (nothing happens if it has none).
+    pub async fn unpin(&self, root: &Cid) -> Result<()> {
+        match self {
+            Self::Local(store) => store.unpin(root),
+            Self::Kubo(store) => store.unpin(root).await,
+        }
+    }
+
+    /// Whether `root` is pinned.
+    pub async fn is_pinned(&self, root: &Cid) -> Result<bool> {
+        match self {
+            Self::Local(store) => Ok(store.is_pinned(root)),
+            Self::Kubo(store) => store.is_pinned(root).await,
+        }
+    }
+
+    /// Removes the blocks no pinned root reaches, in the embedded store; an IPFS node's own
+    /// garbage collector does that for it (`None`).
+    pub fn collect_garbage(&self) -> Result<Option<GarbageReport>> {
+        match self {
+            Self::Local(store) => store.collect_garbage().map(Some),
+            Self::Kubo(_) => Ok(None),
         }
     }
 }
 
-/// A directory holding one file per CID.
+/// What a garbage collection removed and kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct GarbageReport {
+    /// Blocks removed.
+    pub removed_blocks: u64,
+    /// Bytes removed.
+    pub removed_bytes: u64,
+    /// Blocks kept (reached from a pinned root).
+    pub kept_blocks: u64,
+}
+
+/// A directory holding one file per block (`blocks/CID`) and one empty file per pinned root
+/// (`pins/CID`).
 pub struct LocalStore {
-    root: PathBuf,
+    blocks: PathBuf,
+    pins: PathBuf,
 }
 
 impl LocalStore {
     /// A store in `root` (created if missing).
-    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
-        let root = root.into();
-        fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-        Ok(Self { root })
-    }
-
-    /// Where the content named `cid` lives.
-    pub fn path_of(&self, cid: &Cid) -> PathBuf {
-        self.root.join(cid.to_string())
-    }
-
-    fn put(&self, path: &Path) -> Result<Cid> {
-        let cid = cid_of_file(path)?;
-        let target = self.path_of(&cid);
-        if !target.exists() {
-            // Copy under a temporary name, then rename: a crash never leaves a partial file
-            // under a CID.
-            let partial = self.root.join(format!(".{cid}.partial"));
-            fs::copy(path, &partial)?;
-            fs::rename(&partial, &target)?;
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref();
+        let store = Self {
+            blocks: root.join("blocks"),
+            pins: root.join("pins"),
+        };
+        for dir in [&store.blocks, &store.pins] {
+            fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        Ok(cid)
+        Ok(store)
     }
 
-    fn fetch(&self, cid: &Cid, dest: &Path) -> Result<()> {
-        let source = self.path_of(cid);
-        fs::copy(&source, dest)
-            .with_context(|| format!("content {cid} is not in the local store"))?;
-        Ok(())
+    /// Where the block named `cid` lives.
+    pub fn path_of(&self, cid: &Cid) -> PathBuf {
+        self.blocks.join(cid.to_string())
+    }
+
+    /// The blocks held, by CID.
+    pub fn block_cids(&self) -> Result<Vec<Cid>> {
+        let mut cids = Vec::new();
+        for entry in fs::read_dir(&self.blocks)? {
+            let name = entry?.file_name();
+            if let Ok(cid) = Cid::try_from(name.to_string_lossy().as_ref()) {
+                cids.push(cid);
+            }
+        }
+        Ok(cids)
+    }
+
+    /// Bytes held in blocks.
+    pub fn size_bytes(&self) -> Result<u64> {
+        let mut total = 0;
+        for entry in fs::read_dir(&self.blocks)? {
+            total += entry?.metadata()?.len();
+        }
+        Ok(total)
+    }
+
+    fn put_block(&self, block: &Block) -> Result<bool> {
+        let target = self.path_of(&block.cid);
+        if target.exists() {
+            return Ok(false);
+        }
+        // Write under a temporary name, then rename: a crash never leaves a partial block
+        // under a CID.
+        let partial = self.blocks.join(format!(".{}.partial", block.cid));
+        fs::write(&partial, &block.data)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        fs::rename(&partial, &target)?;
+        Ok(true)
+    }
+
+    fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
+        fs::read(self.path_of(cid)).with_context(|| format!("block {cid} is not in the store"))
+    }
+
+    fn pin(&self, root: &Cid) -> Result<()> {
+        let path = self.pins.join(root.to_string());
+        fs::write(&path, b"").with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn unpin(&self, root: &Cid) -> Result<()> {
+        match fs::remove_file(self.pins.join(root.to_string())) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn is_pinned(&self, root: &Cid) -> bool {
+        self.pins.join(root.to_string()).exists()
+    }
+
+    /// The pinned roots.
+    pub fn pinned(&self) -> Result<Vec<Cid>> {
+        let mut roots = Vec::new();
+        for entry in fs::read_dir(&self.pins)? {
+            let name = entry?.file_name();
+            match Cid::try_from(name.to_string_lossy().as_ref()) {
+                Ok(cid) => roots.push(cid),
+                Err(_) => warn!("ignoring {name:?} among the pins"),
+            }
+        }
+        Ok(roots)
+    }
+
+    /// Every block reached from a pinned root. A dag-pb block that is missing or does not
+    /// decode ends that branch with a warning; its raw leaves are not read.
+    fn reachable(&self) -> Result<HashSet<Cid>> {
+        let mut reached = HashSet::new();
+        let mut pending = self.pinned()?;
+        while let Some(cid) = pending.pop() {
+            if !reached.insert(cid) || cid.codec() != DAG_PB {
+                continue;
+            }
+            match self
+                .get_block(&cid)
+                .and_then(|bytes| unixfs::decode_node(&bytes))
+            {
+                Ok(node) => pending.extend(node.links.into_iter().map(|link| link.cid)),
+                Err(error) => warn!("garbage collection cannot follow {cid}: {error:#}"),
+            }
+        }
+        Ok(reached)
+    }
+
+    /// Removes every block (and leftover partial write) that no pinned root reaches. Safe to
+    /// interrupt: it only ever removes unreachable blocks, and pins are taken before a
+    /// snapshot is recorded, after its blocks are stored.
+    pub fn collect_garbage(&self) -> Result<GarbageReport> {
+        let reachable = self.reachable()?;
+        let mut report = GarbageReport::default();
+        for entry in fs::read_dir(&self.blocks)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let keep = Cid::try_from(name.to_string_lossy().as_ref())
+                .is_ok_and(|cid| reachable.contains(&cid));
+            if keep {
+                report.kept_blocks += 1;
+                continue;
+            }
+            let size = entry.metadata()?.len();
+            fs::remove_file(entry.path())?;
+            report.removed_blocks += 1;
+            report.removed_bytes += size;
+        }
+        Ok(report)
     }
 }
 
-/// A Kubo node's HTTP RPC API (`/api/v0`).
+/// An IPFS node's HTTP RPC API (`/api/v0`), as Kubo serves it.
 pub struct KuboStore {
     api: String,
     http: reqwest::Client,
 }
 
+/// The multicodec name IPFS's RPC API uses for `codec`.
+fn codec_name(codec: u64) -> Result<&'static str> {
+    Ok(match codec {
+        unixfs::RAW => "raw",
+        DAG_PB => "dag-pb",
+        other => bail!("unsupported codec {other:#x}"),
+    })
+}
+
 impl KuboStore {
-    /// A client of the Kubo RPC API at `api` (for example `http://127.0.0.1:5001`).
+    /// A client of the RPC API at `api` (for example `http://127.0.0.1:5001`).
     pub fn new(api: &str) -> Self {
         Self {
             api: api.trim_end_matches('/').to_string(),
@@ -107,86 +248,138 @@ impl KuboStore {
         }
     }
 
-    async fn rpc(&self, call: &str, query: &[(&str, &str)]) -> Result<reqwest::Response> {
-        let url = format!("{}/api/v0/{call}", self.api);
-        self.rpc_request(self.http.post(&url).query(query)).await
+    fn url(&self, call: &str) -> String {
+        format!("{}/api/v0/{call}", self.api)
     }
 
-    async fn rpc_request(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let response = request.send().await.context("Kubo RPC unreachable")?;
+    /// Sends `request`; an HTTP error status becomes an error carrying the node's message.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request.send().await.context("IPFS RPC API unreachable")?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            bail!("Kubo RPC error {status}: {body}");
+            bail!("IPFS RPC error {status}: {body}");
         }
         Ok(response)
     }
 
-    async fn put(&self, path: &Path) -> Result<Cid> {
-        // Kubo computes the CID itself, with the same defaults as ours: refuse any other.
-        let expected = cid_of_file(path)?;
-        let part = reqwest::multipart::Part::file(path).await?;
+    async fn put_block(&self, block: &Block) -> Result<()> {
+        let part = reqwest::multipart::Part::bytes(block.data.clone()).file_name("block");
         let form = reqwest::multipart::Form::new().part("file", part);
-        let url = format!("{}/api/v0/add", self.api);
-        let query = [("cid-version", "1"), ("pin", "true")];
+        let query = [
+            ("cid-codec", codec_name(block.cid.codec())?),
+            ("mhtype", "sha2-256"),
+            ("pin", "false"),
+        ];
         let response = self
-            .rpc_request(self.http.post(&url).query(&query).multipart(form))
+            .send(
+                self.http
+                    .post(self.url("block/put"))
+                    .query(&query)
+                    .multipart(form),
+            )
             .await?;
         #[derive(serde::Deserialize)]
-        struct Added {
-            #[serde(rename = "Hash")]
-            hash: String,
+        struct Put {
+            #[serde(rename = "Key")]
+            key: String,
         }
-        let added: Added = response.json().await?;
-        let cid = Cid::try_from(added.hash.as_str())?;
-        if cid != expected {
-            bail!("Kubo stored the archive as {cid}, expected {expected}");
+        let put: Put = response.json().await?;
+        let cid = Cid::try_from(put.key.as_str())?;
+        // The node computes the CID itself: it must be the one the block was made under.
+        if cid.hash() != block.cid.hash() || cid.codec() != block.cid.codec() {
+            bail!(
+                "the IPFS node stored the block as {cid}, expected {}",
+                block.cid
+            );
         }
-        Ok(cid)
+        Ok(())
     }
 
-    async fn fetch(&self, cid: &Cid, dest: &Path) -> Result<()> {
+    async fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
         let arg = cid.to_string();
-        let mut response = self.rpc("cat", &[("arg", arg.as_str())]).await?;
-        let mut file = File::create(dest)?;
-        while let Some(chunk) = response.chunk().await? {
-            file.write_all(&chunk)?;
+        let request = self
+            .http
+            .post(self.url("block/get"))
+            .query(&[("arg", &arg)]);
+        Ok(self.send(request).await?.bytes().await?.to_vec())
+    }
+
+    /// Calls the pin API `call` on `root`, recursively.
+    async fn pin_call(&self, call: &str, root: &Cid) -> Result<reqwest::Response> {
+        let arg = root.to_string();
+        let query = [("arg", arg.as_str()), ("recursive", "true")];
+        self.send(self.http.post(self.url(call)).query(&query))
+            .await
+    }
+
+    async fn unpin(&self, root: &Cid) -> Result<()> {
+        match self.pin_call("pin/rm", root).await {
+            Err(error) if error.to_string().contains("not pinned") => Ok(()),
+            other => other.map(drop),
         }
-        file.flush()?;
-        Ok(())
+    }
+
+    async fn is_pinned(&self, root: &Cid) -> Result<bool> {
+        let arg = root.to_string();
+        let query = [("arg", arg.as_str()), ("type", "recursive")];
+        match self
+            .send(self.http.post(self.url("pin/ls")).query(&query))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.to_string().contains("not pinned") => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::unixfs::{directory_node, Link, RAW};
 
-    #[test]
-    fn local_store_round_trip_and_tamper_detection() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path().join("store")).unwrap();
-        let source = dir.path().join("archive");
-        fs::write(&source, b"archive bytes").unwrap();
-        let cid = store.put(&source).unwrap();
-        let fetched = dir.path().join("fetched");
-        store.fetch(&cid, &fetched).unwrap();
-        verify(&cid, &fetched).unwrap();
-        assert_eq!(fs::read(&fetched).unwrap(), b"archive bytes");
-
-        // Flip one byte of the stored content: fetching still works, verifying does not.
-        let mut stored = fs::read(store.path_of(&cid)).unwrap();
-        stored[0] ^= 1;
-        fs::write(store.path_of(&cid), stored).unwrap();
-        store.fetch(&cid, &fetched).unwrap();
-        let error = verify(&cid, &fetched).unwrap_err();
-        assert!(error.to_string().starts_with("cid mismatch"), "{error}");
+    fn raw(bytes: &[u8]) -> Block {
+        Block::new(RAW, bytes.to_vec()).unwrap()
     }
 
     #[test]
-    fn unknown_cid_is_an_error() {
+    fn blocks_round_trip_and_are_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::open(dir.path()).unwrap();
-        let cid = unixfs::cid_of(&b"never stored"[..]).unwrap();
-        assert!(store.fetch(&cid, &dir.path().join("out")).is_err());
+        let block = raw(b"block bytes");
+        assert!(store.put_block(&block).unwrap());
+        assert!(!store.put_block(&block).unwrap());
+        let bytes = store.get_block(&block.cid).unwrap();
+        assert_eq!(Block::verified(&block.cid, bytes).unwrap(), block);
+        assert!(store.get_block(&raw(b"never stored").cid).is_err());
+    }
+
+    #[test]
+    fn garbage_collection_keeps_what_pins_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let (kept, dropped) = (raw(b"kept"), raw(b"dropped"));
+        let link = |block: &Block| Link {
+            cid: block.cid,
+            name: "x".into(),
+            tsize: block.data.len() as u64,
+        };
+        let root = directory_node(vec![link(&kept)]).unwrap();
+        let other_root = directory_node(vec![link(&dropped)]).unwrap();
+        for block in [&kept, &dropped, &root, &other_root] {
+            store.put_block(block).unwrap();
+        }
+        store.pin(&root.cid).unwrap();
+        store.pin(&other_root.cid).unwrap();
+        store.unpin(&other_root.cid).unwrap();
+        store.unpin(&other_root.cid).unwrap();
+        let report = store.collect_garbage().unwrap();
+        assert_eq!((report.removed_blocks, report.kept_blocks), (2, 2));
+        let mut left = store.block_cids().unwrap();
+        left.sort();
+        let mut expected = vec![kept.cid, root.cid];
+        expected.sort();
+        assert_eq!(left, expected);
     }
 }

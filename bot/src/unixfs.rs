@@ -6,9 +6,12 @@
 //! each child). Content of at most one chunk is its single raw leaf. All hashes are sha2-256.
 //!
 //! [`UnixfsHasher`] computes the root CID in one streaming pass, keeping one partial node per
-//! level of the DAG, so a file of any size costs a few kilobytes of memory.
+//! level of the DAG, so a file of any size costs a few kilobytes of memory. The same builder,
+//! fed leaves made elsewhere ([`UnixfsHasher::push_leaf`]) and asked to keep what it makes,
+//! gives the blocks of a snapshot's DAG; [`directory_node`] and [`decode_node`] are the rest of
+//! dag-pb the snapshots need.
 
-use anyhow::Result;
+use anyhow::{bail, ensure, Context, Result};
 use cid::Cid;
 use sha2::{Digest, Sha256};
 use std::io::Read;
@@ -25,13 +28,50 @@ pub const DAG_PB: u64 = 0x70;
 /// Multihash code of sha2-256.
 const SHA2_256: u64 = 0x12;
 
+/// One IPFS block: its bytes and the CID naming them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// CIDv1 of `data` (sha2-256) under its codec.
+    pub cid: Cid,
+    /// The block's bytes.
+    pub data: Vec<u8>,
+}
+
+impl Block {
+    /// The block holding `data` under `codec` (`RAW` or `DAG_PB`).
+    pub fn new(codec: u64, data: Vec<u8>) -> Result<Self> {
+        Ok(Self {
+            cid: block_cid(codec, &data)?,
+            data,
+        })
+    }
+
+    /// The block `cid` names, from bytes fetched from anywhere: refused unless they hash to
+    /// `cid` (sha2-256 only).
+    pub fn verified(cid: &Cid, data: Vec<u8>) -> Result<Self> {
+        ensure!(
+            cid.hash().code() == SHA2_256,
+            "{cid}: only sha2-256 blocks are accepted"
+        );
+        let actual = block_cid(cid.codec(), &data)?;
+        ensure!(
+            actual.hash() == cid.hash(),
+            "block {cid} does not match its CID"
+        );
+        Ok(Self { cid: *cid, data })
+    }
+}
+
 /// A block linked from a node: its CID, its cumulative size (`Tsize`: its bytes plus those
 /// of everything below it) and the file bytes below it.
 #[derive(Clone)]
-struct Child {
-    cid: Cid,
-    tsize: u64,
-    file_size: u64,
+pub struct Child {
+    /// The block's CID.
+    pub cid: Cid,
+    /// Its bytes plus those of every block below it.
+    pub tsize: u64,
+    /// The file bytes below it (for a raw leaf: its length).
+    pub file_size: u64,
 }
 
 /// The CIDv1 of `bytes` hashed with sha2-256 under `codec`.
@@ -90,12 +130,28 @@ pub struct UnixfsHasher {
     /// and so on. A full level is only gathered when more content arrives, so that a file
     /// filling exactly one node gets no extra level.
     levels: Vec<Vec<Child>>,
+    /// The blocks made so far, when asked to keep them ([`UnixfsHasher::keeping_blocks`]).
+    kept: Option<Vec<Block>>,
 }
 
 impl UnixfsHasher {
     /// A hasher with no content yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A builder that also keeps every block it makes, for [`UnixfsHasher::finish_with_blocks`].
+    pub fn keeping_blocks() -> Self {
+        Self {
+            kept: Some(Vec::new()),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a leaf made elsewhere (already stored), after everything added so far. Do not mix
+    /// with [`UnixfsHasher::update`] in one file.
+    pub fn push_leaf(&mut self, leaf: Child) -> Result<()> {
+        self.push(0, leaf)
     }
 
     /// Adds `bytes` to the content.
@@ -114,12 +170,22 @@ impl UnixfsHasher {
 
     /// Turns the current chunk into a raw leaf.
     fn flush_chunk(&mut self) -> Result<()> {
+        let bytes = std::mem::take(&mut self.chunk);
         let leaf = Child {
-            cid: block_cid(RAW, &self.chunk)?,
-            tsize: self.chunk.len() as u64,
-            file_size: self.chunk.len() as u64,
+            cid: block_cid(RAW, &bytes)?,
+            tsize: bytes.len() as u64,
+            file_size: bytes.len() as u64,
         };
-        self.chunk.clear();
+        if let Some(kept) = &mut self.kept {
+            kept.push(Block {
+                cid: leaf.cid,
+                data: bytes,
+            });
+        } else {
+            // Reuse the allocation for the next chunk.
+            self.chunk = bytes;
+            self.chunk.clear();
+        }
         self.push(0, leaf)
     }
 
@@ -130,7 +196,7 @@ impl UnixfsHasher {
         }
         if self.levels[level].len() == MAX_LINKS {
             let full = std::mem::take(&mut self.levels[level]);
-            let node = Self::node_over(&full)?;
+            let node = self.node_over(&full)?;
             self.push(level + 1, node)?;
         }
         self.levels[level].push(child);
@@ -138,28 +204,40 @@ impl UnixfsHasher {
     }
 
     /// The node gathering `children`, as a child of the level above.
-    fn node_over(children: &[Child]) -> Result<Child> {
-        let block = file_node(children);
-        Ok(Child {
-            cid: block_cid(DAG_PB, &block)?,
-            tsize: block.len() as u64 + children.iter().map(|child| child.tsize).sum::<u64>(),
+    fn node_over(&mut self, children: &[Child]) -> Result<Child> {
+        let block = Block::new(DAG_PB, file_node(children))?;
+        let node = Child {
+            cid: block.cid,
+            tsize: block.data.len() as u64 + children.iter().map(|child| child.tsize).sum::<u64>(),
             file_size: children.iter().map(|child| child.file_size).sum(),
-        })
+        };
+        if let Some(kept) = &mut self.kept {
+            kept.push(block);
+        }
+        Ok(node)
     }
 
     /// The root CID of everything added.
-    pub fn finish(mut self) -> Result<Cid> {
+    pub fn finish(self) -> Result<Cid> {
+        Ok(self.finish_with_blocks()?.0.cid)
+    }
+
+    /// The root of everything added (CID, cumulative size, file size) and the blocks made
+    /// (none unless built with [`UnixfsHasher::keeping_blocks`]), leaves before the nodes
+    /// over them.
+    pub fn finish_with_blocks(mut self) -> Result<(Child, Vec<Block>)> {
         // The last chunk, even empty: an empty file is one empty raw leaf.
         if !self.chunk.is_empty() || self.levels.is_empty() {
             self.flush_chunk()?;
         }
         let mut level = 0;
         loop {
-            let entries = std::mem::take(&mut self.levels[level]);
+            let mut entries = std::mem::take(&mut self.levels[level]);
             if level + 1 == self.levels.len() && entries.len() == 1 {
-                return Ok(entries[0].cid);
+                let root = entries.remove(0);
+                return Ok((root, self.kept.unwrap_or_default()));
             }
-            let node = Self::node_over(&entries)?;
+            let node = self.node_over(&entries)?;
             if level + 1 == self.levels.len() {
                 self.levels.push(Vec::new());
             }
@@ -181,6 +259,101 @@ pub fn cid_of(mut content: impl Read) -> Result<Cid> {
         hasher.update(&buffer[..read])?;
     }
     hasher.finish()
+}
+
+/// A named link of a dag-pb node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The linked block.
+    pub cid: Cid,
+    /// The link's name (empty in file nodes).
+    pub name: String,
+    /// Cumulative size of the linked block and everything below it.
+    pub tsize: u64,
+}
+
+/// The dag-pb block of a UnixFS directory holding `links` (sorted by name, as dag-pb
+/// requires): what `ipfs add -r` makes of a folder, with `Data` = UnixFS `Directory`.
+pub fn directory_node(mut links: Vec<Link>) -> Result<Block> {
+    links.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let mut node = Vec::new();
+    for link in &links {
+        let mut encoded = Vec::new();
+        put_bytes(&mut encoded, 0x0a, &link.cid.to_bytes());
+        put_bytes(&mut encoded, 0x12, link.name.as_bytes());
+        encoded.push(0x18);
+        put_varint(&mut encoded, link.tsize);
+        put_bytes(&mut node, 0x12, &encoded);
+    }
+    put_bytes(&mut node, 0x0a, &[0x08, 0x01]);
+    Block::new(DAG_PB, node)
+}
+
+/// A decoded dag-pb node: its links in order and its `Data` field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// The links, in the order encoded.
+    pub links: Vec<Link>,
+    /// The `Data` field (UnixFS data in UnixFS nodes).
+    pub data: Vec<u8>,
+}
+
+/// Reads a protobuf varint from the front of `bytes`.
+fn take_varint(bytes: &mut &[u8]) -> Result<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first().context("truncated varint")?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    bail!("varint longer than 64 bits")
+}
+
+/// Reads a length-delimited protobuf field's bytes from the front of `bytes`.
+fn take_bytes<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8]> {
+    let len = usize::try_from(take_varint(bytes)?)?;
+    ensure!(len <= bytes.len(), "field longer than its node");
+    let (field, rest) = bytes.split_at(len);
+    *bytes = rest;
+    Ok(field)
+}
+
+/// Decodes a dag-pb block (fetched from anywhere, so every length is checked).
+pub fn decode_node(mut bytes: &[u8]) -> Result<Node> {
+    let mut node = Node {
+        links: Vec::new(),
+        data: Vec::new(),
+    };
+    while !bytes.is_empty() {
+        match take_varint(&mut bytes)? {
+            0x0a => node.data = take_bytes(&mut bytes)?.to_vec(),
+            0x12 => {
+                let mut link_bytes = take_bytes(&mut bytes)?;
+                let mut link = (None, String::new(), 0);
+                while !link_bytes.is_empty() {
+                    match take_varint(&mut link_bytes)? {
+                        0x0a => link.0 = Some(Cid::try_from(take_bytes(&mut link_bytes)?)?),
+                        0x12 => {
+                            link.1 = String::from_utf8(take_bytes(&mut link_bytes)?.to_vec())
+                                .context("link name is not UTF-8")?
+                        }
+                        0x18 => link.2 = take_varint(&mut link_bytes)?,
+                        tag => bail!("unexpected field {tag:#x} in a dag-pb link"),
+                    }
+                }
+                node.links.push(Link {
+                    cid: link.0.context("dag-pb link without a hash")?,
+                    name: link.1,
+                    tsize: link.2,
+                });
+            }
+            tag => bail!("unexpected field {tag:#x} in a dag-pb node"),
+        }
+    }
+    Ok(node)
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
-//! The Kubo store (`--kubo-api`) against a stand-in for Kubo's HTTP RPC API, written here
-//! from Kubo's RPC reference (<https://docs.ipfs.tech/reference/kubo/rpc/>): `add` takes one
-//! multipart `file` part and answers `{"Name", "Hash", "Size"}`; `cat?arg=CID` answers the
-//! bytes; failures answer HTTP 500 with `{"Message", "Code", "Type"}`. This machine cannot
-//! download a real Kubo, so this checks the bot's side of the protocol: the endpoints and
-//! options it sends (`cid-version=1`, `pin=true`), the upload and download of the bytes, and
-//! that a CID other than its own, an RPC error or an unreachable node each become an error.
+//! The IPFS store (`--kubo-api`) against a stand-in for Kubo's HTTP RPC API, written here
+//! from Kubo's RPC reference (<https://docs.ipfs.tech/reference/kubo/rpc/>): `block/put` takes
+//! one multipart `file` part and answers `{"Key", "Size"}`; `block/get?arg=CID` answers the
+//! bytes; `pin/add`, `pin/rm` and `pin/ls` take `arg`; failures answer HTTP 500 with
+//! `{"Message", "Code", "Type"}`. This checks the bot's side of the protocol: the endpoints and
+//! options it sends, a snapshot stored, pinned, restored and unpinned through it, and that a CID
+//! other than its own, an RPC error or an unreachable node each become an error.
 
-use backup_bot::store::{cid_of_file, verify, ContentStore, KuboStore};
-use backup_bot::unixfs;
-use std::collections::HashMap;
+use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::store::{ContentStore, KuboStore};
+use backup_bot::unixfs::{self, Block, RAW};
+use backup_bot::{demo, tree};
+use cid::Cid;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,11 +19,13 @@ use tokio::net::{TcpListener, TcpStream};
 /// What the stand-in Kubo holds and what it was asked.
 #[derive(Default)]
 struct KuboState {
-    /// Content by CID string.
+    /// Blocks by CID string.
     blocks: HashMap<String, Vec<u8>>,
+    /// Pinned roots.
+    pins: HashSet<String>,
     /// Request targets (`/api/v0/...?...`), in order.
     requests: Vec<String>,
-    /// When set, `add` answers this CID instead of the content's.
+    /// When set, `block/put` answers this CID instead of the block's.
     answer_cid: Option<String>,
 }
 
@@ -128,23 +133,49 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
         let body = serde_json::json!({ "Message": message, "Code": 0, "Type": "error" });
         (500, "application/json", body.to_string().into_bytes())
     };
+    let options: HashMap<&str, &str> = query
+        .split('&')
+        .filter_map(|option| option.split_once('='))
+        .collect();
+    let arg = options.get("arg").copied().unwrap_or_default().to_string();
+    let json =
+        |value: serde_json::Value| (200, "application/json", format!("{value}\n").into_bytes());
     match path {
-        "/api/v0/add" => {
+        "/api/v0/block/put" => {
             let content = single_part(request);
+            let codec = match options["cid-codec"] {
+                "raw" => unixfs::RAW,
+                "dag-pb" => unixfs::DAG_PB,
+                other => return error(format!("unknown codec {other}")),
+            };
             let cid = match &state.answer_cid {
                 Some(cid) => cid.clone(),
-                None => unixfs::cid_of(&content[..]).unwrap().to_string(),
+                None => Block::new(codec, content.clone()).unwrap().cid.to_string(),
             };
             let size = content.len();
             state.blocks.insert(cid.clone(), content);
-            let body = serde_json::json!({ "Name": "file", "Hash": cid, "Size": size.to_string() });
-            (200, "application/json", format!("{body}\n").into_bytes())
+            json(serde_json::json!({ "Key": cid, "Size": size }))
         }
-        "/api/v0/cat" => {
-            let cid = query.strip_prefix("arg=").unwrap_or_default();
-            match state.blocks.get(cid) {
-                Some(content) => (200, "text/plain", content.clone()),
-                None => error(format!("block was not found locally (offline): {cid}")),
+        "/api/v0/block/get" => match state.blocks.get(&arg) {
+            Some(content) => (200, "application/octet-stream", content.clone()),
+            None => error(format!("block was not found locally (offline): {arg}")),
+        },
+        "/api/v0/pin/add" => {
+            state.pins.insert(arg.clone());
+            json(serde_json::json!({ "Pins": [arg] }))
+        }
+        "/api/v0/pin/rm" => {
+            if state.pins.remove(&arg) {
+                json(serde_json::json!({ "Pins": [arg] }))
+            } else {
+                error("not pinned or pinned indirectly".to_string())
+            }
+        }
+        "/api/v0/pin/ls" => {
+            if state.pins.contains(&arg) {
+                json(serde_json::json!({ "Keys": { arg: { "Type": "recursive" } } }))
+            } else {
+                error(format!("path '{arg}' is not pinned"))
             }
         }
         _ => error(format!("unknown command {path}")),
@@ -178,60 +209,64 @@ async fn start_kubo() -> (String, Arc<Mutex<KuboState>>) {
     (address, state)
 }
 
-/// A file of `len` pseudo-random bytes in `dir`.
-fn sample_file(dir: &std::path::Path, len: usize) -> std::path::PathBuf {
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state.to_le_bytes()[0]
-        })
-        .collect();
-    let path = dir.join("archive.age");
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
-
 #[tokio::test]
-async fn put_and_fetch_through_the_rpc_api() {
+async fn a_snapshot_is_stored_pinned_restored_and_unpinned_through_the_rpc_api() {
     let (api, state) = start_kubo().await;
     let store = ContentStore::Kubo(KuboStore::new(&format!("{api}/")));
     let dir = tempfile::tempdir().unwrap();
-    // Three chunks and a bit: a dag-pb root over raw leaves.
-    let source = sample_file(dir.path(), 3 * 256 * 1024 + 5);
-    let cid = store.put(&source).await.unwrap();
-    assert_eq!(cid, cid_of_file(&source).unwrap());
-    assert!(state.lock().unwrap().blocks[&cid.to_string()] == std::fs::read(&source).unwrap());
+    let source = dir.path().join("source");
+    demo::write_sample_tree(&source).unwrap();
+    let identity = age::x25519::Identity::generate();
+    let secret = BackupSecret::derive(&identity, "owner", "node");
+    let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
+        .await
+        .unwrap();
+    let (root, _) = pipeline::seal(&store, &scanned, &[identity.to_public()])
+        .await
+        .unwrap();
+    store.pin(&root).await.unwrap();
+    assert!(store.is_pinned(&root).await.unwrap());
 
-    let fetched = dir.path().join("fetched");
-    store.fetch(&cid, &fetched).await.unwrap();
-    verify(&cid, &fetched).unwrap();
-    assert!(std::fs::read(&fetched).unwrap() == std::fs::read(&source).unwrap());
+    let target = dir.path().join("restored");
+    pipeline::restore(&store, &root, &identity, None, &target)
+        .await
+        .unwrap();
+    assert_eq!(tree::first_difference(&source, &target).unwrap(), None);
+
+    store.unpin(&root).await.unwrap();
+    assert!(!store.is_pinned(&root).await.unwrap());
+    store.unpin(&root).await.unwrap();
 
     let requests = state.lock().unwrap().requests.clone();
-    assert_eq!(requests.len(), 2, "{requests:?}");
-    let (add_path, add_query) = requests[0].split_once('?').unwrap();
-    assert_eq!(add_path, "/api/v0/add");
-    let mut options: Vec<&str> = add_query.split('&').collect();
+    let put = requests
+        .iter()
+        .find(|target| target.starts_with("/api/v0/block/put?"))
+        .unwrap();
+    let mut options: Vec<&str> = put.split_once('?').unwrap().1.split('&').collect();
     options.sort_unstable();
-    assert_eq!(options, ["cid-version=1", "pin=true"]);
-    assert_eq!(requests[1], format!("/api/v0/cat?arg={cid}"));
+    assert!(
+        options == ["cid-codec=raw", "mhtype=sha2-256", "pin=false"]
+            || options == ["cid-codec=dag-pb", "mhtype=sha2-256", "pin=false"],
+        "{options:?}"
+    );
+    assert!(requests.contains(&format!("/api/v0/pin/add?arg={root}&recursive=true")));
+    assert!(requests.contains(&format!("/api/v0/block/get?arg={root}")));
 }
 
 #[tokio::test]
-async fn a_different_cid_from_kubo_is_refused() {
+async fn a_different_cid_from_the_node_is_refused() {
     let (api, state) = start_kubo().await;
     let store = ContentStore::Kubo(KuboStore::new(&api));
-    let dir = tempfile::tempdir().unwrap();
-    let source = sample_file(dir.path(), 1000);
-    let other = unixfs::cid_of(&b"something else"[..]).unwrap();
+    let block = Block::new(RAW, b"block".to_vec()).unwrap();
+    let other = Block::new(RAW, b"something else".to_vec()).unwrap().cid;
     state.lock().unwrap().answer_cid = Some(other.to_string());
-    let error = store.put(&source).await.unwrap_err().to_string();
-    assert!(
-        error.starts_with(&format!("Kubo stored the archive as {other}, expected ")),
-        "{error}"
+    let error = store.put_block(&block).await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        format!(
+            "the IPFS node stored the block as {other}, expected {}",
+            block.cid
+        )
     );
 }
 
@@ -239,16 +274,9 @@ async fn a_different_cid_from_kubo_is_refused() {
 async fn rpc_errors_and_an_unreachable_node_are_errors() {
     let (api, _state) = start_kubo().await;
     let store = ContentStore::Kubo(KuboStore::new(&api));
-    let dir = tempfile::tempdir().unwrap();
-    let missing = unixfs::cid_of(&b"never added"[..]).unwrap();
-    let error = format!(
-        "{:#}",
-        store
-            .fetch(&missing, &dir.path().join("out"))
-            .await
-            .unwrap_err()
-    );
-    assert!(error.starts_with("Kubo RPC error 500"), "{error}");
+    let missing: Cid = Block::new(RAW, b"never added".to_vec()).unwrap().cid;
+    let error = format!("{:#}", store.get_block(&missing).await.unwrap_err());
+    assert!(error.starts_with("IPFS RPC error 500"), "{error}");
     assert!(error.contains("block was not found locally"), "{error}");
 
     // A port nothing listens on: bind one, then free it.
@@ -256,9 +284,7 @@ async fn rpc_errors_and_an_unreachable_node_are_errors() {
     let address = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let store = ContentStore::Kubo(KuboStore::new(&address));
-    let error = format!(
-        "{:#}",
-        store.put(&sample_file(dir.path(), 10)).await.unwrap_err()
-    );
-    assert!(error.starts_with("Kubo RPC unreachable"), "{error}");
+    let block = Block::new(RAW, b"block".to_vec()).unwrap();
+    let error = format!("{:#}", store.put_block(&block).await.unwrap_err());
+    assert!(error.starts_with("IPFS RPC API unreachable"), "{error}");
 }

@@ -1,6 +1,7 @@
 //! The `backup-bot` binary against a real `substrate-contracts-node`: starts a dev node on
 //! loopback, deploys the registry, runs `backup-bot run --once` over two node folders, checks
-//! the CIDs recorded on chain, requests a restore as the owner, runs the bot again and checks
+//! that each CID recorded on chain restores (with `backup-bot restore` and the node's identity
+//! alone) into the node's tree, requests a restore as the owner, runs the bot again and checks
 //! the restored tree and the request's status.
 //!
 //! Needs the node (`$CONTRACTS_NODE` or `substrate-contracts-node` on `PATH`, see
@@ -9,17 +10,15 @@
 
 mod common;
 
-use backup_bot::archive;
-use backup_bot::bot::ServedNode;
 use backup_bot::chain::NodeChain;
-use backup_bot::keys::{self, Keyring};
+use backup_bot::config::ServedNode;
+use backup_bot::keys::Keyring;
 use backup_bot::registry::Registry;
-use backup_bot::store;
+use backup_bot::tree;
 use backup_registry::RestoreStatus;
 use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
 use ink::env::DefaultEnvironment;
 use std::fs;
-use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -111,28 +110,26 @@ fn run_bot_once(config: &Path) -> String {
     log.into_owned()
 }
 
-/// Checks that `cid` names an encrypted archive of the tree at `root`: the file under that
-/// name in the bot's store has that CID, and the node's identity decrypts it into exactly the
-/// archive of the tree.
+/// Checks that snapshot `cid` restores into the tree at `root` with `backup-bot restore`,
+/// the node's identity file and the bot's store alone.
 fn assert_snapshot_of(cid: &str, root: &Path, data_dir: &Path, node: &ServedNode) {
-    let stored = data_dir.join("store").join(cid);
-    assert_eq!(store::cid_of_file(&stored).unwrap().to_string(), cid);
-    let identity = Keyring::open(data_dir.join("keys"))
-        .unwrap()
-        .identity(node)
+    let identity = Keyring::open(data_dir.join("keys")).unwrap().path_of(node);
+    let target = data_dir.join(format!("check-{}", node.node_id));
+    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
+        .args(["restore", "--cid", cid, "--owner-identity"])
+        .arg(&identity)
+        .arg("--store")
+        .arg(data_dir.join("store"))
+        .arg("--target")
+        .arg(&target)
+        .output()
         .unwrap();
-    let mut plaintext = Vec::new();
-    keys::decrypt_with(&identity, BufReader::new(fs::File::open(&stored).unwrap()))
-        .unwrap()
-        .read_to_end(&mut plaintext)
-        .unwrap();
-    let mut archive = Vec::new();
-    archive::pack(root, &mut archive).unwrap();
     assert!(
-        plaintext == archive,
-        "the snapshot is not the archive of {}",
-        root.display()
+        output.status.success(),
+        "backup-bot restore failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
     );
+    assert_eq!(tree::first_difference(root, &target).unwrap(), None);
 }
 
 #[tokio::test]
@@ -208,12 +205,9 @@ async fn live_node_round_trip() {
         "{:?}",
         request.status
     );
-    let restored = dir
-        .path()
-        .join("node-a/restored")
-        .join(format!("request-{request_id}"));
+    let restored = dir.path().join("node-a/restored");
     assert_eq!(
-        archive::first_difference(&dir.path().join("node-a/data"), &restored).unwrap(),
+        tree::first_difference(&dir.path().join("node-a/data"), &restored).unwrap(),
         None
     );
 }

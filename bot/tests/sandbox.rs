@@ -1,18 +1,19 @@
 //! The bot against the real contract on an in-process chain (pallet-contracts in
-//! `ink_sandbox`): the demo, and the restore paths that must end in a clear on-chain status.
+//! `ink_sandbox`): the demo, the restore paths that must end in a clear on-chain status, the
+//! cache across restarts, and what the store keeps when the registry prunes or deletes.
 //!
 //! Needs the release bundle: `bash scripts/build.sh` (or set `BACKUP_REGISTRY_BUNDLE`).
 
 mod common;
 
-use backup_bot::bot;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
-use backup_bot::keys;
+use backup_bot::pipeline::{self, BackupSecret, FileCache};
 use backup_bot::registry::Registry;
-use backup_bot::store::{self, LocalStore};
+use backup_bot::state::StateDir;
+use backup_bot::store::LocalStore;
+use backup_bot::tree;
 use backup_registry::RestoreStatus;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -28,35 +29,52 @@ async fn world_with_request(work_dir: &std::path::Path) -> (DemoWorld, u64, Stri
     let mut world = opted_in_world(work_dir).await;
     demo::write_sample_tree(&world.node.source).unwrap();
     let report = world.bot.pass().await.unwrap();
-    let cid = report.snapshots[0].1.clone();
-    let owner = world.node.owner.clone();
-    let request_id = world
-        .owner
-        .restore_latest_snapshot(&owner, DEMO_NODE)
-        .await
-        .unwrap();
+    let cid = report.snapshots[0].cid.clone();
+    let request_id = request_latest(&mut world).await;
     (world, request_id, cid)
 }
 
-/// Encrypts `plaintext` to `identity`, puts it in the world's store, and returns its CID.
-fn store_encrypted(
+/// Has the owner request a restore of the latest snapshot; returns the request's id.
+async fn request_latest(world: &mut DemoWorld) -> u64 {
+    let owner = world.node.owner.clone();
+    world
+        .owner
+        .restore_latest_snapshot(&owner, DEMO_NODE)
+        .await
+        .unwrap()
+}
+
+/// The world's embedded store.
+fn local_store(world: &DemoWorld) -> LocalStore {
+    LocalStore::open(&world.store_dir).unwrap()
+}
+
+/// A snapshot of the world's node sealed to `identity`, after `edit` changed its manifest;
+/// stored and pinned (not recorded), and returns its root CID.
+async fn crafted_snapshot(
     world: &DemoWorld,
     identity: &age::x25519::Identity,
-    plaintext: &[u8],
-    scratch: &Path,
+    edit: impl FnOnce(&mut pipeline::Manifest),
 ) -> String {
-    let path = scratch.join("snapshot.age");
-    let mut writer =
-        keys::encrypt_to(&[identity.to_public()], fs::File::create(&path).unwrap()).unwrap();
-    writer.write_all(plaintext).unwrap();
-    writer.finish().unwrap();
-    let cid = store::cid_of_file(&path).unwrap();
-    fs::copy(
-        &path,
-        LocalStore::open(&world.store_dir).unwrap().path_of(&cid),
+    let owner = world.node.owner.to_string();
+    let secret = BackupSecret::derive(identity, &owner, DEMO_NODE);
+    let store = world.bot.store();
+    let mut scanned = pipeline::scan(
+        store,
+        &world.node.source,
+        &secret,
+        &owner,
+        DEMO_NODE,
+        &FileCache::new(),
     )
+    .await
     .unwrap();
-    cid.to_string()
+    edit(&mut scanned.manifest);
+    let (root, _) = pipeline::seal(store, &scanned, &[identity.to_public()])
+        .await
+        .unwrap();
+    store.pin(&root).await.unwrap();
+    root.to_string()
 }
 
 /// Records `cid` as a snapshot of the world's node (as the bot), and has the owner request a
@@ -69,11 +87,7 @@ async fn record_and_request(world: &mut DemoWorld, cid: &str) -> u64 {
         .add_snapshot(&owner, DEMO_NODE, cid, "", 1, 2048)
         .await
         .unwrap();
-    world
-        .owner
-        .restore_latest_snapshot(&owner, DEMO_NODE)
-        .await
-        .unwrap()
+    request_latest(world).await
 }
 
 async fn status_of(world: &mut DemoWorld, request_id: u64) -> RestoreStatus {
@@ -94,45 +108,55 @@ async fn demo_runs_end_to_end() {
         .unwrap();
 }
 
+/// A tampered block fails the request at its CID check, and the previous restore stays in
+/// place untouched.
 #[tokio::test]
-async fn tampered_content_fails_the_request_at_the_cid_check() {
+async fn tampered_content_fails_the_request_and_keeps_the_previous_restore() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut world, request_id, cid) = world_with_request(dir.path()).await;
-    let stored = world.store_dir.join(&cid);
-    let mut bytes = fs::read(&stored).unwrap();
-    bytes[600] ^= 0xff;
-    fs::write(&stored, bytes).unwrap();
+    let (mut world, first_request, _) = world_with_request(dir.path()).await;
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.fulfilled, [first_request], "{report:?}");
+    let restored = world.node.restore_to.clone();
+    assert_eq!(
+        tree::first_difference(&world.node.source, &restored).unwrap(),
+        None
+    );
 
+    let store = local_store(&world);
+    for cid in store.block_cids().unwrap() {
+        let path = store.path_of(&cid);
+        let mut bytes = fs::read(&path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        fs::write(&path, bytes).unwrap();
+    }
+    let request_id = request_latest(&mut world).await;
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.failed.len(), 1, "{report:?}");
-    assert!(report.failed[0].1.starts_with("cid mismatch"), "{report:?}");
+    assert!(
+        report.failed[0].1.contains("does not match its CID"),
+        "{report:?}"
+    );
     match status_of(&mut world, request_id).await {
-        RestoreStatus::Failed { reason, .. } => assert!(reason.starts_with("cid mismatch")),
+        RestoreStatus::Failed { reason, .. } => assert!(reason.contains("does not match its CID")),
         other => panic!("request should have failed: {other:?}"),
     }
-    assert!(!world.node.restore_dir(request_id).exists());
+    assert_eq!(
+        tree::first_difference(&world.node.source, &restored).unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
-async fn archive_escaping_its_folder_fails_the_request() {
+async fn a_snapshot_escaping_its_folder_fails_the_request() {
     let dir = tempfile::tempdir().unwrap();
     let mut world = opted_in_world(dir.path()).await;
-    // An archive with an entry `../escape`, written below the tar crate's own path checks.
-    let mut header = tar::Header::new_old();
-    header.as_old_mut().name[..9].copy_from_slice(b"../escape");
-    header.set_size(4);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.append(&header, &b"evil"[..]).unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
     let identity = world.bot.keyring().identity(&world.node).unwrap();
-    let cid = store_encrypted(
-        &world,
-        &identity,
-        &builder.into_inner().unwrap(),
-        dir.path(),
-    );
+    let cid = crafted_snapshot(&world, &identity, |manifest| {
+        manifest.entries[0].path = "../escape".into();
+    })
+    .await;
     let request_id = record_and_request(&mut world, &cid).await;
 
     let report = world.bot.pass().await.unwrap();
@@ -144,7 +168,7 @@ async fn archive_escaping_its_folder_fails_the_request() {
         status_of(&mut world, request_id).await,
         RestoreStatus::Failed { .. }
     ));
-    assert!(!world.node.restore_to.join("escape").exists());
+    assert!(!world.node.restore_to.exists());
     assert!(!world
         .node
         .restore_to
@@ -179,8 +203,9 @@ async fn request_claimed_before_a_crash_is_resumed() {
 #[tokio::test]
 async fn missing_content_leaves_the_request_claimed_for_a_later_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut world, request_id, cid) = world_with_request(dir.path()).await;
-    let stored = world.store_dir.join(&cid);
+    let (mut world, request_id, _) = world_with_request(dir.path()).await;
+    let store = local_store(&world);
+    let stored = store.path_of(&store.block_cids().unwrap()[0]);
     let kept = dir.path().join("kept");
     fs::rename(&stored, &kept).unwrap();
 
@@ -201,45 +226,45 @@ async fn snapshot_for_another_identity_fails_at_decryption() {
     let dir = tempfile::tempdir().unwrap();
     let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
-    let mut archive = Vec::new();
-    backup_bot::archive::pack(&world.node.source, &mut archive).unwrap();
-    // A well-formed snapshot under its own CID, but encrypted to someone else.
+    // A well-formed snapshot under its own CID, but sealed to someone else.
     let stranger = age::x25519::Identity::generate();
-    let cid = store_encrypted(&world, &stranger, &archive, dir.path());
+    let cid = crafted_snapshot(&world, &stranger, |_| {}).await;
     let request_id = record_and_request(&mut world, &cid).await;
 
     let report = world.bot.pass().await.unwrap();
+    let reason = "decrypt failed: this identity is not a recipient of the snapshot";
     assert!(
-        report
-            .failed
-            .contains(&(request_id, "decrypt failed".to_string())),
+        report.failed.contains(&(request_id, reason.to_string())),
         "{report:?}"
     );
-    assert!(!world.node.restore_dir(request_id).exists());
+    assert!(!world.node.restore_to.exists());
 }
 
 #[tokio::test]
-async fn stored_snapshots_hold_no_plaintext() {
+async fn stored_blocks_hold_no_plaintext() {
     let dir = tempfile::tempdir().unwrap();
     let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
     let report = world.bot.pass().await.unwrap();
-    let stored = fs::read(world.store_dir.join(&report.snapshots[0].1)).unwrap();
-    assert!(stored.starts_with(b"age-encryption.org/v1\n"));
-    for plaintext in [
-        &b"README"[..],
-        b"deep.txt",
-        b"blob.bin",
-        b"node data",
-        b"ustar",
-    ] {
-        assert!(
-            !stored
-                .windows(plaintext.len())
-                .any(|window| window == plaintext),
-            "{} found in the stored snapshot",
-            String::from_utf8_lossy(plaintext)
-        );
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    let store = local_store(&world);
+    for cid in store.block_cids().unwrap() {
+        let stored = fs::read(store.path_of(&cid)).unwrap();
+        for plaintext in [
+            &b"README"[..],
+            b"deep.txt",
+            b"blob.bin",
+            b"node data",
+            b"data/",
+        ] {
+            assert!(
+                !stored
+                    .windows(plaintext.len())
+                    .any(|window| window == plaintext),
+                "{} found in block {cid}",
+                String::from_utf8_lossy(plaintext)
+            );
+        }
     }
 }
 
@@ -251,7 +276,9 @@ async fn a_restarted_bot_does_not_record_unchanged_data_again() {
     demo::write_sample_tree(&world.node.source).unwrap();
     let first = world.bot.pass().await.unwrap();
     assert_eq!(first.snapshots.len(), 1, "{first:?}");
-    let remembered = world.bot_data_dir.join(bot::LAST_SNAPSHOTS_FILE);
+    let remembered = StateDir::open(&world.bot_data_dir)
+        .unwrap()
+        .cache_path(&world.node);
     let mode = fs::metadata(&remembered).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "only the bot reads what it remembers");
 
@@ -261,12 +288,18 @@ async fn a_restarted_bot_does_not_record_unchanged_data_again() {
     assert_eq!(after_restart.unchanged, [DEMO_NODE], "{after_restart:?}");
     assert!(after_restart.snapshots.is_empty());
 
-    // A damaged memory only costs one snapshot: it is replaced, not fatal.
+    // A damaged cache only costs one snapshot, which stores no chunk again: it is replaced,
+    // not fatal.
     fs::write(&remembered, b"{not json").unwrap();
     world.restart_bot().unwrap();
     world.advance_blocks(10);
     let damaged = world.bot.pass().await.unwrap();
     assert_eq!(damaged.snapshots.len(), 1, "{damaged:?}");
+    let stats = damaged.snapshots[0].stats;
+    assert_eq!(
+        stats.new_blocks, 2,
+        "only the new manifest and root: {stats:?}"
+    );
     world.restart_bot().unwrap();
     world.advance_blocks(10);
     let repaired = world.bot.pass().await.unwrap();
@@ -290,14 +323,24 @@ async fn nodes_without_a_backup_are_skipped_and_deletion_is_final() {
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.snapshots.len(), 1, "{report:?}");
 
-    // After the owner deletes the backup, changed data is not recorded again.
+    let recorded = report.snapshots[0].cid.clone();
+
+    // After the owner deletes the backup, changed data is not recorded again, and the
+    // deleted snapshot leaves the store.
     world.owner.delete_backup(DEMO_NODE).await.unwrap();
     fs::write(world.node.source.join("later.txt"), b"after deletion").unwrap();
     world.advance_blocks(10);
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.no_backup, [DEMO_NODE], "{report:?}");
     assert!(report.snapshots.is_empty() && report.errors.is_empty());
+    assert_eq!(report.unpinned, [recorded], "{report:?}");
     assert_eq!(world.owner.backup(&owner, DEMO_NODE).await.unwrap(), None);
+    let store = local_store(&world);
+    assert!(store.pinned().unwrap().is_empty());
+    assert!(
+        store.block_cids().unwrap().is_empty(),
+        "every block was collected"
+    );
 }
 
 /// A request whose claimant stopped serving it: the bot leaves it alone while the claim holds,

@@ -1,15 +1,37 @@
-//! The bot's UnixFS CIDs against an implementation no one here wrote: IPFS's JavaScript
-//! importer (npm `ipfs-unixfs-importer`, run by `unixfs-check/cid.mjs` with the options that
-//! match Kubo's `ipfs add --cid-version=1`), on files of 0 B, 1 B, one chunk, one chunk and
-//! one byte, 5 MiB, and 174 chunks and one byte (the first size that needs a second level of
-//! nodes).
+//! The bot's UnixFS CIDs and snapshot DAGs against implementations no one here wrote: IPFS's
+//! JavaScript importer (npm `ipfs-unixfs-importer`, run by `unixfs-check/cid.mjs` with the
+//! options that match Kubo's `ipfs add --cid-version=1`), on files of 0 B, 1 B, one chunk, one
+//! chunk and one byte, 5 MiB, and 174 chunks and one byte (the first size that needs a second
+//! level of nodes); and a snapshot's whole DAG checked block by block by `unixfs-check/dag.mjs`
+//! (`@ipld/dag-pb`, `ipfs-unixfs`, `multiformats` and the importer).
 //!
 //! Needs Node.js and `npm ci` in `bot/unixfs-check` (`scripts/test.sh` does it when npm is
 //! installed, and says so when it is not).
 
+use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::store::{ContentStore, LocalStore};
 use backup_bot::unixfs::{self, CHUNK_SIZE, MAX_LINKS};
 use std::path::PathBuf;
 use std::process::Command;
+
+/// Runs `unixfs-check/SCRIPT` with `args` under Node.js; returns its standard output.
+fn node(script: &str, args: &[&std::ffi::OsStr]) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("unixfs-check")
+        .join(script);
+    let output = Command::new("node")
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("running node: is Node.js installed?");
+    assert!(
+        output.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
 
 #[test]
 fn javascript_importer_agrees() {
@@ -33,19 +55,8 @@ fn javascript_importer_agrees() {
         files.push((path, unixfs::cid_of(&content[..]).unwrap().to_string()));
     }
 
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("unixfs-check/cid.mjs");
-    let output = Command::new("node")
-        .arg(&script)
-        .args(files.iter().map(|(path, _)| path))
-        .output()
-        .expect("running node: is Node.js installed?");
-    assert!(
-        output.status.success(),
-        "{}: {}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let javascript = String::from_utf8(output.stdout).unwrap();
+    let paths: Vec<&std::ffi::OsStr> = files.iter().map(|(path, _)| path.as_os_str()).collect();
+    let javascript = node("cid.mjs", &paths);
     let lines: Vec<&str> = javascript.lines().collect();
     assert_eq!(lines.len(), files.len(), "{javascript}");
     for ((path, ours), line) in files.iter().zip(lines) {
@@ -56,4 +67,36 @@ fn javascript_importer_agrees() {
             path.file_name()
         );
     }
+}
+
+/// A snapshot of 3,000 small files: a chunk list of 3,000 leaves (two levels of file nodes)
+/// and a sealed manifest over 256 KiB (a file node over two leaves).
+#[tokio::test]
+async fn a_snapshot_dag_checks_out_with_javascript() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    for index in 0..3000 {
+        let folder = source.join(format!("folder-{}", index % 10));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(
+            folder.join(format!("file-{index:04}")),
+            format!("content {index}"),
+        )
+        .unwrap();
+    }
+    let store_dir = dir.path().join("store");
+    let store = ContentStore::Local(LocalStore::open(&store_dir).unwrap());
+    let identity = age::x25519::Identity::generate();
+    let secret = BackupSecret::derive(&identity, "owner", "node");
+    let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
+        .await
+        .unwrap();
+    let (root, stats) = pipeline::seal(&store, &scanned, &[identity.to_public()])
+        .await
+        .unwrap();
+    assert_eq!(stats.chunks, 3000);
+    let root = root.to_string();
+    let summary = node("dag.mjs", &[store_dir.as_os_str(), root.as_ref()]);
+    // 3,000 chunks and 2 manifest leaves; the root, 18 + 1 chunk-list nodes and 1 manifest node.
+    assert_eq!(summary.trim(), format!("ok {root} raw=3002 dag-pb=21"));
 }

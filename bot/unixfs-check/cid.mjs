@@ -5,16 +5,7 @@
 import { createReadStream } from 'node:fs'
 import { MemoryBlockstore } from 'blockstore-core/memory'
 import { importer } from 'ipfs-unixfs-importer'
-import { fixedSize } from 'ipfs-unixfs-importer/chunker'
-import { balanced } from 'ipfs-unixfs-importer/layout'
-
-const options = {
-  cidVersion: 1,
-  rawLeaves: true,
-  reduceSingleLeafToSelf: true,
-  chunker: fixedSize({ chunkSize: 262144 }),
-  layout: balanced({ maxChildrenPerNode: 174 })
-}
+import { kuboAddOptions as options } from './kubo-options.mjs'
 
 for (const path of process.argv.slice(2)) {
   const blockstore = new MemoryBlockstore()

@@ -1,0 +1,1033 @@
+//! The snapshot pipeline: the one place that turns a directory into a snapshot in a block
+//! store ([`scan`] then [`seal`]) and a snapshot back into a directory ([`restore`]).
+//!
+//! **Chunks.** File content is cut into content-defined chunks (FastCDC 2020: 256 KiB minimum,
+//! 512 KiB average, just under 1 MiB maximum, so that every encrypted chunk fits one IPFS
+//! block of at most 1 MiB). An edit changes only the chunks around it.
+//!
+//! **Encryption that dedups within a backup only.** Each backup has a 32-byte secret
+//! ([`BackupSecret`]). A chunk's block is `nonce ‖ XChaCha20-Poly1305(plaintext)`, with the key
+//! and the 24-byte nonce both derived from that secret, the nonce by HMAC-SHA256 of the
+//! plaintext: equal chunks of one backup give equal blocks, stored once; another backup, with
+//! another secret, shares nothing and learns nothing.
+//!
+//! **Manifest.** The snapshot's file tree (paths, execute bits, sizes, chunk list) and the
+//! backup's secret are JSON, sealed with age to the node's identity and the owner's
+//! registered recipient: the owner restores alone, with their identity and any IPFS API.
+//!
+//! **Layout.** The snapshot's root is a UnixFS directory with two entries: `chunks`, a UnixFS
+//! file whose leaves are the snapshot's distinct chunk blocks (raw), and `manifest.age`, the
+//! sealed manifest as the UnixFS file `ipfs add --cid-version=1` makes of it. `pin add ROOT`
+//! keeps the whole snapshot; any IPFS node can fetch and verify every block; the CID recorded
+//! on chain is the root's.
+//!
+//! **Restore** verifies every block against its CID before using it, decrypts, checks the
+//! manifest names only chunks the snapshot holds, and writes the tree into a staging folder
+//! next to the target, which replaces the target only once complete.
+
+use crate::keys;
+use crate::store::ContentStore;
+use crate::tree::{self, FileStamp};
+use crate::unixfs::{self, Block, Child, Link, UnixfsHasher, DAG_PB, RAW};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use cid::Cid;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Smallest chunk FastCDC cuts (but for the end of a file).
+pub const MIN_CHUNK: u32 = 256 * 1024;
+/// Average chunk size FastCDC aims at.
+pub const AVG_CHUNK: u32 = 512 * 1024;
+/// Largest chunk: with its nonce and tag, a block of at most 1 MiB, the largest block every
+/// IPFS implementation accepts and exchanges.
+pub const MAX_CHUNK: u32 = 1024 * 1024 - 64;
+/// Bytes before a chunk's ciphertext in its block.
+const NONCE_LEN: usize = 24;
+/// The manifest format this code writes and reads.
+pub const MANIFEST_FORMAT: u32 = 1;
+/// Largest sealed manifest a restore accepts (about 2 million files).
+const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+/// Deepest UnixFS file DAG a restore follows (174^6 leaves is far beyond any manifest).
+const MAX_FILE_DEPTH: usize = 6;
+/// Name of the root's link to the chunk list.
+const CHUNKS_LINK: &str = "chunks";
+/// Name of the root's link to the sealed manifest.
+const MANIFEST_LINK: &str = "manifest.age";
+
+/// A snapshot's content is bad: wrong CIDs, failed decryption, a malformed manifest or DAG.
+/// Retrying cannot help; other errors (an unreachable store) may pass.
+#[derive(Debug)]
+pub struct Invalid(pub String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+impl Invalid {
+    /// The refusal `message`.
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// An [`Invalid`] error with `message`.
+fn invalid(message: impl Into<String>) -> anyhow::Error {
+    Invalid::new(message).into()
+}
+
+/// The secret of one backup, from which its chunks' keys and nonces derive.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackupSecret([u8; 32]);
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// HMAC-SHA256 of `parts` under `key`.
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl BackupSecret {
+    /// The secret of `owner`'s backup of `node_id`, derived from the node's identity: the bot
+    /// finds it again after a restart, and the manifest hands it to the owner.
+    pub fn derive(identity: &age::x25519::Identity, owner: &str, node_id: &str) -> Self {
+        use age::secrecy::ExposeSecret;
+        let identity = identity.to_string();
+        Self(hmac(
+            identity.expose_secret().as_bytes(),
+            &[
+                b"backup-bot backup secret v1\0",
+                owner.as_bytes(),
+                b"\0",
+                node_id.as_bytes(),
+            ],
+        ))
+    }
+
+    /// The AEAD of chunks.
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&hmac(&self.0, &[b"chunk key"]).into())
+    }
+
+    /// The nonce of the chunk `plaintext`.
+    fn nonce(&self, plaintext: &[u8]) -> [u8; NONCE_LEN] {
+        let key = hmac(&self.0, &[b"chunk nonce"]);
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&hmac(&key, &[plaintext])[..NONCE_LEN]);
+        nonce
+    }
+
+    /// The raw block of the chunk `plaintext`: its nonce, then the ciphertext and tag.
+    pub fn seal_chunk(&self, plaintext: &[u8]) -> Result<Block> {
+        let nonce = self.nonce(plaintext);
+        let ciphertext = self
+            .cipher()
+            .encrypt(XNonce::from_slice(&nonce), plaintext)
+            .map_err(|_| anyhow!("chunk encryption failed"))?;
+        let mut data = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        data.extend_from_slice(&nonce);
+        data.extend_from_slice(&ciphertext);
+        Block::new(RAW, data)
+    }
+
+    /// The plaintext of a block made by [`BackupSecret::seal_chunk`] with this secret.
+    pub fn open_chunk(&self, block: &[u8]) -> Result<Vec<u8>> {
+        ensure!(
+            block.len() >= NONCE_LEN,
+            Invalid::new("chunk block too short")
+        );
+        let (nonce, ciphertext) = block.split_at(NONCE_LEN);
+        let plaintext = self
+            .cipher()
+            .decrypt(XNonce::from_slice(nonce), ciphertext)
+            .map_err(|_| invalid("chunk fails authentication"))?;
+        ensure!(
+            self.nonce(&plaintext) == nonce,
+            Invalid::new("chunk nonce does not match its content")
+        );
+        Ok(plaintext)
+    }
+
+    fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    fn from_hex(text: &str) -> Result<Self> {
+        let bytes = hex::decode(text).map_err(|_| invalid("manifest secret is not hex"))?;
+        Ok(Self(
+            bytes
+                .try_into()
+                .map_err(|_| invalid("manifest secret is not 32 bytes"))?,
+        ))
+    }
+}
+
+/// One chunk of a file, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkRef {
+    /// CID of the chunk's encrypted block.
+    pub cid: String,
+    /// Plaintext length.
+    pub len: u32,
+}
+
+/// One entry of a snapshot's tree.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestEntry {
+    /// Path relative to the root, `/`-separated.
+    pub path: String,
+    /// Whether it is a directory (otherwise a regular file).
+    #[serde(default)]
+    pub dir: bool,
+    /// Whether the file is executable (restored 0755, else 0644).
+    #[serde(default)]
+    pub executable: bool,
+    /// File size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// The file's chunks, in order.
+    #[serde(default)]
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// What a snapshot holds: sealed with age, it is `manifest.age` in the snapshot's DAG.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// The backup's owner (SS58).
+    pub owner: String,
+    /// The backup's node id.
+    pub node_id: String,
+    /// The backup's secret, hex: what decrypts the chunks.
+    secret: String,
+    /// CID of the snapshot's chunk list (set when sealed): ties the manifest to its chunks.
+    #[serde(default)]
+    chunk_list: String,
+    /// The tree, in byte order of paths.
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl Manifest {
+    /// sha2-256 of its JSON: equal for equal trees of one backup.
+    pub fn digest(&self) -> Result<[u8; 32]> {
+        Ok(Sha256::digest(serde_json::to_vec(self)?).into())
+    }
+}
+
+/// What the bot remembers of a file it chunked: if its stamp is unchanged, its chunks are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedFile {
+    /// The file's stamp when it was read.
+    pub stamp: FileStamp,
+    /// Its chunks.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// Files chunked before, by path: reused without reading while unchanged.
+pub type FileCache = HashMap<String, CachedFile>;
+
+/// Counts of a scan and a seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct SnapshotStats {
+    /// Regular files in the tree.
+    pub files: u64,
+    /// Directories in the tree (the root excluded).
+    pub directories: u64,
+    /// Bytes of file content in the tree.
+    pub content_bytes: u64,
+    /// Bytes read from files (those whose cache entry did not match).
+    pub bytes_read: u64,
+    /// Distinct chunks in the snapshot.
+    pub chunks: u64,
+    /// Blocks new to the store.
+    pub new_blocks: u64,
+    /// Bytes new to the store.
+    pub new_bytes: u64,
+    /// Bytes of every block of the snapshot (what `pin add ROOT` keeps).
+    pub snapshot_bytes: u64,
+}
+
+/// A scanned tree: its manifest, the chunks it needs, and the cache for the next scan.
+pub struct Scanned {
+    /// The manifest to seal.
+    pub manifest: Manifest,
+    /// The files' cache entries, for the next scan.
+    pub cache: FileCache,
+    /// Counts so far.
+    pub stats: SnapshotStats,
+}
+
+/// Stores `block`, counting it.
+async fn put_counted(store: &ContentStore, block: &Block, stats: &mut SnapshotStats) -> Result<()> {
+    if store.put_block(block).await? {
+        stats.new_blocks += 1;
+        stats.new_bytes += block.data.len() as u64;
+    }
+    Ok(())
+}
+
+/// Chunks, encrypts and stores the file at `path` (of `expected_len` bytes).
+async fn chunk_file(
+    store: &ContentStore,
+    secret: &BackupSecret,
+    path: &Path,
+    expected_len: u64,
+    stats: &mut SnapshotStats,
+) -> Result<Vec<ChunkRef>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let chunker =
+        fastcdc::v2020::StreamCDC::new(file.take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+    let mut chunks = Vec::new();
+    let mut read = 0u64;
+    for chunk in chunker {
+        let chunk = chunk.with_context(|| format!("reading {}", path.display()))?;
+        read += chunk.data.len() as u64;
+        let block = secret.seal_chunk(&chunk.data)?;
+        put_counted(store, &block, stats).await?;
+        chunks.push(ChunkRef {
+            cid: block.cid.to_string(),
+            len: u32::try_from(chunk.data.len())?,
+        });
+    }
+    ensure!(
+        read == expected_len,
+        "{} changed size while it was read",
+        path.display()
+    );
+    stats.bytes_read += read;
+    Ok(chunks)
+}
+
+/// Reads the tree under `source` into a manifest, storing the chunks of every file whose stamp
+/// is not in `previous` (the others are taken from it without reading).
+pub async fn scan(
+    store: &ContentStore,
+    source: &Path,
+    secret: &BackupSecret,
+    owner: &str,
+    node_id: &str,
+    previous: &FileCache,
+) -> Result<Scanned> {
+    let entries = tree::list_tree(source)?;
+    let total: u64 = entries.iter().map(|entry| entry.size).sum();
+    let progress = crate::progress::bar(total, "snapshot");
+    let mut stats = SnapshotStats::default();
+    let mut cache = FileCache::new();
+    let mut manifest_entries = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if entry.is_dir {
+            stats.directories += 1;
+        } else {
+            stats.files += 1;
+            stats.content_bytes += entry.size;
+        }
+        let chunks = match previous.get(&entry.relative) {
+            _ if entry.is_dir => Vec::new(),
+            Some(cached) if cached.stamp == entry.stamp => cached.chunks.clone(),
+            _ => {
+                let path = source.join(&entry.relative);
+                chunk_file(store, secret, &path, entry.size, &mut stats).await?
+            }
+        };
+        progress.inc(entry.size);
+        if !entry.is_dir {
+            cache.insert(
+                entry.relative.clone(),
+                CachedFile {
+                    stamp: entry.stamp,
+                    chunks: chunks.clone(),
+                },
+            );
+        }
+        manifest_entries.push(ManifestEntry {
+            path: entry.relative,
+            dir: entry.is_dir,
+            executable: entry.executable,
+            size: entry.size,
+            chunks,
+        });
+    }
+    progress.finish_and_clear();
+    Ok(Scanned {
+        manifest: Manifest {
+            format: MANIFEST_FORMAT,
+            owner: owner.to_string(),
+            node_id: node_id.to_string(),
+            secret: secret.to_hex(),
+            chunk_list: String::new(),
+            entries: manifest_entries,
+        },
+        cache,
+        stats,
+    })
+}
+
+/// Seals `scanned`'s manifest to `recipients`, stores the snapshot's DAG and returns its root
+/// (not yet pinned) with the final counts.
+pub async fn seal(
+    store: &ContentStore,
+    scanned: &Scanned,
+    recipients: &[age::x25519::Recipient],
+) -> Result<(Cid, SnapshotStats)> {
+    let mut stats = scanned.stats;
+    // The chunk list: each distinct chunk once, in order of first use.
+    let mut seen = HashSet::new();
+    let mut chunk_list = UnixfsHasher::keeping_blocks();
+    for chunk in scanned
+        .manifest
+        .entries
+        .iter()
+        .flat_map(|entry| &entry.chunks)
+    {
+        if seen.insert(chunk.cid.as_str()) {
+            let block_len = u64::from(chunk.len) + (NONCE_LEN + 16) as u64;
+            stats.chunks += 1;
+            stats.snapshot_bytes += block_len;
+            chunk_list.push_leaf(Child {
+                cid: Cid::try_from(chunk.cid.as_str())?,
+                tsize: block_len,
+                file_size: block_len,
+            })?;
+        }
+    }
+    let (chunks_root, chunk_nodes) = chunk_list.finish_with_blocks()?;
+
+    let mut manifest = scanned.manifest.clone();
+    manifest.chunk_list = chunks_root.cid.to_string();
+    let mut sealed = Vec::new();
+    let mut writer = keys::encrypt_to(recipients, &mut sealed)?;
+    serde_json::to_writer(&mut writer, &manifest)?;
+    writer.finish()?;
+    let mut manifest_file = UnixfsHasher::keeping_blocks();
+    manifest_file.update(&sealed)?;
+    let (manifest_root, manifest_blocks) = manifest_file.finish_with_blocks()?;
+
+    let root = unixfs::directory_node(vec![
+        Link {
+            cid: chunks_root.cid,
+            name: CHUNKS_LINK.to_string(),
+            tsize: chunks_root.tsize,
+        },
+        Link {
+            cid: manifest_root.cid,
+            name: MANIFEST_LINK.to_string(),
+            tsize: manifest_root.tsize,
+        },
+    ])?;
+    for block in chunk_nodes
+        .iter()
+        .chain(&manifest_blocks)
+        .chain(std::iter::once(&root))
+    {
+        // The chunk list's own leaves are stored by the scan; a tree without content has the
+        // empty raw leaf as its chunk list, which is stored here.
+        stats.snapshot_bytes += block.data.len() as u64;
+        put_counted(store, block, &mut stats).await?;
+    }
+    Ok((root.cid, stats))
+}
+
+/// Fetches the block `cid` and checks it against its CID.
+async fn fetch_verified(store: &ContentStore, cid: &Cid) -> Result<Block> {
+    let bytes = store.get_block(cid).await?;
+    Block::verified(cid, bytes).map_err(|error| invalid(format!("{error:#}")))
+}
+
+/// Decodes a dag-pb block fetched from the store.
+fn decode(block: &Block) -> Result<unixfs::Node> {
+    ensure!(
+        block.cid.codec() == DAG_PB,
+        Invalid::new(format!("{} is not a dag-pb node", block.cid))
+    );
+    unixfs::decode_node(&block.data).map_err(|error| invalid(format!("{}: {error:#}", block.cid)))
+}
+
+/// The leaves of the UnixFS file `cid`, in order, and (when `read`) its content, verifying
+/// every block fetched; at most `limit` bytes.
+async fn walk_file(
+    store: &ContentStore,
+    cid: &Cid,
+    read: bool,
+    limit: u64,
+) -> Result<(Vec<Cid>, Vec<u8>)> {
+    let mut leaves = Vec::new();
+    let mut content = Vec::new();
+    // Depth-first, in link order: a stack of (cid, depth), last link pushed first.
+    let mut pending = vec![(*cid, 0usize)];
+    while let Some((cid, depth)) = pending.pop() {
+        ensure!(depth <= MAX_FILE_DEPTH, Invalid::new("file DAG too deep"));
+        if cid.codec() == RAW {
+            leaves.push(cid);
+            if read {
+                let block = fetch_verified(store, &cid).await?;
+                ensure!(
+                    content.len() as u64 + block.data.len() as u64 <= limit,
+                    Invalid::new("file larger than allowed")
+                );
+                content.extend_from_slice(&block.data);
+            }
+            continue;
+        }
+        let node = decode(&fetch_verified(store, &cid).await?)?;
+        pending.extend(node.links.iter().rev().map(|link| (link.cid, depth + 1)));
+    }
+    Ok((leaves, content))
+}
+
+/// What a restore wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RestoreStats {
+    /// Regular files restored.
+    pub files: u64,
+    /// Directories restored (the root excluded).
+    pub directories: u64,
+    /// Bytes of file content restored.
+    pub content_bytes: u64,
+}
+
+/// Who a restored snapshot must belong to.
+pub struct Expected<'a> {
+    /// The backup's owner (SS58).
+    pub owner: &'a str,
+    /// The backup's node id.
+    pub node_id: &'a str,
+}
+
+/// Fetches and opens the manifest of snapshot `root` with `identity`, checking the root's
+/// layout and that the manifest names only chunks the snapshot holds.
+pub async fn open_manifest(
+    store: &ContentStore,
+    root: &Cid,
+    identity: &age::x25519::Identity,
+) -> Result<Manifest> {
+    let root_node = decode(&fetch_verified(store, root).await?)?;
+    ensure!(
+        root_node.data == [0x08, 0x01] && root_node.links.len() == 2,
+        Invalid::new("the root is not a snapshot")
+    );
+    let link = |name: &str| {
+        root_node
+            .links
+            .iter()
+            .find(|link| link.name == name)
+            .map(|link| link.cid)
+            .ok_or_else(|| invalid(format!("the root has no {name}")))
+    };
+    let (chunks_cid, manifest_cid) = (link(CHUNKS_LINK)?, link(MANIFEST_LINK)?);
+    let (_, sealed) = walk_file(store, &manifest_cid, true, MAX_MANIFEST_BYTES).await?;
+    let mut json = Vec::new();
+    keys::decrypt_with(identity, &sealed[..])
+        .and_then(|mut reader| Ok(reader.read_to_end(&mut json)?))
+        .map_err(|_| invalid("decrypt failed: this identity is not a recipient of the snapshot"))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&json).map_err(|error| invalid(format!("manifest: {error}")))?;
+    ensure!(
+        manifest.format == MANIFEST_FORMAT,
+        Invalid::new(format!(
+            "manifest format {} is not supported",
+            manifest.format
+        ))
+    );
+    ensure!(
+        manifest.chunk_list == chunks_cid.to_string(),
+        Invalid::new("the root joins the manifest of another snapshot to these chunks")
+    );
+    let (listed, _) = walk_file(store, &chunks_cid, false, 0).await?;
+    let listed: HashSet<String> = listed.iter().map(ToString::to_string).collect();
+    for chunk in manifest.entries.iter().flat_map(|entry| &entry.chunks) {
+        ensure!(
+            listed.contains(&chunk.cid),
+            Invalid::new(format!(
+                "the manifest names chunk {} the snapshot does not hold",
+                chunk.cid
+            ))
+        );
+    }
+    Ok(manifest)
+}
+
+/// Restores snapshot `root` into `target` with `identity`: the tree is written into a staging
+/// folder beside `target` and replaces `target` (if any) only when complete, so an
+/// interrupted or refused restore leaves `target` as it was. With `expected`, a snapshot of
+/// another backup is refused.
+pub async fn restore(
+    store: &ContentStore,
+    root: &Cid,
+    identity: &age::x25519::Identity,
+    expected: Option<Expected<'_>>,
+    target: &Path,
+) -> Result<RestoreStats> {
+    let manifest = open_manifest(store, root, identity).await?;
+    if let Some(expected) = expected {
+        ensure!(
+            manifest.owner == expected.owner && manifest.node_id == expected.node_id,
+            Invalid::new(format!(
+                "the snapshot belongs to node {:?} of {}",
+                manifest.node_id, manifest.owner
+            ))
+        );
+    }
+    let staging = staging_dir(target)?;
+    if staging.exists() {
+        fs::remove_dir_all(&staging)?;
+    }
+    fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    match write_tree(store, &manifest, &staging).await {
+        Ok(stats) => {
+            replace_dir(&staging, target)?;
+            Ok(stats)
+        }
+        Err(error) => {
+            let _ = fs::remove_dir_all(&staging);
+            Err(error)
+        }
+    }
+}
+
+/// The staging folder of restores into `target`: a hidden sibling.
+fn staging_dir(target: &Path) -> Result<PathBuf> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| anyhow!("{} cannot be a restore target", target.display()))?;
+    let mut staging_name = std::ffi::OsString::from(".");
+    staging_name.push(name);
+    staging_name.push(".restoring");
+    Ok(target.with_file_name(staging_name))
+}
+
+/// Writes `manifest`'s tree into `dest`, fetching, verifying and decrypting each chunk.
+async fn write_tree(
+    store: &ContentStore,
+    manifest: &Manifest,
+    dest: &Path,
+) -> Result<RestoreStats> {
+    let secret = BackupSecret::from_hex(&manifest.secret)?;
+    let total: u64 = manifest.entries.iter().map(|entry| entry.size).sum();
+    let progress = crate::progress::bar(total, "restore");
+    let mut stats = RestoreStats::default();
+    for entry in &manifest.entries {
+        let relative = tree::safe_relative_path(Path::new(&entry.path))
+            .map_err(|error| invalid(error.to_string()))?;
+        let path = dest.join(relative);
+        if entry.dir {
+            fs::create_dir_all(&path)?;
+            stats.directories += 1;
+            continue;
+        }
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let mut file =
+            File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut written = 0u64;
+        for chunk in &entry.chunks {
+            let cid = Cid::try_from(chunk.cid.as_str())
+                .map_err(|_| invalid(format!("bad chunk CID {}", chunk.cid)))?;
+            let plaintext = secret.open_chunk(&fetch_verified(store, &cid).await?.data)?;
+            ensure!(
+                plaintext.len() == chunk.len as usize,
+                Invalid::new(format!("chunk {} has the wrong length", chunk.cid))
+            );
+            file.write_all(&plaintext)?;
+            written += plaintext.len() as u64;
+            progress.inc(plaintext.len() as u64);
+        }
+        ensure!(
+            written == entry.size,
+            Invalid::new(format!("{} has the wrong size", entry.path))
+        );
+        let mode = if entry.executable { 0o755 } else { 0o644 };
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        stats.files += 1;
+        stats.content_bytes += written;
+    }
+    progress.finish_and_clear();
+    Ok(stats)
+}
+
+/// Puts the complete tree `staging` in place of `target`: swapped in one step (Linux
+/// `renameat2(RENAME_EXCHANGE)`) when `target` exists, then the old tree is removed.
+fn replace_dir(staging: &Path, target: &Path) -> Result<()> {
+    if !target.exists() {
+        fs::rename(staging, target)
+            .with_context(|| format!("moving the restored tree to {}", target.display()))?;
+        return Ok(());
+    }
+    let path = |path: &Path| CString::new(path.as_os_str().as_bytes());
+    let (from, to) = (path(staging)?, path(target)?);
+    // SAFETY: both are valid NUL-terminated paths, alive for the call.
+    let swapped = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if swapped != 0 {
+        bail!(
+            "swapping {} into {}: {}",
+            staging.display(),
+            target.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    fs::remove_dir_all(staging)
+        .with_context(|| format!("removing the previous tree, now in {}", staging.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::random_bytes;
+    use crate::store::LocalStore;
+
+    /// A tree with a large random file, a small one, an executable and an empty folder.
+    fn sample_tree(root: &Path) {
+        fs::create_dir_all(root.join("data/empty")).unwrap();
+        fs::write(root.join("data/large.bin"), random_bytes(8 << 20, 7)).unwrap();
+        fs::write(root.join("small.txt"), b"small file\n").unwrap();
+        fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
+        fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o700)).unwrap();
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        source: PathBuf,
+        store: ContentStore,
+        identity: age::x25519::Identity,
+        secret: BackupSecret,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let source = root.join("source");
+        sample_tree(&source);
+        let identity = age::x25519::Identity::generate();
+        let secret = BackupSecret::derive(&identity, "owner", "node");
+        Fixture {
+            store: ContentStore::Local(LocalStore::open(root.join("store")).unwrap()),
+            _dir: dir,
+            root,
+            source,
+            identity,
+            secret,
+        }
+    }
+
+    impl Fixture {
+        fn local(&self) -> &LocalStore {
+            match &self.store {
+                ContentStore::Local(local) => local,
+                ContentStore::Kubo(_) => unreachable!(),
+            }
+        }
+
+        async fn scan(&self, previous: &FileCache) -> Scanned {
+            scan(
+                &self.store,
+                &self.source,
+                &self.secret,
+                "owner",
+                "node",
+                previous,
+            )
+            .await
+            .unwrap()
+        }
+
+        async fn snapshot(&self) -> (Cid, Scanned, SnapshotStats) {
+            let scanned = self.scan(&FileCache::new()).await;
+            let (root, stats) = seal(&self.store, &scanned, &[self.identity.to_public()])
+                .await
+                .unwrap();
+            (root, scanned, stats)
+        }
+
+        async fn restore(&self, root: &Cid, target: &Path) -> Result<RestoreStats> {
+            restore(&self.store, root, &self.identity, None, target).await
+        }
+    }
+
+    /// The chunk CIDs of `scanned`'s file `path`.
+    fn chunks_of(scanned: &Scanned, path: &str) -> Vec<String> {
+        let entry = scanned
+            .manifest
+            .entries
+            .iter()
+            .find(|entry| entry.path == path);
+        entry
+            .unwrap()
+            .chunks
+            .iter()
+            .map(|chunk| chunk.cid.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn round_trip_restores_the_identical_tree() {
+        let fixture = fixture();
+        let (root, _, stats) = fixture.snapshot().await;
+        assert_eq!((stats.files, stats.directories), (3, 2));
+        assert!(stats.chunks >= 8, "{stats:?}");
+        let target = fixture.root.join("restored");
+        let restored = fixture.restore(&root, &target).await.unwrap();
+        assert_eq!(restored.files, 3);
+        assert_eq!(
+            tree::first_difference(&fixture.source, &target).unwrap(),
+            None
+        );
+        let mode = fs::metadata(target.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[tokio::test]
+    async fn equal_trees_share_every_chunk_and_an_edit_changes_only_its_neighbours() {
+        let fixture = fixture();
+        let (_, first, first_stats) = fixture.snapshot().await;
+        let (_, second, second_stats) = fixture.snapshot().await;
+        let chunk_blocks = |scanned: &Scanned| chunks_of(scanned, "data/large.bin");
+        assert_eq!(chunk_blocks(&first), chunk_blocks(&second));
+        assert_eq!(second_stats.bytes_read, first_stats.bytes_read);
+        // Only the sealed manifest (new age file key), the chunk list's nodes already there.
+        assert!(second_stats.new_blocks <= 2, "{second_stats:?}");
+
+        let path = fixture.source.join("data/large.bin");
+        let mut content = fs::read(&path).unwrap();
+        let middle = content.len() / 2;
+        content[middle] ^= 0x55;
+        fs::write(&path, &content).unwrap();
+        let third = fixture.scan(&first.cache).await;
+        let (before, after) = (chunk_blocks(&first), chunk_blocks(&third));
+        assert_eq!(before.len(), after.len());
+        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert!(
+            before.len() >= 8 && changed == 1,
+            "{changed} of {} chunks changed",
+            before.len()
+        );
+        assert_eq!(third.stats.new_blocks, 1);
+        // Only the edited file was read again.
+        assert_eq!(third.stats.bytes_read, content.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn the_cache_skips_unchanged_files_and_a_new_mtime_reuses_chunks() {
+        let fixture = fixture();
+        let (_, first, _) = fixture.snapshot().await;
+        let again = fixture.scan(&first.cache).await;
+        assert_eq!(again.stats.bytes_read, 0);
+        assert_eq!(
+            again.manifest.digest().unwrap(),
+            first.manifest.digest().unwrap()
+        );
+
+        let path = fixture.source.join("data/large.bin");
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        let touched = fixture.scan(&first.cache).await;
+        assert_eq!(touched.stats.bytes_read, 8 << 20);
+        assert_eq!(
+            touched.stats.new_blocks, 0,
+            "the same content gives the same blocks"
+        );
+        assert_eq!(
+            touched.manifest.digest().unwrap(),
+            first.manifest.digest().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_file_in_two_backups_shares_no_block() {
+        let fixture = fixture();
+        let (_, first, _) = fixture.snapshot().await;
+        let other_secret = BackupSecret::derive(&fixture.identity, "owner", "other node");
+        let other = scan(
+            &fixture.store,
+            &fixture.source,
+            &other_secret,
+            "owner",
+            "other node",
+            &FileCache::new(),
+        )
+        .await
+        .unwrap();
+        let ours: HashSet<String> = chunks_of(&first, "data/large.bin").into_iter().collect();
+        let theirs = chunks_of(&other, "data/large.bin");
+        assert!(theirs.iter().all(|cid| !ours.contains(cid)));
+        assert_eq!(other.stats.new_blocks as usize, ours.len() + 2);
+    }
+
+    /// Restores `root` over a target holding a previous tree: refused as invalid, with the
+    /// target untouched.
+    async fn assert_refused(fixture: &Fixture, root: &Cid, expected: &str) {
+        let target = fixture.root.join("target");
+        fs::create_dir_all(&target).unwrap();
+        fs::write(target.join("previous"), b"kept").unwrap();
+        let error = fixture.restore(root, &target).await.unwrap_err();
+        let invalid = error.downcast_ref::<Invalid>();
+        assert!(
+            invalid.is_some_and(|invalid| invalid.0.contains(expected)),
+            "{error:#}"
+        );
+        let left: Vec<_> = fs::read_dir(&target).unwrap().collect();
+        assert_eq!(left.len(), 1);
+        assert_eq!(fs::read(target.join("previous")).unwrap(), b"kept");
+        assert!(!staging_dir(&target).unwrap().exists());
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_in_any_block_is_refused() {
+        let fixture = fixture();
+        let (root, _, _) = fixture.snapshot().await;
+        for cid in fixture.local().block_cids().unwrap() {
+            let path = fixture.local().path_of(&cid);
+            let original = fs::read(&path).unwrap();
+            let mut flipped = original.clone();
+            let at = flipped.len() / 2;
+            flipped[at] ^= 1;
+            fs::write(&path, &flipped).unwrap();
+            assert_refused(&fixture, &root, "does not match its CID").await;
+            fs::write(&path, &original).unwrap();
+        }
+        fixture
+            .restore(&root, &fixture.root.join("fine"))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_swapped_block_is_refused() {
+        let fixture = fixture();
+        let (root, scanned, _) = fixture.snapshot().await;
+        let chunks = chunks_of(&scanned, "data/large.bin");
+        let (first, second) = (
+            Cid::try_from(chunks[0].as_str()).unwrap(),
+            Cid::try_from(chunks[1].as_str()).unwrap(),
+        );
+        fs::copy(
+            fixture.local().path_of(&second),
+            fixture.local().path_of(&first),
+        )
+        .unwrap();
+        assert_refused(&fixture, &root, "does not match its CID").await;
+    }
+
+    #[tokio::test]
+    async fn a_manifest_from_another_snapshot_is_refused() {
+        let fixture = fixture();
+        let (root, _, _) = fixture.snapshot().await;
+        fs::write(fixture.source.join("small.txt"), b"changed").unwrap();
+        let (other_root, _, _) = fixture.snapshot().await;
+        let links = |root: &Cid| {
+            let bytes = fs::read(fixture.local().path_of(root)).unwrap();
+            unixfs::decode_node(&bytes).unwrap().links
+        };
+        // This snapshot's chunks under the other snapshot's manifest.
+        let mut mixed = links(&root);
+        let other_manifest = links(&other_root)
+            .into_iter()
+            .find(|link| link.name == MANIFEST_LINK)
+            .unwrap();
+        mixed.retain(|link| link.name != MANIFEST_LINK);
+        mixed.push(other_manifest);
+        let mixed_root = unixfs::directory_node(mixed).unwrap();
+        fixture.store.put_block(&mixed_root).await.unwrap();
+        assert_refused(&fixture, &mixed_root.cid, "manifest of another snapshot").await;
+    }
+
+    #[tokio::test]
+    async fn only_recipients_restore_and_a_restore_replaces_the_target() {
+        let fixture = fixture();
+        let owner = age::x25519::Identity::generate();
+        let scanned = fixture.scan(&FileCache::new()).await;
+        let recipients = [fixture.identity.to_public(), owner.to_public()];
+        let (root, _) = seal(&fixture.store, &scanned, &recipients).await.unwrap();
+        let target = fixture.root.join("owner");
+        fs::create_dir_all(target.join("old")).unwrap();
+        restore(&fixture.store, &root, &owner, None, &target)
+            .await
+            .unwrap();
+        assert_eq!(
+            tree::first_difference(&fixture.source, &target).unwrap(),
+            None
+        );
+
+        let stranger = age::x25519::Identity::generate();
+        let error = restore(&fixture.store, &root, &stranger, None, &target)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with("decrypt failed"), "{error}");
+        let expected = Expected {
+            owner: "owner",
+            node_id: "another node",
+        };
+        let error = restore(&fixture.store, &root, &owner, Some(expected), &target)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("belongs to node \"node\""),
+            "{error}"
+        );
+        assert_eq!(
+            tree::first_difference(&fixture.source, &target).unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_path_leaving_the_target_is_refused() {
+        let fixture = fixture();
+        let mut scanned = fixture.scan(&FileCache::new()).await;
+        scanned.manifest.entries[0].path = "../escape".into();
+        let (root, _) = seal(&fixture.store, &scanned, &[fixture.identity.to_public()])
+            .await
+            .unwrap();
+        assert_refused(&fixture, &root, "unsafe path: ../escape").await;
+        assert!(!fixture.root.join("escape").exists());
+    }
+
+    #[test]
+    fn blocks_fit_ipfs_and_chunks_authenticate() {
+        let secret = BackupSecret([9; 32]);
+        let block = secret.seal_chunk(&vec![1u8; MAX_CHUNK as usize]).unwrap();
+        assert!(block.data.len() <= 1024 * 1024);
+        assert_eq!(
+            secret.open_chunk(&block.data).unwrap(),
+            vec![1u8; MAX_CHUNK as usize]
+        );
+        assert!(BackupSecret([8; 32]).open_chunk(&block.data).is_err());
+        assert_eq!(
+            secret.seal_chunk(b"same").unwrap(),
+            secret.seal_chunk(b"same").unwrap()
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! What the bot keeps in its data directory between passes, each file replaced atomically
+//! (written aside, synced, renamed) so that a crash leaves the old or the new version:
+//!
+//! - `cache/OWNER-NODEHEX.json`: per node, the last snapshot it recorded and the chunks of
+//!   every file it read ([`NodeCache`]). Only saves work: a missing or damaged one is
+//!   reported and replaced;
+//! - `pins.json`: per node, the snapshot roots it pinned and has not unpinned yet ([`Pins`]).
+
+use crate::config::ServedNode;
+use crate::pipeline::FileCache;
+use anyhow::{Context, Result};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use tracing::warn;
+
+/// The key of a served node in the bot's files: owner and node id.
+pub fn node_key(node: &ServedNode) -> String {
+    format!("{}/{}", node.owner, node.node_id)
+}
+
+/// What the bot remembers of the last snapshot it recorded of a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct NodeCache {
+    /// CID of the snapshot's root.
+    pub root: String,
+    /// sha2-256 of its manifest, hex.
+    pub manifest_sha256: String,
+    /// The recipients its manifest was sealed to.
+    pub recipients: Vec<String>,
+    /// Its files' stamps and chunks.
+    pub files: FileCache,
+}
+
+impl NodeCache {
+    /// Whether this is the cache of a snapshot of the same tree (manifest digest, hex)
+    /// sealed to the same recipients: then a new snapshot would hold nothing new.
+    pub fn describes(&self, manifest_sha256: &str, recipients: &[String]) -> bool {
+        !self.root.is_empty()
+            && self.manifest_sha256 == manifest_sha256
+            && self.recipients == recipients
+    }
+}
+
+/// The snapshot roots the bot pinned, by [`node_key`].
+pub type Pins = BTreeMap<String, Vec<String>>;
+
+/// The bot's files in its data directory.
+pub struct StateDir {
+    cache_dir: PathBuf,
+    pins_path: PathBuf,
+}
+
+impl StateDir {
+    /// The state kept in `data_dir` (folders created if missing).
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let cache_dir = data_dir.join("cache");
+        fs::create_dir_all(&cache_dir)
+            .with_context(|| format!("creating {}", cache_dir.display()))?;
+        Ok(Self {
+            cache_dir,
+            pins_path: data_dir.join("pins.json"),
+        })
+    }
+
+    /// Where the cache of `node` is kept.
+    pub fn cache_path(&self, node: &ServedNode) -> PathBuf {
+        self.cache_dir.join(format!(
+            "{}-{}.json",
+            node.owner,
+            hex::encode(node.node_id.as_bytes())
+        ))
+    }
+
+    /// The cache of `node`; empty when missing or damaged (with a warning).
+    pub fn load_cache(&self, node: &ServedNode) -> NodeCache {
+        read_or_default(&self.cache_path(node))
+    }
+
+    /// Replaces the cache of `node`.
+    pub fn save_cache(&self, node: &ServedNode, cache: &NodeCache) -> Result<()> {
+        write_atomically(&self.cache_path(node), cache)
+    }
+
+    /// The pinned roots; none when the file is missing or damaged (with a warning: the roots
+    /// it named stay pinned until removed by hand).
+    pub fn load_pins(&self) -> Pins {
+        read_or_default(&self.pins_path)
+    }
+
+    /// Replaces the pinned roots.
+    pub fn save_pins(&self, pins: &Pins) -> Result<()> {
+        write_atomically(&self.pins_path, pins)
+    }
+}
+
+/// The JSON value in `path`, or the default when the file is missing or does not parse.
+fn read_or_default<T: DeserializeOwned + Default>(path: &Path) -> T {
+    let parsed = fs::read(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|bytes| Ok(serde_json::from_slice(&bytes)?));
+    parsed.unwrap_or_else(|error| {
+        if path.exists() {
+            warn!("ignoring {}: {error:#}", path.display());
+        }
+        T::default()
+    })
+}
+
+/// Writes `value` as JSON to `path` (mode 0600): aside, synced, then renamed over it.
+fn write_atomically<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    file.write_all(&serde_json::to_vec(value)?)?;
+    file.sync_all()?;
+    fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use subxt_signer::sr25519::dev;
+
+    #[test]
+    fn a_truncated_cache_is_ignored_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::open(dir.path()).unwrap();
+        let node = ServedNode {
+            node_id: "n/../1".into(),
+            owner: dev::bob().public_key().to_account_id(),
+            source: PathBuf::from("/unused"),
+            restore_to: PathBuf::from("/unused"),
+        };
+        let cache = NodeCache {
+            root: "root".into(),
+            ..NodeCache::default()
+        };
+        state.save_cache(&node, &cache).unwrap();
+        assert_eq!(state.load_cache(&node), cache);
+        let path = state.cache_path(&node);
+        assert_eq!(path.parent().unwrap(), dir.path().join("cache"));
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        assert_eq!(state.load_cache(&node), NodeCache::default());
+    }
+}

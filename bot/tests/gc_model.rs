@@ -1,0 +1,229 @@
+//! Garbage collection of the embedded store against a model: random sequences of snapshots,
+//! crashes before a snapshot is pinned, prunes (the oldest snapshot of a backup unpinned),
+//! deletions (every snapshot of a backup unpinned) and collections, over two backups whose
+//! trees share content. The model tracks which roots are pinned and which blocks each root
+//! references (its DAG, walked when it was made). After every step, each block a pinned root
+//! references is in the store; after every collection, nothing else is; at the end, every
+//! pinned snapshot restores.
+
+use backup_bot::bench::random_bytes;
+use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::store::{ContentStore, LocalStore};
+use backup_bot::unixfs::{self, DAG_PB};
+use cid::Cid;
+use proptest::prelude::*;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Write `content` into file `file` of backup `backup`, snapshot and pin it.
+    Snapshot {
+        backup: usize,
+        file: usize,
+        content: u8,
+    },
+    /// The same, but the bot stops after storing the blocks, before pinning.
+    CrashBeforePin {
+        backup: usize,
+        file: usize,
+        content: u8,
+    },
+    /// Retention drops the backup's oldest snapshot: unpinned.
+    Prune { backup: usize },
+    /// The owner deletes the backup: every snapshot unpinned.
+    Delete { backup: usize },
+    /// The store collects its garbage.
+    Collect,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        4 => (0..2usize, 0..3usize, 0..4u8)
+            .prop_map(|(backup, file, content)| Step::Snapshot { backup, file, content }),
+        1 => (0..2usize, 0..3usize, 0..4u8)
+            .prop_map(|(backup, file, content)| Step::CrashBeforePin { backup, file, content }),
+        2 => (0..2usize).prop_map(|backup| Step::Prune { backup }),
+        1 => (0..2usize).prop_map(|backup| Step::Delete { backup }),
+        2 => Just(Step::Collect),
+    ]
+}
+
+/// File content number `content`: a few KiB, equal across backups for equal numbers.
+fn content(content: u8) -> Vec<u8> {
+    random_bytes(3000 + usize::from(content) * 700, u64::from(content))
+}
+
+/// Every block reachable from `root`, walked through the store's files.
+fn referenced(store: &LocalStore, root: &Cid) -> BTreeSet<Cid> {
+    let mut blocks = BTreeSet::new();
+    let mut pending = vec![*root];
+    while let Some(cid) = pending.pop() {
+        if blocks.insert(cid) && cid.codec() == DAG_PB {
+            let bytes = fs::read(store.path_of(&cid)).unwrap();
+            pending.extend(
+                unixfs::decode_node(&bytes)
+                    .unwrap()
+                    .links
+                    .iter()
+                    .map(|l| l.cid),
+            );
+        }
+    }
+    blocks
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: ContentStore,
+    sources: Vec<PathBuf>,
+    secrets: Vec<BackupSecret>,
+    identity: age::x25519::Identity,
+    /// Pinned roots per backup, oldest first, with the blocks each references.
+    pinned: Vec<VecDeque<(Cid, BTreeSet<Cid>)>>,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let sources: Vec<PathBuf> = (0..2)
+            .map(|b| dir.path().join(format!("source-{b}")))
+            .collect();
+        for source in &sources {
+            fs::create_dir_all(source).unwrap();
+        }
+        Self {
+            store: ContentStore::Local(LocalStore::open(dir.path().join("store")).unwrap()),
+            secrets: (0..2)
+                .map(|b| BackupSecret::derive(&identity, "owner", &format!("node-{b}")))
+                .collect(),
+            sources,
+            identity,
+            pinned: vec![VecDeque::new(), VecDeque::new()],
+            _dir: dir,
+        }
+    }
+
+    fn local(&self) -> &LocalStore {
+        match &self.store {
+            ContentStore::Local(local) => local,
+            ContentStore::Kubo(_) => unreachable!(),
+        }
+    }
+
+    async fn snapshot(&mut self, backup: usize, file: usize, number: u8) -> Cid {
+        let source: &Path = &self.sources[backup];
+        fs::write(source.join(format!("file-{file}")), content(number)).unwrap();
+        let node = format!("node-{backup}");
+        let secret = &self.secrets[backup];
+        let scanned = pipeline::scan(
+            &self.store,
+            source,
+            secret,
+            "owner",
+            &node,
+            &FileCache::new(),
+        )
+        .await
+        .unwrap();
+        let recipients = [self.identity.to_public()];
+        pipeline::seal(&self.store, &scanned, &recipients)
+            .await
+            .unwrap()
+            .0
+    }
+
+    fn needed(&self) -> BTreeSet<Cid> {
+        self.pinned
+            .iter()
+            .flatten()
+            .flat_map(|(_, blocks)| blocks.iter().copied())
+            .collect()
+    }
+
+    fn stored(&self) -> BTreeSet<Cid> {
+        self.local().block_cids().unwrap().into_iter().collect()
+    }
+
+    async fn apply(&mut self, step: &Step) {
+        match *step {
+            Step::Snapshot {
+                backup,
+                file,
+                content,
+            } => {
+                let root = self.snapshot(backup, file, content).await;
+                self.store.pin(&root).await.unwrap();
+                let blocks = referenced(self.local(), &root);
+                self.pinned[backup].push_back((root, blocks));
+            }
+            Step::CrashBeforePin {
+                backup,
+                file,
+                content,
+            } => {
+                self.snapshot(backup, file, content).await;
+            }
+            Step::Prune { backup } => {
+                if let Some((root, _)) = self.pinned[backup].pop_front() {
+                    self.unpin_if_unused(&root).await;
+                }
+            }
+            Step::Delete { backup } => {
+                for (root, _) in std::mem::take(&mut self.pinned[backup]) {
+                    self.unpin_if_unused(&root).await;
+                }
+            }
+            Step::Collect => {
+                self.local().collect_garbage().unwrap();
+                assert_eq!(
+                    self.stored(),
+                    self.needed(),
+                    "after a collection only what is needed"
+                );
+            }
+        }
+        let missing: Vec<_> = self.needed().difference(&self.stored()).copied().collect();
+        assert!(
+            missing.is_empty(),
+            "needed blocks missing after {step:?}: {missing:?}"
+        );
+    }
+
+    /// Unpins `root` unless another snapshot kept in the model has the same root (one pin
+    /// per CID, as in IPFS).
+    async fn unpin_if_unused(&self, root: &Cid) {
+        if !self.pinned.iter().flatten().any(|(kept, _)| kept == root) {
+            self.store.unpin(root).await.unwrap();
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn collection_keeps_exactly_what_pinned_snapshots_reference(
+        steps in prop::collection::vec(step(), 1..16)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let mut world = World::new();
+            for step in &steps {
+                world.apply(step).await;
+            }
+            world.apply(&Step::Collect).await;
+            let mut restored = HashMap::new();
+            for (index, (root, _)) in world.pinned.iter().flatten().enumerate() {
+                let target = world._dir.path().join(format!("restored-{index}"));
+                let stats = pipeline::restore(&world.store, root, &world.identity, None, &target)
+                    .await
+                    .unwrap();
+                restored.insert(*root, stats.files);
+            }
+            assert_eq!(restored.len(), world.pinned.iter().flatten().map(|(r, _)| r).collect::<BTreeSet<_>>().len());
+        });
+    }
+}
