@@ -40,9 +40,9 @@ skips=()
 if command -v npm >/dev/null; then
     (cd bot/unixfs-check && npm ci --no-audit --no-fund --silent)
 else
-    echo "NOTE: npm is not installed, so the check of the bot's UnixFS CIDs against IPFS's"
-    echo "      JavaScript importer is SKIPPED."
-    skips+=(--skip javascript_importer)
+    echo "NOTE: npm is not installed, so the checks of the bot's UnixFS CIDs and snapshot DAGs against IPFS's"
+    echo "      JavaScript implementations are SKIPPED."
+    skips+=(--skip javascript)
 fi
 if ! have_node; then
     echo "NOTE: substrate-contracts-node is not installed, so the bot's live-node test is SKIPPED."

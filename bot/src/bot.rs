@@ -101,6 +101,8 @@ pub struct Bot<C> {
     state: StateDir,
     /// The snapshot roots this bot pinned, by node.
     pins: Pins,
+    /// Recipients every manifest is sealed to, beside the node's key and its owner's.
+    extra_recipients: Vec<age::x25519::Recipient>,
     /// Whether the embedded store was collected since the bot started (a crash may have left
     /// blocks of a snapshot never recorded).
     collected_since_start: bool,
@@ -128,10 +130,17 @@ impl<C: Chain> Bot<C> {
             nodes,
             pins: state.load_pins(),
             state,
+            extra_recipients: Vec::new(),
             collected_since_start: false,
             unchanged_at: HashMap::new(),
             reported_without_backup: HashSet::new(),
         })
+    }
+
+    /// Seals every later manifest to `recipients` too (for example an offline recovery key).
+    pub fn with_extra_recipients(mut self, recipients: Vec<age::x25519::Recipient>) -> Self {
+        self.extra_recipients = recipients;
+        self
     }
 
     /// The content store.
@@ -239,6 +248,7 @@ impl<C: Chain> Bot<C> {
         {
             recipients.push(keys::parse_recipient(&owner_recipient)?);
         }
+        recipients.extend(self.extra_recipients.iter().cloned());
         let recipient_names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
         let cache = self
             .usable_cache(node, latest.map(|snapshot| snapshot.cid))

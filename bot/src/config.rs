@@ -36,6 +36,10 @@ pub struct FileConfig {
     pub kubo_api: Option<String>,
     /// Seconds between passes.
     pub interval_secs: Option<u64>,
+    /// Age recipients every snapshot's manifest is also sealed to, beside the node's own key
+    /// and its owner's: an offline recovery key, so that losing the bot's disk loses no data.
+    #[serde(default)]
+    pub recipients: Vec<String>,
     /// The nodes this bot backs up.
     #[serde(default)]
     pub nodes: Vec<NodeConfig>,

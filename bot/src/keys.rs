@@ -54,6 +54,13 @@ impl Keyring {
                 node.node_id, node.owner
             ),
         )?;
+        tracing::info!(
+            node = %node.node_id,
+            key = %path.display(),
+            "created the node's age identity: keep a copy; without it, and without an owner \
+             recipient or an extra recipient in the configuration, this node's snapshots cannot \
+             be read"
+        );
         Ok(identity)
     }
 }

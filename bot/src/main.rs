@@ -1,29 +1,48 @@
 //! `backup-bot`: the off-chain worker of the backup registry. It snapshots the nodes it
-//! serves when their owners' frequency says so, stores the archives by CID, records them
-//! with `add_snapshot`, and serves restore requests.
+//! serves when their owners' frequency says so, stores them by CID, records them with
+//! `add_snapshot`, unpins what the registry drops and serves restore requests; and, for
+//! operators and owners, lists, checks and restores snapshots.
 
 use anyhow::{anyhow, bail, Context, Result};
 use backup_bot::bot::Bot;
 use backup_bot::chain::NodeChain;
-use backup_bot::config::{self, FileConfig};
+use backup_bot::config::{self, FileConfig, ServedNode};
+use backup_bot::keys::{self, Keyring};
 use backup_bot::registry::Registry;
 use backup_bot::store::{ContentStore, KuboStore, LocalStore};
-use backup_bot::{bench, demo, keys, pipeline, unixfs};
+use backup_bot::{bench, demo, pipeline, progress, unixfs};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
+use subxt::utils::AccountId32;
 use subxt_signer::{sr25519::Keypair, SecretUri};
 use tracing::{error, info, warn};
 
 /// Environment variable that may hold the authority's secret URI.
 const SURI_ENV: &str = "BACKUP_BOT_SURI";
 
+/// Environment variable that may name the file holding the authority's secret URI.
+const SURI_FILE_ENV: &str = "BACKUP_BOT_SURI_FILE";
+
+/// The account read-only commands dry-run their queries as: no key needed, nothing signed.
+const QUERY_URI: &str = "//backup-bot-query";
+
 /// Longest wait between retries when the chain or store is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Parser)]
-#[command(name = "backup-bot", version, about)]
+#[command(
+    name = "backup-bot",
+    version,
+    about,
+    after_help = "Exit codes: 0 done; 1 fatal error (the message says what); 3 incomplete: \
+`run --once` left work for a later pass (some nodes or requests failed while others \
+succeeded), or `check` found a snapshot missing or damaged; 130 interrupted (Ctrl-C).\n\
+With --json, `run --once`, `snapshots` and `check` print one JSON document on stdout; logs \
+always go to stderr."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,16 +50,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a registry on a live chain: snapshot due nodes, serve restore requests.
+    /// Serve a registry on a live chain: snapshot due nodes, unpin what the registry
+    /// dropped, serve restore requests.
     Run(RunArgs),
-    /// Deploy the registry on an in-process chain, back up a sample directory through the
-    /// bot, restore it on request and check both trees are identical. Needs nothing running.
-    Demo(DemoArgs),
+    /// List the snapshots the registry holds: of the served nodes, of one owner's backups,
+    /// or of one backup. Reads the chain; needs no key.
+    Snapshots(SnapshotsArgs),
+    /// Check that every snapshot the registry keeps of the served nodes is in the store;
+    /// with --read-data, read and verify every block and decrypt every chunk.
+    Check(CheckArgs),
     /// Restore a snapshot with an age identity alone (the owner's, or the node's from the
     /// bot's data folder), from an IPFS RPC API or an embedded store, without any chain:
     /// every block is checked against its CID before it is decrypted, and the tree takes
     /// the target's place only once complete.
     Restore(RestoreArgs),
+    /// Deploy the registry on an in-process chain, back up a sample directory through the
+    /// bot, restore it on request and check both trees are identical. Needs nothing running.
+    Demo(DemoArgs),
     /// Measure the snapshot pipeline against `restic` on a generated tree: first snapshot,
     /// unchanged tree, 1 % changed, restore, store size and peak memory. Build with --release.
     Bench {
@@ -60,15 +86,11 @@ enum Command {
     },
 }
 
+/// Where the registry is. Each flag wins over its environment variable, which wins over the
+/// configuration file.
 #[derive(Args)]
-#[command(
-    after_help = "The authority's secret URI (for example //Alice on a dev chain) comes from \
-the BACKUP_BOT_SURI environment variable, or from --suri-file. It is never a flag, which other \
-users could read in the process list, and is never printed or logged."
-)]
-struct RunArgs {
-    /// Configuration file (TOML). Flags and environment variables override its values;
-    /// the served nodes are listed in it as `[[nodes]]` tables.
+struct ChainArgs {
+    /// Configuration file (TOML); the served nodes are listed in it as `[[nodes]]` tables.
     #[arg(long, env = "BACKUP_BOT_CONFIG")]
     config: Option<PathBuf>,
     /// Chain RPC endpoint [default: ws://127.0.0.1:9944].
@@ -80,32 +102,76 @@ struct RunArgs {
     /// The contract's metadata: target/ink/backup_registry.json or the .contract bundle.
     #[arg(long, env = "BACKUP_BOT_METADATA")]
     metadata: Option<PathBuf>,
-    /// File whose first line is the authority's secret URI (must be mode 600).
-    #[arg(long, env = "BACKUP_BOT_SURI_FILE")]
-    suri_file: Option<PathBuf>,
-    /// Folder for the embedded content store and temporary files [default: .backup-bot].
+}
+
+/// Where the bot keeps its keys, state and blocks.
+#[derive(Args)]
+struct StoreArgs {
+    /// Folder for keys, cache, pins and the embedded store [default: .backup-bot].
     #[arg(long, env = "BACKUP_BOT_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Kubo RPC API address (for example http://127.0.0.1:5001); without it the embedded
+    /// IPFS RPC API address (for example http://127.0.0.1:5001); without it the embedded
     /// store in the data folder is used.
     #[arg(long, env = "BACKUP_BOT_KUBO_API")]
     kubo_api: Option<String>,
-    /// Seconds between passes [default: 6].
-    #[arg(long, env = "BACKUP_BOT_INTERVAL")]
-    interval: Option<u64>,
-    /// Do one pass and exit (non-zero if anything was left undone): for cron and tests.
-    #[arg(long)]
-    once: bool,
 }
 
 #[derive(Args)]
-struct DemoArgs {
-    /// The contract bundle made by `cargo contract build --release`.
-    #[arg(long, default_value = "target/ink/backup_registry.contract")]
-    bundle: PathBuf,
-    /// Folder for the demo's node data, store and restores (emptied first).
-    #[arg(long, default_value = "target/bot-demo")]
-    work_dir: PathBuf,
+#[command(
+    after_help = "The authority's secret URI (for example //Alice on a dev chain) comes from \
+--suri-file, else from the BACKUP_BOT_SURI environment variable, else from the file named by \
+BACKUP_BOT_SURI_FILE or by `suri_file` in the configuration. It is never a flag, which other \
+users could read in the process list, and is never printed or logged. Every other setting: the \
+flag, else its environment variable, else the configuration file."
+)]
+struct RunArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// File whose first line is the authority's secret URI (must be mode 600); wins over
+    /// BACKUP_BOT_SURI [env: BACKUP_BOT_SURI_FILE, weaker than BACKUP_BOT_SURI].
+    #[arg(long)]
+    suri_file: Option<PathBuf>,
+    /// Seconds between passes [default: 6].
+    #[arg(long, env = "BACKUP_BOT_INTERVAL")]
+    interval: Option<u64>,
+    /// Do one pass and exit (3 if anything was left undone): for cron and tests.
+    #[arg(long)]
+    once: bool,
+    /// With --once: print the pass's report as JSON on stdout.
+    #[arg(long, requires = "once")]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SnapshotsArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// Only the backups of this account (SS58).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only this node's backup (with --owner).
+    #[arg(long, requires = "owner")]
+    node: Option<String>,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    chain: ChainArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Read every block, verify it against its CID, open each manifest with the node's
+    /// identity and decrypt every chunk.
+    #[arg(long)]
+    read_data: bool,
+    /// Print one JSON document on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -131,20 +197,36 @@ struct RestoreArgs {
     kubo_api: Option<String>,
 }
 
-/// Everything `run` needs, once file, flags and environment are merged.
-struct Settings {
-    url: String,
-    contract: subxt::utils::AccountId32,
-    metadata: PathBuf,
-    signer: Keypair,
-    data_dir: PathBuf,
-    kubo_api: Option<String>,
-    interval: Duration,
-    nodes: Vec<config::ServedNode>,
+#[derive(Args)]
+struct DemoArgs {
+    /// The contract bundle made by `cargo contract build --release`.
+    #[arg(long, default_value = "target/ink/backup_registry.contract")]
+    bundle: PathBuf,
+    /// Folder for the demo's node data, store and restores (emptied first).
+    #[arg(long, default_value = "target/bot-demo")]
+    work_dir: PathBuf,
 }
 
-impl Settings {
-    fn resolve(args: RunArgs) -> Result<Self> {
+/// How a command ended, when it did not fail.
+enum Ended {
+    /// Everything done.
+    Done,
+    /// Some of it left undone or found bad (exit code 3).
+    Incomplete,
+    /// Stopped by Ctrl-C (exit code 130).
+    Interrupted,
+}
+
+/// The registry's place, once flags, environment and file are merged.
+struct ChainSettings {
+    url: String,
+    contract: AccountId32,
+    metadata: PathBuf,
+    file: FileConfig,
+}
+
+impl ChainSettings {
+    fn resolve(args: ChainArgs) -> Result<Self> {
         let file = match &args.config {
             Some(path) => FileConfig::load(path)?,
             None => FileConfig::default(),
@@ -155,74 +237,135 @@ impl Settings {
         let metadata = args.metadata.or(file.metadata.clone()).ok_or_else(|| {
             anyhow!("no contract metadata: set --metadata or `metadata` in the config file")
         })?;
-        let suri = match (
-            std::env::var(SURI_ENV).ok(),
-            args.suri_file.or(file.suri_file.clone()),
-        ) {
-            (Some(suri), _) => suri,
-            (None, Some(path)) => config::read_suri_file(&path)?,
-            (None, None) => bail!("no authority key: set {SURI_ENV} or --suri-file"),
+        Ok(Self {
+            url: args
+                .url
+                .or(file.url.clone())
+                .unwrap_or_else(|| "ws://127.0.0.1:9944".to_string()),
+            contract: config::parse_account(&contract).context("contract address")?,
+            metadata,
+            file,
+        })
+    }
+
+    /// The registry, seen through `signer`.
+    async fn registry(&self, signer: Keypair) -> Result<Registry<NodeChain>> {
+        let chain =
+            NodeChain::connect(&self.url, self.contract.clone(), &self.metadata, signer).await?;
+        Ok(Registry::new(chain))
+    }
+
+    /// The registry for queries only.
+    async fn query_registry(&self) -> Result<Registry<NodeChain>> {
+        self.registry(keypair(QUERY_URI)?).await
+    }
+
+    /// The served nodes of the configuration file.
+    fn nodes(&self) -> Result<Vec<ServedNode>> {
+        self.file.served_nodes()
+    }
+
+    /// The data folder and store: flags and environment, else the file.
+    fn store(&self, args: StoreArgs) -> Result<(PathBuf, ContentStore)> {
+        let data_dir = args
+            .data_dir
+            .or(self.file.data_dir.clone())
+            .unwrap_or_else(|| ".backup-bot".into());
+        let store = match args.kubo_api.or(self.file.kubo_api.clone()) {
+            Some(api) => ContentStore::Kubo(KuboStore::new(&api)),
+            None => ContentStore::Local(LocalStore::open(data_dir.join("store"))?),
         };
-        let uri = SecretUri::from_str(&suri).map_err(|_| anyhow!("the secret URI is malformed"))?;
-        let signer =
-            Keypair::from_uri(&uri).map_err(|_| anyhow!("the secret URI gives no sr25519 key"))?;
-        let nodes = file.served_nodes()?;
+        Ok((data_dir, store))
+    }
+}
+
+/// The sr25519 key of a secret URI.
+fn keypair(suri: &str) -> Result<Keypair> {
+    let uri = SecretUri::from_str(suri).map_err(|_| anyhow!("the secret URI is malformed"))?;
+    Keypair::from_uri(&uri).map_err(|_| anyhow!("the secret URI gives no sr25519 key"))
+}
+
+/// The authority's key: `--suri-file`, else `BACKUP_BOT_SURI`, else the file named by
+/// `BACKUP_BOT_SURI_FILE` or the configuration's `suri_file`.
+fn authority_key(suri_file: Option<PathBuf>, file: &FileConfig) -> Result<Keypair> {
+    let suri = match (suri_file, std::env::var(SURI_ENV).ok()) {
+        (Some(path), _) => config::read_suri_file(&path)?,
+        (None, Some(suri)) => suri,
+        (None, None) => match std::env::var_os(SURI_FILE_ENV)
+            .map(PathBuf::from)
+            .or(file.suri_file.clone())
+        {
+            Some(path) => config::read_suri_file(&path)?,
+            None => bail!("no authority key: set --suri-file or {SURI_ENV}"),
+        },
+    };
+    keypair(&suri)
+}
+
+/// Everything `run` needs.
+struct RunSettings {
+    chain: ChainSettings,
+    signer: Keypair,
+    data_dir: PathBuf,
+    kubo_api: Option<String>,
+    interval: Duration,
+    nodes: Vec<ServedNode>,
+    recipients: Vec<age::x25519::Recipient>,
+}
+
+impl RunSettings {
+    fn resolve(args: RunArgs) -> Result<Self> {
+        let chain = ChainSettings::resolve(args.chain)?;
+        let signer = authority_key(args.suri_file, &chain.file)?;
+        let nodes = chain.nodes()?;
         if nodes.is_empty() {
             warn!(
                 "no [[nodes]] in the configuration: only restore requests of no node can be served"
             );
         }
+        let recipients = chain
+            .file
+            .recipients
+            .iter()
+            .map(|recipient| keys::parse_recipient(recipient))
+            .collect::<Result<Vec<_>>>()
+            .context("`recipients` in the configuration")?;
+        let interval = args.interval.or(chain.file.interval_secs).unwrap_or(6);
         Ok(Self {
-            url: args
-                .url
-                .or(file.url)
-                .unwrap_or_else(|| "ws://127.0.0.1:9944".to_string()),
-            contract: config::parse_account(&contract).context("contract address")?,
-            metadata,
-            signer,
             data_dir: args
+                .store
                 .data_dir
-                .or(file.data_dir)
+                .or(chain.file.data_dir.clone())
                 .unwrap_or_else(|| ".backup-bot".into()),
-            kubo_api: args.kubo_api.or(file.kubo_api),
-            interval: Duration::from_secs(args.interval.or(file.interval_secs).unwrap_or(6)),
+            kubo_api: args.store.kubo_api.or(chain.file.kubo_api.clone()),
+            chain,
+            signer,
+            interval: Duration::from_secs(interval),
             nodes,
-        })
-    }
-
-    fn store(&self) -> Result<ContentStore> {
-        Ok(match &self.kubo_api {
-            Some(api) => ContentStore::Kubo(KuboStore::new(api)),
-            None => ContentStore::Local(LocalStore::open(self.data_dir.join("store"))?),
+            recipients,
         })
     }
 
     async fn connect(&self) -> Result<Bot<NodeChain>> {
-        let chain = NodeChain::connect(
-            &self.url,
-            self.contract.clone(),
-            &self.metadata,
-            self.signer.clone(),
-        )
-        .await?;
-        let mut bot = Bot::new(
-            Registry::new(chain),
-            self.store()?,
-            self.nodes.clone(),
-            &self.data_dir,
-        )?;
+        let registry = self.chain.registry(self.signer.clone()).await?;
+        let store = match &self.kubo_api {
+            Some(api) => ContentStore::Kubo(KuboStore::new(api)),
+            None => ContentStore::Local(LocalStore::open(self.data_dir.join("store"))?),
+        };
+        let mut bot = Bot::new(registry, store, self.nodes.clone(), &self.data_dir)?
+            .with_extra_recipients(self.recipients.clone());
         bot.check_authority().await?;
         Ok(bot)
     }
 }
 
 /// Serves the registry until Ctrl-C (or one pass with `--once`).
-async fn run(args: RunArgs) -> Result<()> {
-    let once = args.once;
-    let settings = Settings::resolve(args)?;
+async fn run(args: RunArgs) -> Result<Ended> {
+    let (once, json) = (args.once, args.json);
+    let settings = RunSettings::resolve(args)?;
     info!(
-        url = %settings.url,
-        contract = %settings.contract,
+        url = %settings.chain.url,
+        contract = %settings.chain.contract,
         authority = %settings.signer.public_key().to_account_id(),
         nodes = settings.nodes.len(),
         "starting"
@@ -231,10 +374,14 @@ async fn run(args: RunArgs) -> Result<()> {
         let mut bot = settings.connect().await?;
         let report = bot.pass().await?;
         info!("pass done: {report}");
-        if !report.errors.is_empty() {
-            bail!("{} item(s) left for a later pass", report.errors.len());
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
-        return Ok(());
+        if !report.errors.is_empty() {
+            warn!("{} item(s) left for a later pass", report.errors.len());
+            return Ok(Ended::Incomplete);
+        }
+        return Ok(Ended::Done);
     }
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -266,11 +413,11 @@ async fn run(args: RunArgs) -> Result<()> {
         }
     }
     info!("stopped");
-    Ok(())
+    Ok(Ended::Interrupted)
 }
 
 /// Connects if needed, then does one pass.
-async fn serve_once(settings: &Settings, bot: &mut Option<Bot<NodeChain>>) -> Result<()> {
+async fn serve_once(settings: &RunSettings, bot: &mut Option<Bot<NodeChain>>) -> Result<()> {
     let bot = match bot {
         Some(bot) => bot,
         None => bot.insert(settings.connect().await?),
@@ -280,8 +427,205 @@ async fn serve_once(settings: &Settings, bot: &mut Option<Bot<NodeChain>>) -> Re
     Ok(())
 }
 
+/// `timestamp_ms` (milliseconds since the epoch) as UTC `YYYY-MM-DDTHH:MM:SSZ`.
+fn utc(timestamp_ms: u64) -> String {
+    let seconds = timestamp_ms / 1000;
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// One snapshot as `snapshots` lists it.
+#[derive(serde::Serialize)]
+struct ListedSnapshot {
+    owner: String,
+    node_id: String,
+    cid: String,
+    block_number: u32,
+    timestamp_ms: u64,
+    time: String,
+    size_bytes: u64,
+    pinned: bool,
+    description: String,
+}
+
+/// Lists the snapshots the registry holds.
+async fn snapshots(args: SnapshotsArgs) -> Result<Ended> {
+    let chain = ChainSettings::resolve(args.chain)?;
+    let backups: Vec<(AccountId32, String)> = match (&args.owner, &args.node) {
+        (Some(owner), Some(node)) => vec![(config::parse_account(owner)?, node.clone())],
+        (Some(owner), None) => {
+            let owner = config::parse_account(owner)?;
+            let mut registry = chain.query_registry().await?;
+            registry
+                .backups_of(&owner)
+                .await?
+                .into_iter()
+                .map(|backup| (owner.clone(), backup.node_id))
+                .collect()
+        }
+        _ => chain
+            .nodes()?
+            .into_iter()
+            .map(|node| (node.owner, node.node_id))
+            .collect(),
+    };
+    let mut registry = chain.query_registry().await?;
+    let mut listed = Vec::new();
+    for (owner, node_id) in backups {
+        let pinned: Vec<String> = registry
+            .pinned_snapshots(&owner, &node_id)
+            .await?
+            .into_iter()
+            .map(|snapshot| snapshot.cid)
+            .collect();
+        for snapshot in registry.snapshots(&owner, &node_id).await? {
+            listed.push(ListedSnapshot {
+                owner: owner.to_string(),
+                node_id: node_id.clone(),
+                pinned: pinned.contains(&snapshot.cid),
+                time: utc(snapshot.timestamp),
+                cid: snapshot.cid,
+                block_number: snapshot.block_number,
+                timestamp_ms: snapshot.timestamp,
+                size_bytes: snapshot.size_bytes,
+                description: snapshot.description,
+            });
+        }
+    }
+    if args.json {
+        let document = serde_json::json!({ "snapshots": listed });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+        return Ok(Ended::Done);
+    }
+    println!("node\tblock\ttime\tsize\tpinned\tcid");
+    for snapshot in &listed {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            snapshot.node_id,
+            snapshot.block_number,
+            snapshot.time,
+            snapshot.size_bytes,
+            if snapshot.pinned { "pinned" } else { "-" },
+            snapshot.cid
+        );
+    }
+    eprintln!("{} snapshots", listed.len());
+    Ok(Ended::Done)
+}
+
+/// What `check` found of one snapshot.
+#[derive(serde::Serialize)]
+struct CheckedSnapshot {
+    owner: String,
+    node_id: String,
+    cid: String,
+    ok: bool,
+    problem: Option<String>,
+    stats: pipeline::CheckStats,
+}
+
+/// Checks the snapshots the registry keeps of the served nodes.
+async fn check(args: CheckArgs) -> Result<Ended> {
+    let chain = ChainSettings::resolve(args.chain)?;
+    let (data_dir, store) = chain.store(args.store)?;
+    let keyring = Keyring::open(data_dir.join("keys"))?;
+    let mut registry = chain.query_registry().await?;
+    let mut kept = Vec::new();
+    for node in chain.nodes()? {
+        for snapshot in registry.snapshots(&node.owner, &node.node_id).await? {
+            kept.push((node.clone(), snapshot.cid));
+        }
+    }
+    let bar = progress::items(kept.len() as u64, "check");
+    let mut checked = Vec::new();
+    for (node, cid) in kept {
+        let outcome = check_one(&store, &keyring, &node, &cid, args.read_data).await;
+        bar.inc(1);
+        let (stats, problem) = match outcome {
+            Ok(stats) => (stats, None),
+            Err(error) => (pipeline::CheckStats::default(), Some(format!("{error:#}"))),
+        };
+        checked.push(CheckedSnapshot {
+            owner: node.owner.to_string(),
+            node_id: node.node_id.clone(),
+            cid,
+            ok: problem.is_none(),
+            problem,
+            stats,
+        });
+    }
+    bar.finish_and_clear();
+    let all_ok = checked.iter().all(|snapshot| snapshot.ok);
+    if args.json {
+        let document = serde_json::json!({ "ok": all_ok, "snapshots": checked });
+        println!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        for snapshot in &checked {
+            match &snapshot.problem {
+                None => println!("ok\t{}\t{}", snapshot.node_id, snapshot.cid),
+                Some(problem) => println!("BAD\t{}\t{}\t{problem}", snapshot.node_id, snapshot.cid),
+            }
+        }
+        let bad = checked.iter().filter(|snapshot| !snapshot.ok).count();
+        eprintln!(
+            "{} snapshots checked, {bad} missing or damaged",
+            checked.len()
+        );
+    }
+    Ok(if all_ok {
+        Ended::Done
+    } else {
+        Ended::Incomplete
+    })
+}
+
+/// Checks one snapshot of `node`: pinned, every block there (and, with `read_data`, read,
+/// verified and decrypted with the node's identity).
+async fn check_one(
+    store: &ContentStore,
+    keyring: &Keyring,
+    node: &ServedNode,
+    cid: &str,
+    read_data: bool,
+) -> Result<pipeline::CheckStats> {
+    let root = cid::Cid::try_from(cid).context("not a CID")?;
+    if !store.is_pinned(&root).await? {
+        bail!("not pinned in the store");
+    }
+    let identity = if read_data {
+        let path = keyring.path_of(node);
+        if !path.exists() {
+            bail!("the node's identity {} is missing", path.display());
+        }
+        Some(keys::read_identity(&path)?)
+    } else {
+        None
+    };
+    pipeline::check(store, &root, identity.as_ref()).await
+}
+
 /// Restores a snapshot with an identity file alone.
-async fn restore(args: &RestoreArgs) -> Result<()> {
+async fn restore(args: &RestoreArgs) -> Result<Ended> {
     let cid = cid::Cid::try_from(args.cid.as_str()).context("--cid")?;
     let not_empty = std::fs::read_dir(&args.target).is_ok_and(|mut dir| dir.next().is_some());
     if not_empty && !args.force {
@@ -304,33 +648,34 @@ async fn restore(args: &RestoreArgs) -> Result<()> {
         stats.content_bytes,
         args.target.display()
     );
-    Ok(())
+    Ok(Ended::Done)
 }
 
 /// Prints "<cid> <path>" for each file.
-fn print_cids(files: &[PathBuf]) -> Result<()> {
+fn print_cids(files: &[PathBuf]) -> Result<Ended> {
     for file in files {
         let content =
             std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
         let cid = unixfs::cid_of(std::io::BufReader::new(content))?;
         println!("{cid} {}", file.display());
     }
-    Ok(())
+    Ok(Ended::Done)
 }
 
 /// Runs the in-process demo.
-async fn run_demo(args: DemoArgs) -> Result<()> {
+async fn run_demo(args: DemoArgs) -> Result<Ended> {
     if !args.bundle.exists() {
         bail!(
             "{} not found: build the contract first (bash scripts/build.sh)",
             args.bundle.display()
         );
     }
-    demo::run(&args.bundle, &args.work_dir).await
+    demo::run(&args.bundle, &args.work_dir).await?;
+    Ok(Ended::Done)
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -341,16 +686,34 @@ async fn main() -> std::process::ExitCode {
         .init();
     let outcome = match Cli::parse().command {
         Command::Run(args) => run(args).await,
-        Command::Demo(args) => run_demo(args).await,
+        Command::Snapshots(args) => snapshots(args).await,
+        Command::Check(args) => check(args).await,
         Command::Restore(args) => restore(&args).await,
-        Command::Bench { size_mib, work_dir } => bench::run(size_mib, &work_dir).await,
+        Command::Demo(args) => run_demo(args).await,
+        Command::Bench { size_mib, work_dir } => {
+            bench::run(size_mib, &work_dir).await.map(|()| Ended::Done)
+        }
         Command::Cid { files } => print_cids(&files),
     };
     match outcome {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(Ended::Done) => ExitCode::SUCCESS,
+        Ok(Ended::Incomplete) => ExitCode::from(3),
+        Ok(Ended::Interrupted) => ExitCode::from(130),
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_utc() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_083_199_999), "2026-11-30T23:59:59Z");
     }
 }

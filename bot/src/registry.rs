@@ -158,6 +158,21 @@ impl<C: Chain> Registry<C> {
         Ok(snapshots)
     }
 
+    /// The snapshots of `owner`'s backup of `node_id` its owner pinned.
+    pub async fn pinned_snapshots(
+        &mut self,
+        owner: &AccountId32,
+        node_id: &str,
+    ) -> Result<Vec<Snapshot>> {
+        self.query("pinned_snapshots", &[account(owner), text(node_id)])
+            .await
+    }
+
+    /// Every backup of `owner`.
+    pub async fn backups_of(&mut self, owner: &AccountId32) -> Result<Vec<Backup>> {
+        self.query("backups_of", &[account(owner)]).await
+    }
+
     /// The age recipient `owner` registered for the backup of `node_id`, if any.
     pub async fn backup_recipient(
         &mut self,

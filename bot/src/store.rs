@@ -3,8 +3,8 @@
 //! The embedded [`LocalStore`] needs nothing installed: a directory of blocks named by CID and
 //! a directory of pins; [`LocalStore::collect_garbage`] removes every block no pinned root
 //! reaches. [`KuboStore`] talks to an IPFS node's HTTP RPC API (Kubo's, or any implementation
-//! of it): `block/put`, `block/get`, `pin/add`, `pin/rm`, `pin/ls`; that node's own garbage
-//! collector reclaims what is unpinned. Both name blocks by the same CIDv1 (sha2-256), so
+//! of it, js-ipfs among them): `block/put`, `block/get`, `pin/add`, `pin/rm`, `pin/ls`; that
+//! node's own garbage collector reclaims what is unpinned. Both name blocks by the same CIDv1 (sha2-256), so
 //! blocks moved between them, or to any IPFS node, keep their CIDs.
 
 use crate::unixfs::{self, Block, DAG_PB};
@@ -38,6 +38,14 @@ impl ContentStore {
         match self {
             Self::Local(store) => store.get_block(cid),
             Self::Kubo(store) => store.get_block(cid).await,
+        }
+    }
+
+    /// Whether the store holds the block `cid` (unverified).
+    pub async fn has_block(&self, cid: &Cid) -> Result<bool> {
+        match self {
+            Self::Local(store) => Ok(store.path_of(cid).exists()),
+            Self::Kubo(store) => store.has_block(cid).await,
         }
     }
 
@@ -263,14 +271,24 @@ impl KuboStore {
         Ok(response)
     }
 
+    /// Puts `block` with `block/put`, naming its codec with Kubo's current option
+    /// (`cid-codec`) and, if the node refuses that or answers another CID, once more with the
+    /// deprecated one (`format`) that older nodes and js-ipfs take.
     async fn put_block(&self, block: &Block) -> Result<()> {
+        let codec = codec_name(block.cid.codec())?;
+        match self.put_block_with(block, "cid-codec", codec).await {
+            Ok(()) => Ok(()),
+            Err(first) => self
+                .put_block_with(block, "format", codec)
+                .await
+                .map_err(|second| first.context(second)),
+        }
+    }
+
+    async fn put_block_with(&self, block: &Block, option: &str, codec: &str) -> Result<()> {
         let part = reqwest::multipart::Part::bytes(block.data.clone()).file_name("block");
         let form = reqwest::multipart::Form::new().part("file", part);
-        let query = [
-            ("cid-codec", codec_name(block.cid.codec())?),
-            ("mhtype", "sha2-256"),
-            ("pin", "false"),
-        ];
+        let query = [(option, codec), ("mhtype", "sha2-256"), ("pin", "false")];
         let response = self
             .send(
                 self.http
@@ -286,7 +304,8 @@ impl KuboStore {
         }
         let put: Put = response.json().await?;
         let cid = Cid::try_from(put.key.as_str())?;
-        // The node computes the CID itself: it must be the one the block was made under.
+        // The node computes the CID itself: it must name the same bytes under the same codec
+        // (in any CID version or base).
         if cid.hash() != block.cid.hash() || cid.codec() != block.cid.codec() {
             bail!(
                 "the IPFS node stored the block as {cid}, expected {}",
@@ -303,6 +322,20 @@ impl KuboStore {
             .post(self.url("block/get"))
             .query(&[("arg", &arg)]);
         Ok(self.send(request).await?.bytes().await?.to_vec())
+    }
+
+    async fn has_block(&self, cid: &Cid) -> Result<bool> {
+        let arg = cid.to_string();
+        // Offline: a block the node would have to fetch from the network is not held.
+        let query = [("arg", arg.as_str()), ("offline", "true")];
+        match self
+            .send(self.http.post(self.url("block/stat")).query(&query))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.to_string().contains("not found") => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Calls the pin API `call` on `root`, recursively.

@@ -25,6 +25,9 @@ struct KuboState {
     pins: HashSet<String>,
     /// Request targets (`/api/v0/...?...`), in order.
     requests: Vec<String>,
+    /// When set, `block/put` ignores `cid-codec` and reads the block as dag-pb, as js-ipfs
+    /// does: only the deprecated `format` names another codec.
+    format_only: bool,
     /// When set, `block/put` answers this CID instead of the block's.
     answer_cid: Option<String>,
 }
@@ -143,9 +146,16 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
     match path {
         "/api/v0/block/put" => {
             let content = single_part(request);
-            let codec = match options["cid-codec"] {
+            let named = match (options.get("format"), options.get("cid-codec")) {
+                (Some(format), _) => format,
+                (None, Some(_)) if state.format_only => "dag-pb",
+                (None, Some(codec)) => codec,
+                (None, None) => "raw",
+            };
+            let codec = match named {
                 "raw" => unixfs::RAW,
-                "dag-pb" => unixfs::DAG_PB,
+                "dag-pb" if unixfs::decode_node(&content).is_ok() => unixfs::DAG_PB,
+                "dag-pb" => return error("failed to decode dag-pb block".to_string()),
                 other => return error(format!("unknown codec {other}")),
             };
             let cid = match &state.answer_cid {
@@ -251,6 +261,20 @@ async fn a_snapshot_is_stored_pinned_restored_and_unpinned_through_the_rpc_api()
     );
     assert!(requests.contains(&format!("/api/v0/pin/add?arg={root}&recursive=true")));
     assert!(requests.contains(&format!("/api/v0/block/get?arg={root}")));
+}
+
+#[tokio::test]
+async fn a_node_that_knows_only_the_deprecated_format_option_is_served() {
+    let (api, state) = start_kubo().await;
+    state.lock().unwrap().format_only = true;
+    let store = ContentStore::Kubo(KuboStore::new(&api));
+    let block = Block::new(RAW, b"raw block".to_vec()).unwrap();
+    store.put_block(&block).await.unwrap();
+    assert_eq!(store.get_block(&block.cid).await.unwrap(), block.data);
+    let requests = state.lock().unwrap().requests.clone();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert!(requests[0].contains("cid-codec=raw"), "{requests:?}");
+    assert!(requests[1].contains("format=raw"), "{requests:?}");
 }
 
 #[tokio::test]

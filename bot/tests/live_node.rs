@@ -2,7 +2,8 @@
 //! loopback, deploys the registry, runs `backup-bot run --once` over two node folders, checks
 //! that each CID recorded on chain restores (with `backup-bot restore` and the node's identity
 //! alone) into the node's tree, requests a restore as the owner, runs the bot again and checks
-//! the restored tree and the request's status.
+//! the restored tree and the request's status; then deletes one backup and checks the bot
+//! unpins its snapshot.
 //!
 //! Needs the node (`$CONTRACTS_NODE` or `substrate-contracts-node` on `PATH`, see
 //! `scripts/install-node.sh`) and the release bundle (`scripts/build.sh`). `scripts/test.sh`
@@ -14,6 +15,7 @@ use backup_bot::chain::NodeChain;
 use backup_bot::config::ServedNode;
 use backup_bot::keys::Keyring;
 use backup_bot::registry::Registry;
+use backup_bot::store::LocalStore;
 use backup_bot::tree;
 use backup_registry::RestoreStatus;
 use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
@@ -92,22 +94,31 @@ async fn deploy(url: &str) -> subxt::utils::AccountId32 {
     exec.instantiate(None).await.unwrap().contract_address
 }
 
-/// Runs `backup-bot run --once` with the configuration file `config`, as Alice; returns its
-/// log.
-fn run_bot_once(config: &Path) -> String {
+/// Runs `backup-bot ARGS --config CONFIG` as Alice; returns its exit code, its standard
+/// output as JSON (when it printed any) and its log.
+fn bot_command(args: &[&str], config: &Path) -> (Option<i32>, serde_json::Value, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
-        .args(["run", "--once", "--config"])
+        .args(args)
+        .arg("--config")
         .arg(config)
         .env("BACKUP_BOT_SURI", "//Alice")
         .output()
         .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "backup-bot failed:\n{log}");
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         !log.contains("//Alice"),
         "the secret URI was logged:\n{log}"
     );
-    log.into_owned()
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code(), json, log)
+}
+
+/// Runs `backup-bot run --once` with the configuration file `config`, as Alice, expecting
+/// success; returns its log.
+fn run_bot_once(config: &Path) -> String {
+    let (code, _, log) = bot_command(&["run", "--once"], config);
+    assert_eq!(code, Some(0), "backup-bot failed:\n{log}");
+    log
 }
 
 /// Checks that snapshot `cid` restores into the tree at `root` with `backup-bot restore`,
@@ -209,5 +220,96 @@ async fn live_node_round_trip() {
     assert_eq!(
         tree::first_difference(&dir.path().join("node-a/data"), &restored).unwrap(),
         None
+    );
+
+    // Bob deletes node-b's backup: the next pass unpins its snapshot, and the embedded store
+    // collects its blocks, while node-a's stay.
+    let deleted = owner
+        .latest_snapshot(&bob, "node-b")
+        .await
+        .unwrap()
+        .unwrap()
+        .cid;
+    owner.delete_backup("node-b").await.unwrap();
+    let log = run_bot_once(&config);
+    assert!(log.contains(&format!("cid={deleted}")), "{log}");
+    assert!(
+        log.contains("unpinned: the registry no longer keeps it"),
+        "{log}"
+    );
+    let store = LocalStore::open(dir.path().join("bot-data/store")).unwrap();
+    let pinned: Vec<String> = store
+        .pinned()
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let kept = owner
+        .latest_snapshot(&bob, "node-a")
+        .await
+        .unwrap()
+        .unwrap()
+        .cid;
+    assert_eq!(pinned, [kept.clone()]);
+
+    // `snapshots` lists what the registry holds; `check` finds it in the store, reading
+    // every block with --read-data; a damaged block makes it exit 3 and name the snapshot.
+    let (code, listed, log) = bot_command(
+        &["snapshots", "--json", "--owner", &bob.to_string()],
+        &config,
+    );
+    assert_eq!(code, Some(0), "{log}");
+    let listed = listed["snapshots"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["cid"], kept.as_str());
+    assert_eq!(listed[0]["node_id"], "node-a");
+    assert_eq!(listed[0]["pinned"], false);
+    for args in [
+        &["check", "--json"][..],
+        &["check", "--json", "--read-data"],
+    ] {
+        let (code, checked, log) = bot_command(args, &config);
+        assert_eq!(code, Some(0), "{log}");
+        assert_eq!(checked["ok"], true, "{checked}");
+        assert_eq!(
+            checked["snapshots"].as_array().unwrap().len(),
+            1,
+            "{checked}"
+        );
+    }
+    let some_block = store
+        .block_cids()
+        .unwrap()
+        .into_iter()
+        .find(|cid| cid.codec() == 0x55)
+        .unwrap();
+    let path = store.path_of(&some_block);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+    let (code, checked, log) = bot_command(&["check", "--json", "--read-data"], &config);
+    assert_eq!(code, Some(3), "{log}");
+    assert_eq!(checked["ok"], false);
+    let problem = checked["snapshots"][0]["problem"].as_str().unwrap();
+    assert!(problem.contains("does not match its CID"), "{problem}");
+    bytes[0] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+
+    // One node failing in a pass while the others are fine: exit 3, and the JSON report
+    // names it.
+    owner.create_backup("node-c", "").await.unwrap();
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[[nodes]]\nnode_id = \"node-c\"\nowner = \"{bob}\"\n\
+         source = \"node-c/missing\"\nrestore_to = \"node-c/restored\"\n"
+    ));
+    fs::write(&config, text).unwrap();
+    let (code, report, log) = bot_command(&["run", "--once", "--json"], &config);
+    assert_eq!(code, Some(3), "{log}");
+    assert_eq!(report["not_due"], serde_json::json!(["node-a"]), "{report}");
+    let errors = report["errors"].as_array().unwrap();
+    assert!(
+        errors.len() == 1 && errors[0].as_str().unwrap().starts_with("node-c: "),
+        "{report}"
     );
 }
