@@ -1,23 +1,46 @@
 #!/usr/bin/env bash
 # The project's tests: formatting, clippy with warnings denied (contract and bot), the
 # contract's unit tests and e2e scenarios (sandbox always, node when installed), the release
-# build of the contract bundle, the bot's tests (unit, in-process chain, UnixFS CIDs against
-# the JavaScript importer when npm is installed, a live node when installed), and the deploy
-# and bot flows on a local node when one is installed. Installs what it needs first
-# (scripts/setup.sh).
+# build of the contract bundle, the bot's tests (unit, in-process chain, CLI, GC model, UnixFS
+# CIDs and snapshot DAGs against IPFS's JavaScript implementations when npm is installed, a
+# live node when installed), and the deploy and bot flows on a local node when one is
+# installed. Installs what it needs first (scripts/setup.sh). Prints each step's time at the
+# end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Each step's wall time, printed at the end (also when a step fails).
+step_names=()
+step_starts=()
+step() {
+    printf '\n== %s\n' "$*"
+    step_names+=("$*")
+    step_starts+=("$(date +%s)")
+}
+print_step_times() {
+    local status=$? end i next
+    end=$(date +%s)
+    printf '\n== step times (exit status %s)\n' "$status"
+    for i in "${!step_names[@]}"; do
+        next=${step_starts[$((i + 1))]:-$end}
+        printf '%6ss  %s\n' "$((next - step_starts[i]))" "${step_names[$i]:0:100}"
+    done
+    printf '%6ss  in all\n' "$((end - script_start))"
+}
+script_start=$(date +%s)
+trap print_step_times EXIT
+
+step "set-up: toolchain, tools, packages (scripts/setup.sh)"
 bash scripts/setup.sh
 source scripts/env.sh
-
-step() { printf '\n== %s\n' "$*"; }
 have_node() { [ -n "${CONTRACTS_NODE:-}" ] || command -v substrate-contracts-node >/dev/null; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (warnings denied): contract, then bot"
+step "cargo clippy (warnings denied): contract"
 cargo clippy --all-targets --features e2e-tests -- -D warnings
+step "cargo clippy (warnings denied): bot"
 cargo clippy -p backup-bot --all-targets --locked -- -D warnings
 
 # Unit tests, and the e2e scenarios on the in-process sandbox; on a real
