@@ -2,8 +2,8 @@
 //! store ([`scan`] then [`seal`]) and a snapshot back into a directory ([`restore`]).
 //!
 //! **Chunks.** File content is cut into content-defined chunks (FastCDC 2020: 256 KiB minimum,
-//! 512 KiB average, just under 1 MiB maximum, so that every encrypted chunk fits one IPFS
-//! block of at most 1 MiB). An edit changes only the chunks around it.
+//! 512 KiB average, 1 MiB − 4 KiB maximum, so that every encrypted chunk fits one IPFS
+//! block of at most 1 MiB, and one `block/put` request of at most 1 MiB). An edit changes only the chunks around it.
 //!
 //! **Encryption that dedups within a backup only.** Each backup has a 32-byte secret
 //! ([`BackupSecret`]). A chunk's block is `nonce ‖ XChaCha20-Poly1305(plaintext)`, with the key
@@ -47,9 +47,10 @@ use std::path::{Path, PathBuf};
 pub const MIN_CHUNK: u32 = 256 * 1024;
 /// Average chunk size FastCDC aims at.
 pub const AVG_CHUNK: u32 = 512 * 1024;
-/// Largest chunk: with its nonce and tag, a block of at most 1 MiB, the largest block every
-/// IPFS implementation accepts and exchanges.
-pub const MAX_CHUNK: u32 = 1024 * 1024 - 64;
+/// Largest chunk: with its nonce and tag, a block under 1 MiB, the largest block every IPFS
+/// implementation accepts and exchanges, with room for the multipart framing of `block/put`
+/// (js-ipfs limits a whole request to 1 MiB).
+pub const MAX_CHUNK: u32 = 1024 * 1024 - 4096;
 /// Bytes before a chunk's ciphertext in its block.
 const NONCE_LEN: usize = 24;
 /// The manifest format this code writes and reads.

@@ -13,6 +13,7 @@ use cid::Cid;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tracing::warn;
 
 /// A place to put blocks, fetch them back by CID and pin the roots of snapshots.
@@ -232,10 +233,16 @@ impl LocalStore {
     }
 }
 
+/// How long an IPFS node may look for a block it does not hold before it answers.
+const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// An IPFS node's HTTP RPC API (`/api/v0`), as Kubo serves it.
 pub struct KuboStore {
     api: String,
     http: reqwest::Client,
+    /// How long the node may look for a block (its `timeout` option); the request itself
+    /// gives up a little later, should the node ignore the option.
+    fetch_timeout: Duration,
 }
 
 /// The multicodec name IPFS's RPC API uses for `codec`.
@@ -253,7 +260,31 @@ impl KuboStore {
         Self {
             api: api.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
         }
+    }
+
+    /// The same client, letting the node look for a missing block for `timeout` (at least
+    /// one second) instead of a minute.
+    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout.max(Duration::from_secs(1));
+        self
+    }
+
+    /// A request of `call` about the block `cid`, bounded by the fetch timeout.
+    fn block_request(
+        &self,
+        call: &str,
+        cid: &Cid,
+        extra: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let timeout = format!("{}s", self.fetch_timeout.as_secs());
+        let arg = cid.to_string();
+        self.http
+            .post(self.url(call))
+            .query(&[("arg", arg.as_str()), ("timeout", timeout.as_str())])
+            .query(extra)
+            .timeout(self.fetch_timeout + Duration::from_secs(5))
     }
 
     fn url(&self, call: &str) -> String {
@@ -286,7 +317,10 @@ impl KuboStore {
     }
 
     async fn put_block_with(&self, block: &Block, option: &str, codec: &str) -> Result<()> {
-        let part = reqwest::multipart::Part::bytes(block.data.clone()).file_name("block");
+        // js-ipfs refuses a part without a content type; Kubo takes either.
+        let part = reqwest::multipart::Part::bytes(block.data.clone())
+            .file_name("block")
+            .mime_str("application/octet-stream")?;
         let form = reqwest::multipart::Form::new().part("file", part);
         let query = [(option, codec), ("mhtype", "sha2-256"), ("pin", "false")];
         let response = self
@@ -316,25 +350,24 @@ impl KuboStore {
     }
 
     async fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
-        let arg = cid.to_string();
-        let request = self
-            .http
-            .post(self.url("block/get"))
-            .query(&[("arg", &arg)]);
+        let request = self.block_request("block/get", cid, &[]);
         Ok(self.send(request).await?.bytes().await?.to_vec())
     }
 
     async fn has_block(&self, cid: &Cid) -> Result<bool> {
-        let arg = cid.to_string();
-        // Offline: a block the node would have to fetch from the network is not held.
-        let query = [("arg", arg.as_str()), ("offline", "true")];
-        match self
-            .send(self.http.post(self.url("block/stat")).query(&query))
-            .await
-        {
+        // Offline (Kubo) or timed out (nodes that ignore `offline`): a block the node would
+        // have to fetch from the network is not held.
+        let request = self.block_request("block/stat", cid, &[("offline", "true")]);
+        match self.send(request).await {
             Ok(_) => Ok(true),
-            Err(error) if error.to_string().contains("not found") => Ok(false),
-            Err(error) => Err(error),
+            Err(error) => {
+                let message = error.to_string();
+                if message.contains("not found") || message.contains("timed out") {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
         }
     }
 

@@ -260,7 +260,7 @@ async fn a_snapshot_is_stored_pinned_restored_and_unpinned_through_the_rpc_api()
         "{options:?}"
     );
     assert!(requests.contains(&format!("/api/v0/pin/add?arg={root}&recursive=true")));
-    assert!(requests.contains(&format!("/api/v0/block/get?arg={root}")));
+    assert!(requests.contains(&format!("/api/v0/block/get?arg={root}&timeout=60s")));
 }
 
 #[tokio::test]
