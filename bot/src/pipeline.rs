@@ -44,17 +44,29 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Smallest chunk FastCDC cuts (but for the end of a file).
-pub const MIN_CHUNK: u32 = 256 * 1024;
+pub const MIN_CHUNK: u32 = 64 * 1024;
 /// Average chunk size FastCDC aims at.
-pub const AVG_CHUNK: u32 = 512 * 1024;
+pub const AVG_CHUNK: u32 = 256 * 1024;
 /// Largest chunk: with its nonce and tag, a block under 1 MiB, the largest block every IPFS
 /// implementation accepts and exchanges, with room for the multipart framing of `block/put`
 /// (js-ipfs limits a whole request to 1 MiB).
 pub const MAX_CHUNK: u32 = 1024 * 1024 - 4096;
 /// Bytes before a chunk's ciphertext in its block.
 const NONCE_LEN: usize = 24;
+/// Bytes a chunk's block adds to its plaintext: nonce and tag.
+const BLOCK_OVERHEAD: u64 = NONCE_LEN as u64 + 16;
 /// The manifest format this code writes and reads.
-pub const MANIFEST_FORMAT: u32 = 1;
+pub const MANIFEST_FORMAT: u32 = 2;
+/// Smallest page of the manifest's entry list (but for the last).
+const MIN_PAGE: u32 = 1024;
+/// Average page size FastCDC aims at: small, so that an edit anywhere in a large tree
+/// re-stores a few KiB of the list, not all of it.
+const AVG_PAGE: u32 = 4096;
+/// Largest page.
+const MAX_PAGE: u32 = 16 * 1024;
+/// One chunk-list node in this many ends after a given leaf (by the leaf's hash), so that a
+/// chunk added or removed changes only the node around it, not every node after it.
+const LIST_NODE_SPREAD: u8 = 16;
 /// Largest sealed manifest a restore accepts (about 2 million files).
 const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
 /// Deepest UnixFS file DAG a restore follows (174^6 leaves is far beyond any manifest).
@@ -147,7 +159,9 @@ impl BackupSecret {
         Block::new(RAW, data)
     }
 
-    /// The plaintext of a block made by [`BackupSecret::seal_chunk`] with this secret.
+    /// The plaintext of a block made by [`BackupSecret::seal_chunk`] with this secret: the
+    /// tag authenticates it under the backup's key (the nonce need not be checked again: only
+    /// a holder of the key can make a block that opens).
     pub fn open_chunk(&self, block: &[u8]) -> Result<Vec<u8>> {
         ensure!(
             block.len() >= NONCE_LEN,
@@ -158,10 +172,6 @@ impl BackupSecret {
             .cipher()
             .decrypt(XNonce::from_slice(nonce), ciphertext)
             .map_err(|_| invalid("chunk fails authentication"))?;
-        ensure!(
-            self.nonce(&plaintext) == nonce,
-            Invalid::new("chunk nonce does not match its content")
-        );
         Ok(plaintext)
     }
 
@@ -207,8 +217,10 @@ pub struct ManifestEntry {
     pub chunks: Vec<ChunkRef>,
 }
 
-/// What a snapshot holds: sealed with age, it is `manifest.age` in the snapshot's DAG.
-#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What a snapshot holds. Sealed, its entries are JSON lines cut into content-defined pages,
+/// each encrypted as a chunk (so unchanged stretches of a large tree are stored once), and the
+/// rest is the [`Envelope`] sealed with age: `manifest.age` in the snapshot's DAG.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Manifest {
     /// [`MANIFEST_FORMAT`].
     pub format: u32,
@@ -218,11 +230,25 @@ pub struct Manifest {
     pub node_id: String,
     /// The backup's secret, hex: what decrypts the chunks.
     secret: String,
-    /// CID of the snapshot's chunk list (set when sealed): ties the manifest to its chunks.
-    #[serde(default)]
-    chunk_list: String,
     /// The tree, in byte order of paths.
     pub entries: Vec<ManifestEntry>,
+}
+
+/// The part of a manifest sealed with age to the recipients.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    /// [`MANIFEST_FORMAT`].
+    format: u32,
+    /// The backup's owner (SS58).
+    owner: String,
+    /// The backup's node id.
+    node_id: String,
+    /// The backup's secret, hex: what decrypts the chunks and pages.
+    secret: String,
+    /// CID of the snapshot's chunk list: ties the envelope to its chunks.
+    chunk_list: String,
+    /// The pages of the entry list, in order.
+    pages: Vec<ChunkRef>,
 }
 
 impl Manifest {
@@ -372,7 +398,6 @@ pub async fn scan(
             owner: owner.to_string(),
             node_id: node_id.to_string(),
             secret: secret.to_hex(),
-            chunk_list: String::new(),
             entries: manifest_entries,
         },
         cache,
@@ -388,33 +413,52 @@ pub async fn seal(
     recipients: &[age::x25519::Recipient],
 ) -> Result<(Cid, SnapshotStats)> {
     let mut stats = scanned.stats;
-    // The chunk list: each distinct chunk once, in order of first use.
+    let manifest = &scanned.manifest;
+    let secret = BackupSecret::from_hex(&manifest.secret)?;
+    // The entries as JSON lines, cut into content-defined pages, each stored as a chunk.
+    let mut lines = Vec::new();
+    for entry in &manifest.entries {
+        serde_json::to_writer(&mut lines, entry)?;
+        lines.push(b'\n');
+    }
+    let mut pages = Vec::new();
+    for page in fastcdc::v2020::StreamCDC::new(&lines[..], MIN_PAGE, AVG_PAGE, MAX_PAGE) {
+        let block = secret.seal_chunk(&page?.data)?;
+        put_counted(store, &block, &mut stats).await?;
+        pages.push(ChunkRef {
+            cid: block.cid.to_string(),
+            len: u32::try_from(block.data.len() as u64 - BLOCK_OVERHEAD)?,
+        });
+    }
+    // The chunk list: each distinct chunk once, in order of first use, then the pages.
     let mut seen = HashSet::new();
-    let mut chunk_list = UnixfsHasher::keeping_blocks();
-    for chunk in scanned
-        .manifest
-        .entries
-        .iter()
-        .flat_map(|entry| &entry.chunks)
-    {
+    let mut leaves = Vec::new();
+    let file_chunks = manifest.entries.iter().flat_map(|entry| &entry.chunks);
+    for chunk in file_chunks.chain(&pages) {
         if seen.insert(chunk.cid.as_str()) {
-            let block_len = u64::from(chunk.len) + (NONCE_LEN + 16) as u64;
+            let block_len = u64::from(chunk.len) + BLOCK_OVERHEAD;
             stats.chunks += 1;
             stats.snapshot_bytes += block_len;
-            chunk_list.push_leaf(Child {
+            leaves.push(Child {
                 cid: Cid::try_from(chunk.cid.as_str())?,
                 tsize: block_len,
                 file_size: block_len,
-            })?;
+            });
         }
     }
-    let (chunks_root, chunk_nodes) = chunk_list.finish_with_blocks()?;
+    let (chunks_root, chunk_nodes) = chunk_list(leaves)?;
 
-    let mut manifest = scanned.manifest.clone();
-    manifest.chunk_list = chunks_root.cid.to_string();
+    let envelope = Envelope {
+        format: manifest.format,
+        owner: manifest.owner.clone(),
+        node_id: manifest.node_id.clone(),
+        secret: manifest.secret.clone(),
+        chunk_list: chunks_root.cid.to_string(),
+        pages,
+    };
     let mut sealed = Vec::new();
     let mut writer = keys::encrypt_to(recipients, &mut sealed)?;
-    serde_json::to_writer(&mut writer, &manifest)?;
+    serde_json::to_writer(&mut writer, &envelope)?;
     writer.finish()?;
     let mut manifest_file = UnixfsHasher::keeping_blocks();
     manifest_file.update(&sealed)?;
@@ -437,12 +481,40 @@ pub async fn seal(
         .chain(&manifest_blocks)
         .chain(std::iter::once(&root))
     {
-        // The chunk list's own leaves are stored by the scan; a tree without content has the
+        // The chunk list's own leaves are stored already; a tree without content has the
         // empty raw leaf as its chunk list, which is stored here.
         stats.snapshot_bytes += block.data.len() as u64;
         put_counted(store, block, &mut stats).await?;
     }
     Ok((root.cid, stats))
+}
+
+/// The UnixFS file over `leaves` that lists a snapshot's chunks: its lowest nodes end after a
+/// leaf whose hash's first byte is a multiple of [`LIST_NODE_SPREAD`] (or when full), so that
+/// their boundaries depend on the leaves around them, not on their positions; the nodes above
+/// are a balanced tree. Returns its root and the nodes made (the leaves are stored already).
+fn chunk_list(leaves: Vec<Child>) -> Result<(Child, Vec<Block>)> {
+    if leaves.len() == 1 {
+        // A single chunk is its own list, as a one-chunk file is its own leaf.
+        let mut leaves = leaves;
+        return Ok((leaves.remove(0), Vec::new()));
+    }
+    let mut upper = UnixfsHasher::keeping_blocks();
+    let mut nodes = Vec::new();
+    let mut group = Vec::new();
+    let count = leaves.len();
+    for (index, leaf) in leaves.into_iter().enumerate() {
+        let ends_group = leaf.cid.hash().digest()[0] % LIST_NODE_SPREAD == 0;
+        group.push(leaf);
+        if ends_group || group.len() == unixfs::MAX_LINKS || index + 1 == count {
+            let (node, block) = unixfs::file_node_block(&std::mem::take(&mut group))?;
+            nodes.push(block);
+            upper.push_leaf(node)?;
+        }
+    }
+    let (root, upper_nodes) = upper.finish_with_blocks()?;
+    nodes.extend(upper_nodes);
+    Ok((root, nodes))
 }
 
 /// Fetches the block `cid` and checks it against its CID.
@@ -608,22 +680,22 @@ pub async fn open_manifest(
     keys::decrypt_with(identity, &sealed[..])
         .and_then(|mut reader| Ok(reader.read_to_end(&mut json)?))
         .map_err(|_| invalid("decrypt failed: this identity is not a recipient of the snapshot"))?;
-    let manifest: Manifest =
+    let envelope: Envelope =
         serde_json::from_slice(&json).map_err(|error| invalid(format!("manifest: {error}")))?;
     ensure!(
-        manifest.format == MANIFEST_FORMAT,
+        envelope.format == MANIFEST_FORMAT,
         Invalid::new(format!(
             "manifest format {} is not supported",
-            manifest.format
+            envelope.format
         ))
     );
     ensure!(
-        manifest.chunk_list == chunks_cid.to_string(),
+        envelope.chunk_list == chunks_cid.to_string(),
         Invalid::new("the root joins the manifest of another snapshot to these chunks")
     );
     let (listed, _) = walk_file(store, &chunks_cid, false, 0).await?;
     let listed: HashSet<String> = listed.iter().map(ToString::to_string).collect();
-    for chunk in manifest.entries.iter().flat_map(|entry| &entry.chunks) {
+    let holds = |chunk: &ChunkRef| -> Result<()> {
         ensure!(
             listed.contains(&chunk.cid),
             Invalid::new(format!(
@@ -631,7 +703,35 @@ pub async fn open_manifest(
                 chunk.cid
             ))
         );
+        Ok(())
+    };
+    let secret = BackupSecret::from_hex(&envelope.secret)?;
+    let mut lines = Vec::new();
+    for page in &envelope.pages {
+        holds(page)?;
+        lines.extend(open_listed_chunk(store, &secret, page).await?);
+        ensure!(
+            lines.len() as u64 <= MAX_MANIFEST_BYTES,
+            Invalid::new("manifest larger than allowed")
+        );
     }
+    let mut entries = Vec::new();
+    for line in lines
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+    {
+        let entry: ManifestEntry = serde_json::from_slice(line)
+            .map_err(|error| invalid(format!("manifest entry: {error}")))?;
+        entry.chunks.iter().try_for_each(holds)?;
+        entries.push(entry);
+    }
+    let manifest = Manifest {
+        format: envelope.format,
+        owner: envelope.owner,
+        node_id: envelope.node_id,
+        secret: envelope.secret,
+        entries,
+    };
     Ok(manifest)
 }
 

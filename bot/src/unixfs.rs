@@ -96,6 +96,17 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// The dag-pb block of a UnixFS `File` node over `children`, as a child of the node above.
+pub fn file_node_block(children: &[Child]) -> Result<(Child, Block)> {
+    let block = Block::new(DAG_PB, file_node(children))?;
+    let node = Child {
+        cid: block.cid,
+        tsize: block.data.len() as u64 + children.iter().map(|child| child.tsize).sum::<u64>(),
+        file_size: children.iter().map(|child| child.file_size).sum(),
+    };
+    Ok((node, block))
+}
+
 /// The dag-pb block of a UnixFS `File` node over `children`: links first (`Hash`, empty
 /// `Name`, `Tsize`), then the UnixFS data (`Type = File`, `filesize`, one `blocksizes` entry
 /// per child, unpacked), as Kubo and js-ipfs encode it.
@@ -205,12 +216,7 @@ impl UnixfsHasher {
 
     /// The node gathering `children`, as a child of the level above.
     fn node_over(&mut self, children: &[Child]) -> Result<Child> {
-        let block = Block::new(DAG_PB, file_node(children))?;
-        let node = Child {
-            cid: block.cid,
-            tsize: block.data.len() as u64 + children.iter().map(|child| child.tsize).sum::<u64>(),
-            file_size: children.iter().map(|child| child.file_size).sum(),
-        };
+        let (node, block) = file_node_block(children)?;
         if let Some(kept) = &mut self.kept {
             kept.push(block);
         }
