@@ -138,9 +138,8 @@ impl<C: Chain> Bot<C> {
     }
 
     /// Seals every later manifest to `recipients` too (for example an offline recovery key).
-    pub fn with_extra_recipients(mut self, recipients: Vec<age::x25519::Recipient>) -> Self {
+    pub fn set_extra_recipients(&mut self, recipients: Vec<age::x25519::Recipient>) {
         self.extra_recipients = recipients;
-        self
     }
 
     /// The content store.

@@ -176,13 +176,26 @@ struct CheckArgs {
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("from").required(true).args(["store", "kubo_api"])))]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["cid", "latest"])))]
 struct RestoreArgs {
     /// Age identity file (`age-keygen` format, mode 600) of a recipient of the snapshot.
     #[arg(long, alias = "identity")]
     owner_identity: PathBuf,
     /// The snapshot's CID, as recorded on chain.
     #[arg(long)]
-    cid: String,
+    cid: Option<String>,
+    /// The newest snapshot of --owner's backup of --node, read from the chain (a query: no
+    /// key, no transaction).
+    #[arg(long, requires_all = ["owner", "node"])]
+    latest: bool,
+    /// With --latest: the backup's owner (SS58).
+    #[arg(long)]
+    owner: Option<String>,
+    /// With --latest: the backup's node id.
+    #[arg(long)]
+    node: Option<String>,
+    #[command(flatten)]
+    chain: ChainArgs,
     /// Folder to restore into: created, or replaced when empty (or with --force).
     #[arg(long)]
     target: PathBuf,
@@ -352,8 +365,8 @@ impl RunSettings {
             Some(api) => ContentStore::Kubo(KuboStore::new(api)),
             None => ContentStore::Local(LocalStore::open(self.data_dir.join("store"))?),
         };
-        let mut bot = Bot::new(registry, store, self.nodes.clone(), &self.data_dir)?
-            .with_extra_recipients(self.recipients.clone());
+        let mut bot = Bot::new(registry, store, self.nodes.clone(), &self.data_dir)?;
+        bot.set_extra_recipients(self.recipients.clone());
         bot.check_authority().await?;
         Ok(bot)
     }
@@ -625,8 +638,21 @@ async fn check_one(
 }
 
 /// Restores a snapshot with an identity file alone.
-async fn restore(args: &RestoreArgs) -> Result<Ended> {
-    let cid = cid::Cid::try_from(args.cid.as_str()).context("--cid")?;
+async fn restore(args: RestoreArgs) -> Result<Ended> {
+    let cid = match (&args.cid, &args.owner, &args.node) {
+        (Some(cid), _, _) => cid.clone(),
+        (None, Some(owner), Some(node)) => {
+            let owner = config::parse_account(owner)?;
+            let mut registry = ChainSettings::resolve(args.chain)?.query_registry().await?;
+            registry
+                .latest_snapshot(&owner, node)
+                .await?
+                .ok_or_else(|| anyhow!("{owner} has no snapshot of node {node:?}"))?
+                .cid
+        }
+        _ => bail!("name a snapshot: --cid, or --latest --owner --node"),
+    };
+    let cid = cid::Cid::try_from(cid.as_str()).context("the snapshot's CID")?;
     let not_empty = std::fs::read_dir(&args.target).is_ok_and(|mut dir| dir.next().is_some());
     if not_empty && !args.force {
         bail!(
@@ -688,7 +714,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => run(args).await,
         Command::Snapshots(args) => snapshots(args).await,
         Command::Check(args) => check(args).await,
-        Command::Restore(args) => restore(&args).await,
+        Command::Restore(args) => restore(args).await,
         Command::Demo(args) => run_demo(args).await,
         Command::Bench { size_mib, work_dir } => {
             bench::run(size_mib, &work_dir).await.map(|()| Ended::Done)

@@ -21,7 +21,7 @@ use backup_registry::RestoreStatus;
 use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
 use ink::env::DefaultEnvironment;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use subxt::PolkadotConfig;
@@ -294,6 +294,39 @@ async fn live_node_round_trip() {
     assert!(problem.contains("does not match its CID"), "{problem}");
     bytes[0] ^= 1;
     fs::write(&path, &bytes).unwrap();
+
+    // The owner's restore of the latest snapshot, found on chain by a query: no key needed.
+    let identity = Keyring::open(dir.path().join("bot-data/keys"))
+        .unwrap()
+        .path_of(&ServedNode {
+            node_id: "node-a".into(),
+            owner: bob.clone(),
+            source: PathBuf::new(),
+            restore_to: PathBuf::new(),
+        });
+    let latest_target = dir.path().join("latest-by-owner");
+    let (code, _, log) = bot_command(
+        &[
+            "restore",
+            "--latest",
+            "--owner",
+            &bob.to_string(),
+            "--node",
+            "node-a",
+            "--owner-identity",
+            identity.to_str().unwrap(),
+            "--store",
+            dir.path().join("bot-data/store").to_str().unwrap(),
+            "--target",
+            latest_target.to_str().unwrap(),
+        ],
+        &config,
+    );
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        tree::first_difference(&dir.path().join("node-a/data"), &latest_target).unwrap(),
+        None
+    );
 
     // One node failing in a pass while the others are fine: exit 3, and the JSON report
     // names it.

@@ -343,6 +343,26 @@ async fn nodes_without_a_backup_are_skipped_and_deletion_is_final() {
     );
 }
 
+/// A recovery key named in the configuration opens every snapshot taken since, alone.
+#[tokio::test]
+async fn an_extra_recipient_restores_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    let recovery = age::x25519::Identity::generate();
+    world.bot.set_extra_recipients(vec![recovery.to_public()]);
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let report = world.bot.pass().await.unwrap();
+    let root = cid::Cid::try_from(report.snapshots[0].cid.as_str()).unwrap();
+    let target = dir.path().join("recovered");
+    pipeline::restore(world.bot.store(), &root, &recovery, None, &target)
+        .await
+        .unwrap();
+    assert_eq!(
+        tree::first_difference(&world.node.source, &target).unwrap(),
+        None
+    );
+}
+
 /// A request whose claimant stopped serving it: the bot leaves it alone while the claim holds,
 /// takes it over and serves it once the claim lapsed (`claim_timeout`).
 #[tokio::test]
