@@ -2,9 +2,9 @@
 //! locked in `bot/ipfs-daemon`), which serves Kubo's RPC API. It is another implementation of
 //! that API, not Kubo. The test starts the daemon with a fresh repository on a free loopback
 //! port and stops it: blocks of both codecs put, fetched and found; a whole snapshot sealed,
-//! pinned, checked, restored with the owner's identity alone and unpinned; a missing CID; a
-//! block whose CID the daemon computes differently; the daemon stopped in the middle of a
-//! restore.
+//! pinned, checked, restored with the owner's identity alone (also by `backup-bot restore
+//! --kubo-api`) and unpinned; a missing CID; a block whose CID the daemon computes
+//! differently; the daemon stopped in the middle of a restore.
 //!
 //! Needs Node.js and `npm ci` in `bot/ipfs-daemon` (`scripts/test.sh` does it when npm is
 //! installed, and skips this test with a NOTE when it is not).
@@ -12,8 +12,8 @@
 use backup_bot::bench::random_bytes;
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
 use backup_bot::store::{ContentStore, KuboStore};
-use backup_bot::tree;
 use backup_bot::unixfs::{self, Block, Link, RAW};
+use backup_bot::{keys, tree};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -162,6 +162,24 @@ async fn the_ipfs_store_works_against_a_js_ipfs_daemon() {
         .await
         .unwrap();
     assert_eq!(tree::first_difference(&source, &target).unwrap(), None);
+
+    // The same restore from the command line, as an owner runs it: identity file, CID, API.
+    let identity_file = dir.path().join("owner.age-identity");
+    keys::write_identity(&identity_file, &identity, "the owner's key").unwrap();
+    let by_cli = dir.path().join("restored-by-cli");
+    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
+        .args(["restore", "--cid", &root.to_string(), "--owner-identity"])
+        .arg(&identity_file)
+        .args(["--kubo-api", &daemon.api, "--target"])
+        .arg(&by_cli)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(tree::first_difference(&source, &by_cli).unwrap(), None);
     store.unpin(&root).await.unwrap();
     assert!(!store.is_pinned(&root).await.unwrap());
     store.unpin(&root).await.unwrap();
