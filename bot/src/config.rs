@@ -18,6 +18,14 @@ pub struct ServedNode {
     pub restore_to: PathBuf,
 }
 
+impl ServedNode {
+    /// The stem of the bot's files about this node: owner and hex-encoded node id, so that any
+    /// node id makes a safe file name.
+    pub fn file_stem(&self) -> String {
+        format!("{}-{}", self.owner, hex::encode(self.node_id.as_bytes()))
+    }
+}
+
 /// The configuration file's contents. Relative paths are relative to the file's folder.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -29,14 +29,9 @@ impl Keyring {
         Ok(Self { dir })
     }
 
-    /// Where the identity of `node` is kept: owner and hex-encoded node id, so that any node
-    /// id makes a safe file name.
+    /// Where the identity of `node` is kept.
     pub fn path_of(&self, node: &ServedNode) -> PathBuf {
-        self.dir.join(format!(
-            "{}-{}.age-identity",
-            node.owner,
-            hex::encode(node.node_id.as_bytes())
-        ))
+        self.dir.join(format!("{}.age-identity", node.file_stem()))
     }
 
     /// The identity of `node`, created on first use.

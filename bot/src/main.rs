@@ -12,7 +12,7 @@ use backup_bot::registry::Registry;
 use backup_bot::store::{ContentStore, KuboStore, LocalStore};
 use backup_bot::{bench, demo, pipeline, progress, unixfs};
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -278,18 +278,22 @@ impl ChainSettings {
         self.file.served_nodes()
     }
 
-    /// The data folder and store: flags and environment, else the file.
-    fn store(&self, args: StoreArgs) -> Result<(PathBuf, ContentStore)> {
+    /// The data folder and the IPFS API, if any: flags and environment, else the file.
+    fn store_place(&self, args: StoreArgs) -> (PathBuf, Option<String>) {
         let data_dir = args
             .data_dir
             .or(self.file.data_dir.clone())
             .unwrap_or_else(|| ".backup-bot".into());
-        let store = match args.kubo_api.or(self.file.kubo_api.clone()) {
-            Some(api) => ContentStore::Kubo(KuboStore::new(&api)),
-            None => ContentStore::Local(LocalStore::open(data_dir.join("store"))?),
-        };
-        Ok((data_dir, store))
+        (data_dir, args.kubo_api.or(self.file.kubo_api.clone()))
     }
+}
+
+/// The IPFS node at `kubo_api` when given, else the embedded store in the folder `local`.
+fn content_store(kubo_api: Option<&str>, local: &Path) -> Result<ContentStore> {
+    Ok(match kubo_api {
+        Some(api) => ContentStore::Kubo(KuboStore::new(api)),
+        None => ContentStore::Local(LocalStore::open(local)?),
+    })
 }
 
 /// The sr25519 key of a secret URI.
@@ -344,13 +348,10 @@ impl RunSettings {
             .collect::<Result<Vec<_>>>()
             .context("`recipients` in the configuration")?;
         let interval = args.interval.or(chain.file.interval_secs).unwrap_or(6);
+        let (data_dir, kubo_api) = chain.store_place(args.store);
         Ok(Self {
-            data_dir: args
-                .store
-                .data_dir
-                .or(chain.file.data_dir.clone())
-                .unwrap_or_else(|| ".backup-bot".into()),
-            kubo_api: args.store.kubo_api.or(chain.file.kubo_api.clone()),
+            data_dir,
+            kubo_api,
             chain,
             signer,
             interval: Duration::from_secs(interval),
@@ -361,10 +362,7 @@ impl RunSettings {
 
     async fn connect(&self) -> Result<Bot<NodeChain>> {
         let registry = self.chain.registry(self.signer.clone()).await?;
-        let store = match &self.kubo_api {
-            Some(api) => ContentStore::Kubo(KuboStore::new(api)),
-            None => ContentStore::Local(LocalStore::open(self.data_dir.join("store"))?),
-        };
+        let store = content_store(self.kubo_api.as_deref(), &self.data_dir.join("store"))?;
         let mut bot = Bot::new(registry, store, self.nodes.clone(), &self.data_dir)?;
         bot.set_extra_recipients(self.recipients.clone());
         bot.check_authority().await?;
@@ -560,7 +558,8 @@ struct CheckedSnapshot {
 /// Checks the snapshots the registry keeps of the served nodes.
 async fn check(args: CheckArgs) -> Result<Ended> {
     let chain = ChainSettings::resolve(args.chain)?;
-    let (data_dir, store) = chain.store(args.store)?;
+    let (data_dir, kubo_api) = chain.store_place(args.store);
+    let store = content_store(kubo_api.as_deref(), &data_dir.join("store"))?;
     let keyring = Keyring::open(data_dir.join("keys"))?;
     let mut registry = chain.query_registry().await?;
     let mut kept = Vec::new();
@@ -661,11 +660,9 @@ async fn restore(args: RestoreArgs) -> Result<Ended> {
         );
     }
     let identity = keys::read_identity(&args.owner_identity)?;
-    let store = match (&args.store, &args.kubo_api) {
-        (Some(dir), _) => ContentStore::Local(LocalStore::open(dir)?),
-        (None, Some(api)) => ContentStore::Kubo(KuboStore::new(api)),
-        (None, None) => bail!("name a store: --store or --kubo-api"),
-    };
+    // Clap requires one of --store and --kubo-api.
+    let local = args.store.clone().unwrap_or_default();
+    let store = content_store(args.kubo_api.as_deref(), &local)?;
     let stats = pipeline::restore(&store, &cid, &identity, None, &args.target).await?;
     println!(
         "{} files, {} folders, {} bytes restored into {}",

@@ -95,6 +95,31 @@ impl<C: Chain> Registry<C> {
         Ok(value)
     }
 
+    /// Reads the paged query `message` (its leading `args`, then offset and limit), at most
+    /// `MAX_PAGES` pages: `items` turns each page's value into its items, or `None` when there
+    /// are none at all.
+    async fn paged<P: Decode, T>(
+        &mut self,
+        message: &str,
+        args: &[String],
+        items: impl Fn(P) -> Result<Option<Vec<T>>>,
+    ) -> Result<Vec<T>> {
+        let mut all = Vec::new();
+        for page in 0..MAX_PAGES {
+            let mut page_args = args.to_vec();
+            page_args.extend([(page * PAGE_SIZE).to_string(), PAGE_SIZE.to_string()]);
+            let Some(batch) = items(self.query(message, &page_args).await?)? else {
+                break;
+            };
+            let full = batch.len() == PAGE_SIZE as usize;
+            all.extend(batch);
+            if !full {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
     /// The latest block number.
     pub async fn block_number(&mut self) -> Result<u32> {
         self.chain.block_number().await
@@ -133,29 +158,17 @@ impl<C: Chain> Registry<C> {
     /// Every snapshot the registry keeps of `owner`'s backup of `node_id`, oldest first,
     /// pinned ones included (read in pages; none when there is no such backup).
     pub async fn snapshots(&mut self, owner: &AccountId32, node_id: &str) -> Result<Vec<Snapshot>> {
-        let mut snapshots = Vec::new();
-        for page in 0..MAX_PAGES {
-            let offset = page * PAGE_SIZE;
-            let args = [
-                account(owner),
-                text(node_id),
-                offset.to_string(),
-                PAGE_SIZE.to_string(),
-            ];
-            let batch: core::result::Result<Vec<Snapshot>, ContractError> =
-                self.query("snapshots", &args).await?;
-            let batch = match batch {
-                Ok(batch) => batch,
-                Err(ContractError::BackupNotFound) => break,
-                Err(error) => return Err(Refused(error).into()),
-            };
-            let full = batch.len() == PAGE_SIZE as usize;
-            snapshots.extend(batch);
-            if !full {
-                break;
-            }
-        }
-        Ok(snapshots)
+        let args = [account(owner), text(node_id)];
+        self.paged(
+            "snapshots",
+            &args,
+            |page: core::result::Result<Vec<Snapshot>, ContractError>| match page {
+                Ok(snapshots) => Ok(Some(snapshots)),
+                Err(ContractError::BackupNotFound) => Ok(None),
+                Err(error) => Err(Refused(error).into()),
+            },
+        )
+        .await
     }
 
     /// The snapshots of `owner`'s backup of `node_id` its owner pinned.
@@ -200,22 +213,12 @@ impl<C: Chain> Registry<C> {
     /// Every pending or in-progress restore request (read in pages, at most
     /// `PAGE_SIZE * MAX_PAGES`).
     pub async fn open_restore_requests(&mut self) -> Result<Vec<(RequestId, RestoreRequest)>> {
-        let mut requests = Vec::new();
-        for page in 0..MAX_PAGES {
-            let offset = page * PAGE_SIZE;
-            let batch: Vec<(RequestId, RestoreRequest)> = self
-                .query(
-                    "pending_restore_requests",
-                    &[offset.to_string(), PAGE_SIZE.to_string()],
-                )
-                .await?;
-            let full = batch.len() == PAGE_SIZE as usize;
-            requests.extend(batch);
-            if !full {
-                break;
-            }
-        }
-        Ok(requests)
+        self.paged(
+            "pending_restore_requests",
+            &[],
+            |page: Vec<(RequestId, RestoreRequest)>| Ok(Some(page)),
+        )
+        .await
     }
 
     /// Records a snapshot of `owner`'s node `node_id` (authorities only).

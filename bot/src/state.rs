@@ -68,11 +68,7 @@ impl StateDir {
 
     /// Where the cache of `node` is kept.
     pub fn cache_path(&self, node: &ServedNode) -> PathBuf {
-        self.cache_dir.join(format!(
-            "{}-{}.json",
-            node.owner,
-            hex::encode(node.node_id.as_bytes())
-        ))
+        self.cache_dir.join(format!("{}.json", node.file_stem()))
     }
 
     /// The cache of `node`; empty when missing or damaged (with a warning).
