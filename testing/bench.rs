@@ -9,6 +9,9 @@
 //! accounts, one snapshot each, recorded before dave's.
 
 use super::*;
+use ink_sandbox::frame_support::sp_runtime::traits::Dispatchable;
+use ink_sandbox::frame_system::{self, pallet_prelude::BlockNumberFor};
+use ink_sandbox::Sandbox;
 use std::fmt::Write as _;
 
 /// Accounts besides dave in the large registry, and backups each.
@@ -24,6 +27,78 @@ const ERC20_BYTES_PER_ENTRY_POINT: u64 = 6_520 / 7;
 /// (43,008 bytes) until 2026-11-30, then + 4,519 bytes for pins (42,825 -> 47,344 bytes) and
 /// + 255 for `delete_user_storage` in bounded steps (47,344 -> 47,599).
 const RELEASE_WASM_CEILING: u64 = 43_008 + 4_519 + 255;
+
+/// ink_e2e's default sandbox, except that System's events are cleared before each execution.
+/// The sandbox never ends a block, and pallet-contracts (asked by ink_sandbox to collect
+/// events) decodes every event of the block on each call: building the large registries
+/// cost time quadratic in their size, most of it copying old events. A call's own events,
+/// and what it is charged, are unchanged.
+#[derive(Default)]
+pub struct BenchSandbox(ink_e2e::DefaultSandbox);
+
+impl Sandbox for BenchSandbox {
+    type Runtime = <ink_e2e::DefaultSandbox as Sandbox>::Runtime;
+
+    fn execute_with<T>(&mut self, execute: impl FnOnce() -> T) -> T {
+        self.0.execute_with(|| {
+            frame_system::Pallet::<Self::Runtime>::reset_events();
+            execute()
+        })
+    }
+
+    fn dry_run<T>(&mut self, action: impl FnOnce(&mut Self) -> T) -> T {
+        // The inner sandbox restores its state after `action`, which needs all of `self`:
+        // lend it the state for the duration.
+        let mut state = std::mem::take(&mut self.0);
+        let result = state.dry_run(|state| {
+            std::mem::swap(&mut self.0, state);
+            let result = action(self);
+            std::mem::swap(&mut self.0, state);
+            result
+        });
+        self.0 = state;
+        result
+    }
+
+    fn register_extension<E: std::any::Any + ink_sandbox::Extension>(&mut self, extension: E) {
+        self.0.register_extension(extension);
+    }
+
+    fn initialize_block(
+        height: BlockNumberFor<Self::Runtime>,
+        parent_hash: <Self::Runtime as frame_system::Config>::Hash,
+    ) {
+        ink_e2e::DefaultSandbox::initialize_block(height, parent_hash);
+    }
+
+    fn finalize_block(
+        height: BlockNumberFor<Self::Runtime>,
+    ) -> <Self::Runtime as frame_system::Config>::Hash {
+        ink_e2e::DefaultSandbox::finalize_block(height)
+    }
+
+    fn default_actor() -> ink_sandbox::AccountIdFor<Self::Runtime> {
+        ink_e2e::DefaultSandbox::default_actor()
+    }
+
+    fn get_metadata() -> ink_sandbox::RuntimeMetadataPrefixed {
+        ink_e2e::DefaultSandbox::get_metadata()
+    }
+
+    fn convert_account_to_origin(
+        account: ink_sandbox::AccountIdFor<Self::Runtime>,
+    ) -> <<Self::Runtime as frame_system::Config>::RuntimeCall as Dispatchable>::RuntimeOrigin {
+        ink_e2e::DefaultSandbox::convert_account_to_origin(account)
+    }
+
+    fn take_snapshot(&mut self) -> ink_sandbox::Snapshot {
+        self.0.take_snapshot()
+    }
+
+    fn restore_snapshot(&mut self, snapshot: ink_sandbox::Snapshot) {
+        self.0.restore_snapshot(snapshot);
+    }
+}
 
 /// One measured dry run.
 #[derive(Debug, Clone, Copy)]
@@ -456,7 +531,7 @@ fn ratio(small: u64, large: u64) -> f64 {
     large as f64 / small.max(1) as f64
 }
 
-#[ink_e2e::test(backend(runtime_only))]
+#[ink_e2e::test(backend(runtime_only(sandbox = BenchSandbox)))]
 async fn bench<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
     let client = &mut client;
     let small = measure_registry!(client, false);
@@ -633,7 +708,7 @@ async fn build_worst_case<Client>(
 /// The costliest deletions, at the hard bounds (`build_worst_case`): measured here and written
 /// to `target/bench/worst-case.json`, which the polkadot.js check (`client/check.mjs`) compares
 /// with the live node's maximum extrinsic weight, read from its runtime.
-#[ink_e2e::test(backend(runtime_only))]
+#[ink_e2e::test(backend(runtime_only(sandbox = BenchSandbox)))]
 async fn worst_case_deletion<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
     let client = &mut client;
     let config = Config {

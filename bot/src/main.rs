@@ -470,6 +470,7 @@ fn utc(timestamp_ms: u64) -> String {
 struct ListedSnapshot {
     owner: String,
     node_id: String,
+    seq: u32,
     cid: String,
     block_number: u32,
     timestamp_ms: u64,
@@ -503,17 +504,13 @@ async fn snapshots(args: SnapshotsArgs) -> Result<Ended> {
     let mut registry = chain.query_registry().await?;
     let mut listed = Vec::new();
     for (owner, node_id) in backups {
-        let pinned: Vec<String> = registry
-            .pinned_snapshots(&owner, &node_id)
-            .await?
-            .into_iter()
-            .map(|snapshot| snapshot.cid)
-            .collect();
-        for snapshot in registry.snapshots(&owner, &node_id).await? {
+        for numbered in registry.numbered_snapshots(&owner, &node_id).await? {
+            let snapshot = numbered.snapshot;
             listed.push(ListedSnapshot {
                 owner: owner.to_string(),
                 node_id: node_id.clone(),
-                pinned: pinned.contains(&snapshot.cid),
+                seq: numbered.seq,
+                pinned: numbered.pinned,
                 time: utc(snapshot.timestamp),
                 cid: snapshot.cid,
                 block_number: snapshot.block_number,
@@ -528,11 +525,12 @@ async fn snapshots(args: SnapshotsArgs) -> Result<Ended> {
         println!("{}", serde_json::to_string_pretty(&document)?);
         return Ok(Ended::Done);
     }
-    println!("node\tblock\ttime\tsize\tpinned\tcid");
+    println!("node\tseq\tblock\ttime\tsize\tpinned\tcid");
     for snapshot in &listed {
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             snapshot.node_id,
+            snapshot.seq,
             snapshot.block_number,
             snapshot.time,
             snapshot.size_bytes,

@@ -6,6 +6,7 @@ use crate::chain::Chain;
 use anyhow::{anyhow, Result};
 use backup_registry::{
     Backup, BackupId, Config, Error as ContractError, RequestId, RestoreRequest, Snapshot,
+    SnapshotSeq,
 };
 use scale::Decode;
 use subxt::utils::AccountId32;
@@ -32,6 +33,20 @@ const PAGE_SIZE: u32 = backup_registry::MAX_PAGE_SIZE;
 
 /// Pages read at most by one listing: bounds a pass however many requests are open.
 const MAX_PAGES: u32 = 64;
+
+/// Reads of a backup's snapshots tried before giving up, while the backup keeps changing.
+const CONSISTENT_READ_ATTEMPTS: u32 = 3;
+
+/// A kept snapshot with its place in its backup's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberedSnapshot {
+    /// Its sequence number in the backup (the backup's first snapshot is 0).
+    pub seq: SnapshotSeq,
+    /// Whether the owner pinned it.
+    pub pinned: bool,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+}
 
 /// A string argument, quoted and escaped as `contract-transcode` expects.
 fn text(value: &str) -> String {
@@ -171,14 +186,36 @@ impl<C: Chain> Registry<C> {
         .await
     }
 
-    /// The snapshots of `owner`'s backup of `node_id` its owner pinned.
-    pub async fn pinned_snapshots(
+    /// Every snapshot the registry keeps of `owner`'s backup of `node_id`, oldest first, with
+    /// its sequence number and whether it is pinned (none when there is no such backup).
+    /// The pages are read between two reads of the backup, again while a snapshot, pin,
+    /// prune or request changed it in between, so numbers and snapshots always match.
+    pub async fn numbered_snapshots(
         &mut self,
         owner: &AccountId32,
         node_id: &str,
-    ) -> Result<Vec<Snapshot>> {
-        self.query("pinned_snapshots", &[account(owner), text(node_id)])
-            .await
+    ) -> Result<Vec<NumberedSnapshot>> {
+        for _ in 0..CONSISTENT_READ_ATTEMPTS {
+            let Some(before) = self.backup(owner, node_id).await? else {
+                return Ok(Vec::new());
+            };
+            let snapshots = self.snapshots(owner, node_id).await?;
+            let unchanged = self.backup(owner, node_id).await?.as_ref() == Some(&before);
+            if unchanged && before.kept_seqs().count() == snapshots.len() {
+                return Ok(before
+                    .kept_seqs()
+                    .zip(snapshots)
+                    .map(|(seq, snapshot)| NumberedSnapshot {
+                        seq,
+                        pinned: before.pins.contains(&seq),
+                        snapshot,
+                    })
+                    .collect());
+            }
+        }
+        Err(anyhow!(
+            "{owner}'s backup of {node_id:?} changed during each of {CONSISTENT_READ_ATTEMPTS} reads"
+        ))
     }
 
     /// Every backup of `owner`.

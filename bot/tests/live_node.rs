@@ -264,6 +264,8 @@ async fn live_node_round_trip() {
     assert_eq!(listed[0]["cid"], kept.as_str());
     assert_eq!(listed[0]["node_id"], "node-a");
     assert_eq!(listed[0]["pinned"], false);
+    let backup = owner.backup(&bob, "node-a").await.unwrap().unwrap();
+    assert_eq!(listed[0]["seq"], backup.next_seq - 1);
     for args in [
         &["check", "--json"][..],
         &["check", "--json", "--read-data"],

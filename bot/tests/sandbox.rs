@@ -343,6 +343,59 @@ async fn nodes_without_a_backup_are_skipped_and_deletion_is_final() {
     );
 }
 
+/// The listing numbers each kept snapshot by its place in the backup's history: a pinned
+/// snapshot kept beyond retention keeps its number, and a pruned one leaves a gap.
+#[tokio::test]
+async fn numbered_snapshots_keep_their_sequence_numbers_across_pins_and_prunes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    world.owner.set_backup_frequency(10).await.unwrap();
+    let owner = world.node.owner.clone();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let mut recorded = Vec::new();
+    for pass in 0..4 {
+        fs::write(world.node.source.join("pass.txt"), format!("pass {pass}")).unwrap();
+        world.advance_blocks(10);
+        let report = world.bot.pass().await.unwrap();
+        assert_eq!(report.snapshots.len(), 1, "{report:?}");
+        recorded.push(report.snapshots[0].cid.clone());
+        if pass == 0 {
+            world.owner.pin_snapshot(&recorded[0]).await.unwrap();
+        }
+    }
+
+    // Retention is 2 in this world: of seqs 0 to 3, 1 was pruned and 0 is kept pinned.
+    let listed = world
+        .owner
+        .numbered_snapshots(&owner, DEMO_NODE)
+        .await
+        .unwrap();
+    let seen: Vec<(u32, bool, &str)> = listed
+        .iter()
+        .map(|numbered| {
+            (
+                numbered.seq,
+                numbered.pinned,
+                numbered.snapshot.cid.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (0, true, recorded[0].as_str()),
+            (2, false, recorded[2].as_str()),
+            (3, false, recorded[3].as_str()),
+        ]
+    );
+    assert!(world
+        .owner
+        .numbered_snapshots(&owner, "no-such-node")
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 /// A recovery key named in the configuration opens every snapshot taken since, alone.
 #[tokio::test]
 async fn an_extra_recipient_restores_alone() {
