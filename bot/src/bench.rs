@@ -215,10 +215,12 @@ async fn our_snapshot(
         });
     }
     let (root, stats) = pipeline::seal(store, &scanned, recipients).await?;
+    store.sync()?;
     store.pin(&root).await?;
     let elapsed = start.elapsed();
     *cache = NodeCache {
         root: root.to_string(),
+        secret_fingerprint: secret.fingerprint(),
         manifest_sha256: digest,
         recipients: names,
         files: scanned.cache,

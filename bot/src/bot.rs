@@ -13,12 +13,17 @@ use crate::pipeline::{self, BackupSecret, Expected, Invalid, SnapshotStats};
 use crate::registry::{ink_account, refusal, Registry};
 use crate::state::{node_key, NodeCache, Pins, StateDir};
 use crate::store::{ContentStore, GarbageReport};
+use crate::tree::Skipped;
 use anyhow::Result;
 use backup_registry::{RequestId, RestoreRequest, RestoreStatus, MAX_REASON_LEN};
 use cid::Cid;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use tracing::{info, warn};
+
+/// The description recorded with every snapshot: nothing of the tree (file counts, sizes),
+/// which anyone can read on chain.
+const SNAPSHOT_DESCRIPTION: &str = "backup-bot snapshot";
 
 /// Whether a node whose last snapshot (or last unchanged check) was at block `last` is due
 /// for a snapshot at block `now`, with a frequency of `frequency` blocks.
@@ -38,6 +43,9 @@ pub struct RecordedSnapshot {
     pub cid: String,
     /// What it holds and what it added to the store.
     pub stats: SnapshotStats,
+    /// Entries of the node's folder left out: special files, and files that changed while
+    /// they were read (taken next time).
+    pub skipped: Vec<Skipped>,
 }
 
 /// What one pass did.
@@ -123,7 +131,7 @@ impl<C: Chain> Bot<C> {
         data_dir: &Path,
     ) -> Result<Self> {
         let state = StateDir::open(data_dir)?;
-        Ok(Self {
+        let bot = Self {
             registry,
             store,
             keyring: Keyring::open(data_dir.join("keys"))?,
@@ -134,7 +142,42 @@ impl<C: Chain> Bot<C> {
             collected_since_start: false,
             unchanged_at: HashMap::new(),
             reported_without_backup: HashSet::new(),
-        })
+        };
+        for node in &bot.nodes {
+            bot.identity_to_seal(node, false)?;
+        }
+        Ok(bot)
+    }
+
+    /// The identity that seals `node`'s snapshots; when it has none yet, a new one if
+    /// `may_create`. Never a new one while this bot keeps pins of snapshots of the node (the
+    /// registry still holds snapshots sealed with the missing identity, say a `keys/` folder
+    /// not mounted): a new key would leave them unreadable to the bot, and its file cache
+    /// would mix in chunks encrypted under the old secret.
+    fn identity_to_seal(
+        &self,
+        node: &ServedNode,
+        may_create: bool,
+    ) -> Result<Option<age::x25519::Identity>> {
+        if let Some(identity) = self.keyring.identity(node)? {
+            return Ok(Some(identity));
+        }
+        let sealed_before = self
+            .pins
+            .get(&node_key(node))
+            .is_some_and(|roots| !roots.is_empty());
+        anyhow::ensure!(
+            !sealed_before,
+            "the age identity of node {:?} is missing ({}) while the registry keeps snapshots \
+             this bot sealed with it (see pins.json): put the keys folder back; a new identity \
+             is not created in its place",
+            node.node_id,
+            self.keyring.path_of(node).display()
+        );
+        if may_create {
+            return self.keyring.create_identity(node).map(Some);
+        }
+        Ok(None)
     }
 
     /// Seals every later manifest to `recipients` too (for example an offline recovery key).
@@ -168,9 +211,12 @@ impl<C: Chain> Bot<C> {
         Ok(())
     }
 
-    /// One pass: snapshots, then unpinning what the registry dropped, then restores.
+    /// One pass: restores first (a snapshot someone asked for is served before anything is
+    /// pruned), then snapshots, then unpinning what the registry dropped, then the embedded
+    /// store's garbage collection.
     pub async fn pass(&mut self) -> Result<PassReport> {
         let mut report = PassReport::default();
+        self.serve_restores(&mut report).await?;
         let now = self.registry.block_number().await?;
         for node in self.nodes.clone() {
             if let Err(error) = self.snapshot_if_due(&node, now, &mut report).await {
@@ -178,15 +224,34 @@ impl<C: Chain> Bot<C> {
                 report.errors.push(format!("{}: {error:#}", node.node_id));
             }
         }
+        let requested: HashSet<Cid> = match self.registry.open_restore_requests().await {
+            Ok(requests) => requests
+                .iter()
+                .filter_map(|(_, request)| Cid::try_from(request.cid.as_str()).ok())
+                .collect(),
+            Err(error) => {
+                warn!("nothing unpinned: the open restore requests cannot be read: {error:#}");
+                report.errors.push(format!("restore requests: {error:#}"));
+                return Ok(report);
+            }
+        };
         for node in self.nodes.clone() {
-            if let Err(error) = self.unpin_dropped(&node, &mut report).await {
+            if let Err(error) = self.unpin_dropped(&node, &requested, &mut report).await {
                 warn!(node = %node.node_id, "unpinning failed: {error:#}");
                 report.errors.push(format!("{}: {error:#}", node.node_id));
             }
         }
         if !report.unpinned.is_empty() || !self.collected_since_start {
-            report.garbage = self.store.collect_garbage()?;
-            self.collected_since_start = true;
+            match self.store.collect_garbage() {
+                Ok(garbage) => {
+                    self.collected_since_start = true;
+                    report.garbage = garbage;
+                }
+                Err(error) => {
+                    warn!("garbage collection stopped, nothing removed: {error:#}");
+                    report.errors.push(format!("garbage collection: {error:#}"));
+                }
+            }
             if let Some(garbage) = &report.garbage {
                 info!(
                     removed_blocks = garbage.removed_blocks,
@@ -196,7 +261,6 @@ impl<C: Chain> Bot<C> {
                 );
             }
         }
-        self.serve_restores(&mut report).await?;
         Ok(report)
     }
 
@@ -238,7 +302,9 @@ impl<C: Chain> Bot<C> {
             report.not_due.push(node.node_id.clone());
             return Ok(());
         }
-        let identity = self.keyring.identity(node)?;
+        let identity = self
+            .identity_to_seal(node, true)?
+            .expect("created when missing");
         let mut recipients = vec![identity.to_public()];
         if let Some(owner_recipient) = self
             .registry
@@ -249,11 +315,11 @@ impl<C: Chain> Bot<C> {
         }
         recipients.extend(self.extra_recipients.iter().cloned());
         let recipient_names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
-        let cache = self
-            .usable_cache(node, latest.map(|snapshot| snapshot.cid))
-            .await?;
         let owner = node.owner.to_string();
         let secret = BackupSecret::derive(&identity, &owner, &node.node_id);
+        let cache = self
+            .usable_cache(node, latest.map(|snapshot| snapshot.cid), &secret)
+            .await?;
         let no_files = HashMap::new();
         let previous_files = cache.as_ref().map_or(&no_files, |cache| &cache.files);
         let scanned = pipeline::scan(
@@ -265,6 +331,9 @@ impl<C: Chain> Bot<C> {
             previous_files,
         )
         .await?;
+        for skipped in &scanned.skipped {
+            warn!(node = %node.node_id, path = %skipped.path, "left out: {}", skipped.reason);
+        }
         let manifest_sha256 = hex::encode(scanned.manifest.digest()?);
         // Unchanged: same tree, same recipients as the latest snapshot on chain.
         if cache.is_some_and(|cache| cache.describes(&manifest_sha256, &recipient_names)) {
@@ -275,24 +344,22 @@ impl<C: Chain> Bot<C> {
         }
         let (root, stats) = pipeline::seal(&self.store, &scanned, &recipients).await?;
         let cid = root.to_string();
-        // Pinned (and the pin remembered) before it is recorded: the registry never names a
-        // snapshot whose blocks the store may collect.
+        // Durable, then pinned (and the pin remembered), before it is recorded: the registry
+        // never names a snapshot whose blocks a crash or the store's collection may lose.
+        self.store.sync()?;
         let pinned = self.pins.entry(key).or_default();
         if !pinned.contains(&cid) {
             pinned.push(cid.clone());
         }
         self.state.save_pins(&self.pins)?;
         self.store.pin(&root).await?;
-        let description = format!(
-            "backup-bot snapshot: {} files, {} bytes, {} chunks",
-            stats.files, stats.content_bytes, stats.chunks
-        );
+        // Nothing of the tree's shape goes on chain, for every one to read.
         self.registry
             .add_snapshot(
                 &node.owner,
                 &node.node_id,
                 &cid,
-                &description,
+                SNAPSHOT_DESCRIPTION,
                 u64::from(now),
                 stats.snapshot_bytes,
             )
@@ -308,6 +375,7 @@ impl<C: Chain> Bot<C> {
             node,
             &NodeCache {
                 root: cid.clone(),
+                secret_fingerprint: secret.fingerprint(),
                 manifest_sha256,
                 recipients: recipient_names,
                 files: scanned.cache,
@@ -317,18 +385,24 @@ impl<C: Chain> Bot<C> {
             node_id: node.node_id.clone(),
             cid,
             stats,
+            skipped: scanned.skipped,
         });
         Ok(())
     }
 
-    /// The node's cache, if it describes `latest` (the newest snapshot on chain) and that
-    /// snapshot is still pinned in the store: only then are its chunks known to be there.
+    /// The node's cache, if it describes `latest` (the newest snapshot on chain), was made
+    /// under `secret`, and that snapshot is still pinned in the store: only then are its
+    /// chunks known to be there and readable with this backup's key.
     async fn usable_cache(
         &self,
         node: &ServedNode,
         latest: Option<String>,
+        secret: &BackupSecret,
     ) -> Result<Option<NodeCache>> {
         let cache = self.state.load_cache(node);
+        if cache.secret_fingerprint != secret.fingerprint() {
+            return Ok(None);
+        }
         let Some(latest) = latest.filter(|latest| *latest == cache.root) else {
             return Ok(None);
         };
@@ -337,8 +411,16 @@ impl<C: Chain> Bot<C> {
     }
 
     /// Unpins the roots this bot pinned for `node` that the registry no longer keeps (pruned
-    /// by retention, or the backup deleted).
-    async fn unpin_dropped(&mut self, node: &ServedNode, report: &mut PassReport) -> Result<()> {
+    /// by retention, or the backup deleted). A root missing from the paged list (pages shift
+    /// while an owner unpins or another authority adds) is unpinned only once the registry
+    /// confirms, by its CID, that it keeps no such snapshot, and never while an open restore
+    /// request names it.
+    async fn unpin_dropped(
+        &mut self,
+        node: &ServedNode,
+        requested: &HashSet<Cid>,
+        report: &mut PassReport,
+    ) -> Result<()> {
         let key = node_key(node);
         let Some(pinned) = self
             .pins
@@ -364,7 +446,11 @@ impl<C: Chain> Bot<C> {
         let mut unpinned = Vec::new();
         for root in pinned {
             let cid = Cid::try_from(root.as_str())?;
-            if kept_on_chain.contains(&cid) || recorded_now.contains(root.as_str()) {
+            if kept_on_chain.contains(&cid)
+                || recorded_now.contains(root.as_str())
+                || requested.contains(&cid)
+                || self.registry.snapshot_by_cid(&root).await?.is_some()
+            {
                 still_pinned.push(root);
                 continue;
             }
@@ -477,7 +563,13 @@ impl<C: Chain> Bot<C> {
         let Ok(cid) = Cid::try_from(cid) else {
             return Ok(RestoreOutcome::Refused(format!("invalid cid {cid}")));
         };
-        let identity = self.keyring.identity(node)?;
+        let identity = self.keyring.identity(node)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "node {:?} has no identity in {}",
+                node.node_id,
+                self.keyring.path_of(node).display()
+            )
+        })?;
         let owner = node.owner.to_string();
         let expected = Expected {
             owner: &owner,

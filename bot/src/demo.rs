@@ -41,7 +41,9 @@ fn bot_account() -> AccountId32 {
     dev::alice().public_key().to_account_id()
 }
 
-/// Writes a small tree with nesting, an empty directory, an executable and binary content.
+/// Writes a small tree with nesting, an empty directory, a private executable, binary
+/// content and a symbolic link, its files last modified an hour ago (a scan does not cache
+/// files modified in the second before it).
 pub fn write_sample_tree(root: &Path) -> Result<()> {
     fs::create_dir_all(root.join("data/nested"))?;
     fs::create_dir_all(root.join("empty"))?;
@@ -50,6 +52,14 @@ pub fn write_sample_tree(root: &Path) -> Result<()> {
     fs::write(root.join("data/nested/deep.txt"), b"deep")?;
     fs::write(root.join("run.sh"), b"#!/bin/sh\n")?;
     fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o700))?;
+    std::os::unix::fs::symlink("data/nested/deep.txt", root.join("latest"))?;
+    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for file in ["README", "data/blob.bin", "data/nested/deep.txt", "run.sh"] {
+        fs::File::options()
+            .write(true)
+            .open(root.join(file))?
+            .set_modified(an_hour_ago)?;
+    }
     Ok(())
 }
 

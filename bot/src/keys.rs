@@ -1,9 +1,10 @@
-//! Encryption of archives with age (X25519 recipients, authenticated, streaming), and the
-//! bot's identities.
+//! Encryption of snapshot manifests with age (X25519 recipients, authenticated, streaming),
+//! and the bot's identities.
 //!
 //! The bot holds one age identity per served node, created on first use in
 //! `data_dir/keys/` (mode 0600) in the format of `age-keygen`, so `age -d -i FILE` can use
-//! it too. Every archive is encrypted to that identity's recipient and, when the owner
+//! it too, and never created again while snapshots sealed with it are kept (see
+//! [`crate::bot`]). Every manifest is sealed to that identity's recipient and, when the owner
 //! registered one on chain, to the owner's recipient as well. Secrets are never printed.
 
 use crate::config::ServedNode;
@@ -34,12 +35,20 @@ impl Keyring {
         self.dir.join(format!("{}.age-identity", node.file_stem()))
     }
 
-    /// The identity of `node`, created on first use.
-    pub fn identity(&self, node: &ServedNode) -> Result<age::x25519::Identity> {
+    /// The identity of `node`, if its file is there.
+    pub fn identity(&self, node: &ServedNode) -> Result<Option<age::x25519::Identity>> {
         let path = self.path_of(node);
-        if path.exists() {
-            return read_identity(&path);
+        match fs::symlink_metadata(&path) {
+            Ok(_) => read_identity(&path).map(Some),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error).with_context(|| format!("reading {}", path.display())),
         }
+    }
+
+    /// Creates the identity of `node`, which must have none (the keyring's folder must be
+    /// there: a folder that vanished is not made again behind the operator's back).
+    pub fn create_identity(&self, node: &ServedNode) -> Result<age::x25519::Identity> {
+        let path = self.path_of(node);
         let identity = age::x25519::Identity::generate();
         write_identity(
             &path,
@@ -49,6 +58,7 @@ impl Keyring {
                 node.node_id, node.owner
             ),
         )?;
+        fs::File::open(&self.dir)?.sync_all()?;
         tracing::info!(
             node = %node.node_id,
             key = %path.display(),
@@ -137,14 +147,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let keyring = Keyring::open(dir.path().join("keys")).unwrap();
         let node = node("../odd/node id");
-        let first = keyring.identity(&node).unwrap();
+        assert!(keyring.identity(&node).unwrap().is_none());
+        let first = keyring.create_identity(&node).unwrap();
         let path = keyring.path_of(&node);
         assert_eq!(path.parent().unwrap(), dir.path().join("keys"));
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        let again = keyring.identity(&node).unwrap();
+        let again = keyring.identity(&node).unwrap().unwrap();
         assert_eq!(first.to_public().to_string(), again.to_public().to_string());
-        let other = keyring.identity(&self::node("other")).unwrap();
+        assert!(keyring.create_identity(&node).is_err(), "never overwritten");
+        let other = keyring.create_identity(&self::node("other")).unwrap();
         assert_ne!(first.to_public().to_string(), other.to_public().to_string());
     }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`pipeline`]: the one place where trees become snapshots and snapshots trees (chunking,
 //!   encryption, manifest, DAG, restore);
-//! - [`tree`]: a directory tree as the snapshots see it, and safe restored paths;
+//! - [`tree`]: a directory tree as the snapshots see it, read without following links;
+//! - [`staging`]: where a restore writes, and how the result takes the target's place;
 //! - [`unixfs`]: dag-pb and UnixFS blocks as `ipfs add --cid-version=1` makes them;
 //! - [`store`]: block stores with pins (embedded directory with garbage collection, IPFS RPC);
 //! - [`state`]: what the bot keeps between passes (file cache, pins);
@@ -25,6 +26,7 @@ pub mod keys;
 pub mod pipeline;
 pub mod progress;
 pub mod registry;
+pub mod staging;
 pub mod state;
 pub mod store;
 pub mod tree;

@@ -9,6 +9,7 @@ use backup_bot::chain::NodeChain;
 use backup_bot::config::{self, FileConfig, ServedNode};
 use backup_bot::keys::{self, Keyring};
 use backup_bot::registry::Registry;
+use backup_bot::state::DataDirLock;
 use backup_bot::store::{ContentStore, KuboStore, LocalStore};
 use backup_bot::{bench, demo, pipeline, progress, unixfs};
 use clap::{Args, Parser, Subcommand};
@@ -374,6 +375,8 @@ impl RunSettings {
 async fn run(args: RunArgs) -> Result<Ended> {
     let (once, json) = (args.once, args.json);
     let settings = RunSettings::resolve(args)?;
+    // Held until the process ends, across reconnections.
+    let _lock = DataDirLock::acquire(&settings.data_dir)?;
     info!(
         url = %settings.chain.url,
         contract = %settings.chain.contract,
@@ -663,9 +666,10 @@ async fn restore(args: RestoreArgs) -> Result<Ended> {
     let store = content_store(args.kubo_api.as_deref(), &local)?;
     let stats = pipeline::restore(&store, &cid, &identity, None, &args.target).await?;
     println!(
-        "{} files, {} folders, {} bytes restored into {}",
+        "{} files, {} folders, {} links, {} bytes restored into {}",
         stats.files,
         stats.directories,
+        stats.symlinks,
         stats.content_bytes,
         args.target.display()
     );

@@ -1,9 +1,10 @@
 //! The snapshot pipeline: the one place that turns a directory into a snapshot in a block
 //! store ([`scan`] then [`seal`]) and a snapshot back into a directory ([`restore`]).
 //!
-//! **Chunks.** File content is cut into content-defined chunks (FastCDC 2020: 256 KiB minimum,
-//! 512 KiB average, 1 MiB − 4 KiB maximum, so that every encrypted chunk fits one IPFS
-//! block of at most 1 MiB, and one `block/put` request of at most 1 MiB). An edit changes only the chunks around it.
+//! **Chunks.** File content is cut into content-defined chunks (FastCDC 2020: 64 KiB minimum,
+//! 256 KiB average, 1 MiB − 4 KiB maximum, so that every encrypted chunk fits one IPFS
+//! block of at most 1 MiB, and one `block/put` request of at most 1 MiB). An edit changes
+//! only the chunks around it.
 //!
 //! **Encryption that dedups within a backup only.** Each backup has a 32-byte secret
 //! ([`BackupSecret`]). A chunk's block is `nonce ‖ XChaCha20-Poly1305(plaintext)`, with the key
@@ -11,9 +12,11 @@
 //! plaintext: equal chunks of one backup give equal blocks, stored once; another backup, with
 //! another secret, shares nothing and learns nothing.
 //!
-//! **Manifest.** The snapshot's file tree (paths, execute bits, sizes, chunk list) and the
-//! backup's secret are JSON, sealed with age to the node's identity and the owner's
-//! registered recipient: the owner restores alone, with their identity and any IPFS API.
+//! **Manifest.** The snapshot's tree (folders, files and symbolic links: paths, permission
+//! bits, modification times, sizes, chunks) as JSON lines cut into encrypted pages; the
+//! pages' CIDs and the backup's secret form the envelope, sealed with age to the node's
+//! identity and the owner's registered recipient: the owner restores alone, with their
+//! identity and any IPFS API.
 //!
 //! **Layout.** The snapshot's root is a UnixFS directory with two entries: `chunks`, a UnixFS
 //! file whose leaves are the snapshot's distinct chunk blocks (raw), and `manifest.age`, the
@@ -22,26 +25,26 @@
 //! on chain is the root's.
 //!
 //! **Restore** verifies every block against its CID before using it, decrypts, checks the
-//! manifest names only chunks the snapshot holds, and writes the tree into a staging folder
-//! next to the target, which replaces the target only once complete.
+//! manifest names only chunks the snapshot holds and that the tree fits the disk, and writes
+//! the tree into a staging folder next to the target ([`crate::staging`]), which replaces the
+//! target only once complete.
 
 use crate::keys;
+use crate::staging::{self, BadEntry, Staging};
 use crate::store::ContentStore;
-use crate::tree::{self, FileStamp};
+use crate::tree::{self, EntryKind, FileStamp, Skipped, TreeEntry};
 use crate::unixfs::{self, Block, Child, Link, UnixfsHasher, DAG_PB, RAW};
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use cid::Cid;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 /// Smallest chunk FastCDC cuts (but for the end of a file).
 pub const MIN_CHUNK: u32 = 64 * 1024;
@@ -55,8 +58,11 @@ pub const MAX_CHUNK: u32 = 1024 * 1024 - 4096;
 const NONCE_LEN: usize = 24;
 /// Bytes a chunk's block adds to its plaintext: nonce and tag.
 const BLOCK_OVERHEAD: u64 = NONCE_LEN as u64 + 16;
-/// The manifest format this code writes and reads.
-pub const MANIFEST_FORMAT: u32 = 2;
+/// The manifest format this code writes: 3 keeps symbolic links, permission bits,
+/// modification times and names that are not UTF-8.
+pub const MANIFEST_FORMAT: u32 = 3;
+/// The oldest manifest format this code reads (2: folders and files, execute bits only).
+const OLDEST_MANIFEST_FORMAT: u32 = 2;
 /// Smallest page of the manifest's entry list (but for the last).
 const MIN_PAGE: u32 = 1024;
 /// Average page size FastCDC aims at: small, so that an edit anywhere in a large tree
@@ -67,8 +73,12 @@ const MAX_PAGE: u32 = 16 * 1024;
 /// One chunk-list node in this many ends after a given leaf (by the leaf's hash), so that a
 /// chunk added or removed changes only the node around it, not every node after it.
 const LIST_NODE_SPREAD: u8 = 16;
-/// Largest sealed manifest a restore accepts (about 2 million files).
-const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+/// Largest manifest (sealed, or its entry list) a snapshot may have: a snapshot whose list
+/// would be larger is refused when it is made, and a restore refuses one (about 2 million
+/// files).
+pub const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+/// Most leaves a snapshot's chunk list may have (a 1 TiB folder of 256 KiB chunks has 4 M).
+const MAX_LIST_LEAVES: usize = 64 << 20;
 /// Deepest UnixFS file DAG a restore follows (174^6 leaves is far beyond any manifest).
 const MAX_FILE_DEPTH: usize = 6;
 /// Name of the root's link to the chunk list.
@@ -175,6 +185,12 @@ impl BackupSecret {
         Ok(plaintext)
     }
 
+    /// A short public name of the secret (an HMAC of it), telling two secrets apart without
+    /// revealing either.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(&hmac(&self.0, &[b"fingerprint"])[..16])
+    }
+
     fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -198,23 +214,88 @@ pub struct ChunkRef {
     pub len: u32,
 }
 
-/// One entry of a snapshot's tree.
+/// One entry of a snapshot's tree: a folder, a regular file or a symbolic link.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ManifestEntry {
-    /// Path relative to the root, `/`-separated.
+    /// Path relative to the root, `/`-separated; for a path that is not UTF-8, its
+    /// readable form (bytes that are not UTF-8 replaced), the path itself being `path_hex`.
     pub path: String,
-    /// Whether it is a directory (otherwise a regular file).
+    /// The path's bytes in hex, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// Whether it is a folder.
     #[serde(default)]
     pub dir: bool,
-    /// Whether the file is executable (restored 0755, else 0644).
+    /// For a symbolic link, its target's bytes in hex (restored as a link, never followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_hex: Option<String>,
+    /// Whether any execute bit is set (what format 2 kept: restored 0755, else 0644).
     #[serde(default)]
     pub executable: bool,
+    /// Permission bits (format 3; restored without setuid, setgid and sticky bits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Modification time, nanoseconds since the epoch (format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<i64>,
     /// File size in bytes.
     #[serde(default)]
     pub size: u64,
     /// The file's chunks, in order.
     #[serde(default)]
     pub chunks: Vec<ChunkRef>,
+}
+
+impl ManifestEntry {
+    /// The entry of the listed `entry`, whose content is `chunks`.
+    fn of(entry: &TreeEntry, chunks: Vec<ChunkRef>) -> Self {
+        let (path, path_hex) = match std::str::from_utf8(&entry.relative) {
+            Ok(path) => (path.to_string(), None),
+            Err(_) => (entry.display(), Some(hex::encode(&entry.relative))),
+        };
+        let link_hex = match &entry.kind {
+            EntryKind::Symlink { target } => Some(hex::encode(target)),
+            _ => None,
+        };
+        Self {
+            path,
+            path_hex,
+            dir: entry.kind == EntryKind::Dir,
+            link_hex,
+            executable: entry.mode & 0o111 != 0,
+            mode: Some(entry.mode),
+            mtime_ns: Some(entry.mtime_ns),
+            size: entry.size(),
+            chunks,
+        }
+    }
+
+    /// The path's bytes.
+    pub fn path_bytes(&self) -> Result<Vec<u8>> {
+        match &self.path_hex {
+            Some(path) => hex::decode(path).map_err(|_| invalid("manifest path is not hex")),
+            None => Ok(self.path.clone().into_bytes()),
+        }
+    }
+
+    /// The permission bits it is restored with.
+    fn permissions(&self) -> u32 {
+        match self.mode {
+            Some(mode) => mode & 0o777,
+            None if self.dir => staging::DEFAULT_DIR_MODE,
+            None if self.executable => 0o755,
+            None => 0o644,
+        }
+    }
+}
+
+/// The key of a listed entry in a [`FileCache`]: its path, or for a path that is not UTF-8,
+/// a NUL (which no name holds) and its bytes in hex.
+fn cache_key(entry: &TreeEntry) -> String {
+    match std::str::from_utf8(&entry.relative) {
+        Ok(path) => path.to_string(),
+        Err(_) => format!("\0{}", hex::encode(&entry.relative)),
+    }
 }
 
 /// What a snapshot holds. Sealed, its entries are JSON lines cut into content-defined pages,
@@ -277,6 +358,10 @@ pub struct SnapshotStats {
     pub files: u64,
     /// Directories in the tree (the root excluded).
     pub directories: u64,
+    /// Symbolic links in the tree.
+    pub symlinks: u64,
+    /// Entries left out (see [`Scanned::skipped`]).
+    pub skipped: u64,
     /// Bytes of file content in the tree.
     pub content_bytes: u64,
     /// Bytes read from files (those whose cache entry did not match).
@@ -299,6 +384,8 @@ pub struct Scanned {
     pub cache: FileCache,
     /// Counts so far.
     pub stats: SnapshotStats,
+    /// The entries left out: special files, and files that changed while they were read.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Stores `block`, counting it.
@@ -310,21 +397,22 @@ async fn put_counted(store: &ContentStore, block: &Block, stats: &mut SnapshotSt
     Ok(())
 }
 
-/// Chunks, encrypts and stores the file at `path` (of `expected_len` bytes).
+/// Chunks, encrypts and stores `file`, listed as `entry`; `None` when it changed while it
+/// was read (its size or modification time is no longer the listed one).
 async fn chunk_file(
     store: &ContentStore,
     secret: &BackupSecret,
-    path: &Path,
-    expected_len: u64,
+    file: File,
+    entry: &TreeEntry,
     stats: &mut SnapshotStats,
-) -> Result<Vec<ChunkRef>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+) -> Result<Option<Vec<ChunkRef>>> {
+    let expected_len = entry.size();
     let chunker =
-        fastcdc::v2020::StreamCDC::new(file.take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+        fastcdc::v2020::StreamCDC::new((&file).take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
     let mut chunks = Vec::new();
     let mut read = 0u64;
     for chunk in chunker {
-        let chunk = chunk.with_context(|| format!("reading {}", path.display()))?;
+        let chunk = chunk.with_context(|| format!("reading {}", entry.display()))?;
         read += chunk.data.len() as u64;
         let block = secret.seal_chunk(&chunk.data)?;
         put_counted(store, &block, stats).await?;
@@ -333,17 +421,37 @@ async fn chunk_file(
             len: u32::try_from(chunk.data.len())?,
         });
     }
-    ensure!(
-        read == expected_len,
-        "{} changed size while it was read",
-        path.display()
-    );
     stats.bytes_read += read;
-    Ok(chunks)
+    let now = file.metadata()?;
+    let unchanged = read == expected_len
+        && now.len() == expected_len
+        && i128::from(now.mtime()) * 1_000_000_000 + i128::from(now.mtime_nsec())
+            == entry.stamp.mtime_ns;
+    Ok(unchanged.then_some(chunks))
 }
 
+/// Whether every block of `chunks` is whole in `store` (see
+/// [`ContentStore::pinned_block_whole`]): a cached file whose blocks were lost is read again.
+fn all_whole(store: &ContentStore, chunks: &[ChunkRef]) -> Result<bool> {
+    for chunk in chunks {
+        let Ok(cid) = Cid::try_from(chunk.cid.as_str()) else {
+            return Ok(false);
+        };
+        if !store.pinned_block_whole(&cid, u64::from(chunk.len) + BLOCK_OVERHEAD)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Files modified this close to the scan's start are read, but not cached: a write in the
+/// same clock tick after the scan would leave their stamp unchanged.
+const CACHE_SETTLE_NS: i128 = 1_000_000_000;
+
 /// Reads the tree under `source` into a manifest, storing the chunks of every file whose stamp
-/// is not in `previous` (the others are taken from it without reading).
+/// is not in `previous` (the others are taken from it without reading). Special files, and
+/// files that change while they are read, are left out and listed in
+/// [`Scanned::skipped`].
 pub async fn scan(
     store: &ContentStore,
     source: &Path,
@@ -352,46 +460,68 @@ pub async fn scan(
     node_id: &str,
     previous: &FileCache,
 ) -> Result<Scanned> {
-    let entries = tree::list_tree(source)?;
-    let total: u64 = entries.iter().map(|entry| entry.size).sum();
+    let started_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let settled_before = i128::try_from(started_ns)? - CACHE_SETTLE_NS;
+    let mut listing = tree::list_tree(source)?;
+    let entries = std::mem::take(&mut listing.entries);
+    let total: u64 = entries.iter().map(TreeEntry::size).sum();
     let progress = crate::progress::bar(total, "snapshot");
     let mut stats = SnapshotStats::default();
     let mut cache = FileCache::new();
     let mut manifest_entries = Vec::with_capacity(entries.len());
     for entry in entries {
-        if entry.is_dir {
-            stats.directories += 1;
-        } else {
-            stats.files += 1;
-            stats.content_bytes += entry.size;
-        }
-        let chunks = match previous.get(&entry.relative) {
-            _ if entry.is_dir => Vec::new(),
-            Some(cached) if cached.stamp == entry.stamp => cached.chunks.clone(),
-            _ => {
-                let path = source.join(&entry.relative);
-                chunk_file(store, secret, &path, entry.size, &mut stats).await?
+        progress.inc(entry.size());
+        let chunks = match &entry.kind {
+            EntryKind::Dir => {
+                stats.directories += 1;
+                Vec::new()
+            }
+            EntryKind::Symlink { .. } => {
+                stats.symlinks += 1;
+                Vec::new()
+            }
+            EntryKind::File { size } => {
+                let key = cache_key(&entry);
+                let cached = previous
+                    .get(&key)
+                    .filter(|cached| cached.stamp == entry.stamp);
+                let chunks = match cached {
+                    Some(cached) if all_whole(store, &cached.chunks)? => cached.chunks.clone(),
+                    _ => {
+                        let read = match listing.open_file(&entry)? {
+                            Some(file) => {
+                                chunk_file(store, secret, file, &entry, &mut stats).await?
+                            }
+                            None => None,
+                        };
+                        let Some(chunks) = read else {
+                            listing.skip(&entry, "changed during the scan");
+                            continue;
+                        };
+                        chunks
+                    }
+                };
+                stats.files += 1;
+                stats.content_bytes += size;
+                if entry.stamp.mtime_ns < settled_before {
+                    let stamp = entry.stamp;
+                    cache.insert(
+                        key,
+                        CachedFile {
+                            stamp,
+                            chunks: chunks.clone(),
+                        },
+                    );
+                }
+                chunks
             }
         };
-        progress.inc(entry.size);
-        if !entry.is_dir {
-            cache.insert(
-                entry.relative.clone(),
-                CachedFile {
-                    stamp: entry.stamp,
-                    chunks: chunks.clone(),
-                },
-            );
-        }
-        manifest_entries.push(ManifestEntry {
-            path: entry.relative,
-            dir: entry.is_dir,
-            executable: entry.executable,
-            size: entry.size,
-            chunks,
-        });
+        manifest_entries.push(ManifestEntry::of(&entry, chunks));
     }
     progress.finish_and_clear();
+    stats.skipped = listing.skipped.len() as u64;
     Ok(Scanned {
         manifest: Manifest {
             format: MANIFEST_FORMAT,
@@ -402,6 +532,7 @@ pub async fn scan(
         },
         cache,
         stats,
+        skipped: listing.skipped,
     })
 }
 
@@ -420,6 +551,12 @@ pub async fn seal(
     for entry in &manifest.entries {
         serde_json::to_writer(&mut lines, entry)?;
         lines.push(b'\n');
+        ensure!(
+            lines.len() as u64 <= MAX_MANIFEST_BYTES,
+            "the tree has too many entries: its manifest would pass the limit of {} MiB that \
+             a restore accepts (about 2 million files); split the node's folder",
+            MAX_MANIFEST_BYTES >> 20
+        );
     }
     let mut pages = Vec::new();
     for page in fastcdc::v2020::StreamCDC::new(&lines[..], MIN_PAGE, AVG_PAGE, MAX_PAGE) {
@@ -533,7 +670,9 @@ fn decode(block: &Block) -> Result<unixfs::Node> {
 }
 
 /// The leaves of the UnixFS file `cid`, in order, and (when `read`) its content, verifying
-/// every block fetched; at most `limit` bytes.
+/// every block fetched; at most `limit` bytes and [`MAX_LIST_LEAVES`] leaves. A block linked
+/// twice is refused (the bot's files never repeat one), so that a small hostile DAG cannot
+/// make the walk exponential.
 async fn walk_file(
     store: &ContentStore,
     cid: &Cid,
@@ -542,10 +681,19 @@ async fn walk_file(
 ) -> Result<(Vec<Cid>, Vec<u8>)> {
     let mut leaves = Vec::new();
     let mut content = Vec::new();
+    let mut seen = HashSet::new();
     // Depth-first, in link order: a stack of (cid, depth), last link pushed first.
     let mut pending = vec![(*cid, 0usize)];
     while let Some((cid, depth)) = pending.pop() {
         ensure!(depth <= MAX_FILE_DEPTH, Invalid::new("file DAG too deep"));
+        ensure!(
+            seen.insert(cid),
+            Invalid::new(format!("the DAG links {cid} twice"))
+        );
+        ensure!(
+            leaves.len() < MAX_LIST_LEAVES,
+            Invalid::new("the DAG has too many leaves")
+        );
         if cid.codec() == RAW {
             leaves.push(cid);
             if read {
@@ -656,6 +804,8 @@ pub struct RestoreStats {
     pub files: u64,
     /// Directories restored (the root excluded).
     pub directories: u64,
+    /// Symbolic links restored.
+    pub symlinks: u64,
     /// Bytes of file content restored.
     pub content_bytes: u64,
 }
@@ -697,7 +847,7 @@ pub async fn open_manifest(
     let envelope: Envelope =
         serde_json::from_slice(&json).map_err(|error| invalid(format!("manifest: {error}")))?;
     ensure!(
-        envelope.format == MANIFEST_FORMAT,
+        (OLDEST_MANIFEST_FORMAT..=MANIFEST_FORMAT).contains(&envelope.format),
         Invalid::new(format!(
             "manifest format {} is not supported",
             envelope.format
@@ -770,108 +920,93 @@ pub async fn restore(
             ))
         );
     }
-    let staging = staging_dir(target)?;
-    if staging.exists() {
-        fs::remove_dir_all(&staging)?;
-    }
-    fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
-    match write_tree(store, &manifest, &staging).await {
-        Ok(stats) => {
-            replace_dir(&staging, target)?;
-            Ok(stats)
-        }
-        Err(error) => {
-            let _ = fs::remove_dir_all(&staging);
-            Err(error)
-        }
-    }
+    check_sizes(&manifest, target)?;
+    let mut staging = Staging::create(target)?;
+    let stats = write_tree(store, &manifest, &mut staging)
+        .await
+        .map_err(|error| match error.downcast::<BadEntry>() {
+            Ok(bad) => invalid(bad.0),
+            Err(error) => error,
+        })?;
+    staging.replace(target)?;
+    Ok(stats)
 }
 
-/// The staging folder of restores into `target`: a hidden sibling.
-fn staging_dir(target: &Path) -> Result<PathBuf> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| anyhow!("{} cannot be a restore target", target.display()))?;
-    let mut staging_name = std::ffi::OsString::from(".");
-    staging_name.push(name);
-    staging_name.push(".restoring");
-    Ok(target.with_file_name(staging_name))
+/// Checks, before anything is written, that every file's chunks add up to its size and that
+/// the whole tree fits the free space of `target`'s file system: a snapshot naming one chunk
+/// again and again cannot fill the disk.
+fn check_sizes(manifest: &Manifest, target: &Path) -> Result<()> {
+    let mut total = 0u64;
+    for entry in &manifest.entries {
+        let listed: u64 = entry.chunks.iter().map(|chunk| u64::from(chunk.len)).sum();
+        ensure!(
+            listed == entry.size,
+            Invalid::new(format!("{} has the wrong size", entry.path))
+        );
+        total = total.saturating_add(listed);
+    }
+    let mut place = target;
+    while !place.exists() {
+        match place.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => place = parent,
+            _ => {
+                place = Path::new(".");
+                break;
+            }
+        }
+    }
+    let space = rustix::fs::statvfs(place)?;
+    let free = space.f_bavail.saturating_mul(space.f_frsize);
+    ensure!(
+        total <= free,
+        Invalid::new(format!(
+            "the snapshot holds {total} bytes and the restore target's file system has {free} free"
+        ))
+    );
+    Ok(())
 }
 
-/// Writes `manifest`'s tree into `dest`, fetching, verifying and decrypting each chunk.
+/// Writes `manifest`'s tree into `staging`, fetching, verifying and decrypting each chunk.
 async fn write_tree(
     store: &ContentStore,
     manifest: &Manifest,
-    dest: &Path,
+    staging: &mut Staging,
 ) -> Result<RestoreStats> {
     let secret = BackupSecret::from_hex(&manifest.secret)?;
     let total: u64 = manifest.entries.iter().map(|entry| entry.size).sum();
     let progress = crate::progress::bar(total, "restore");
     let mut stats = RestoreStats::default();
     for entry in &manifest.entries {
-        let relative = tree::safe_relative_path(Path::new(&entry.path))
-            .map_err(|error| invalid(error.to_string()))?;
-        let path = dest.join(relative);
+        let path = entry.path_bytes()?;
+        tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
+        let mode = entry.permissions();
         if entry.dir {
-            fs::create_dir_all(&path)?;
+            staging.create_dir(&path, mode, entry.mtime_ns)?;
             stats.directories += 1;
             continue;
         }
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+        if let Some(target) = &entry.link_hex {
+            let target = hex::decode(target).map_err(|_| invalid("link target is not hex"))?;
+            ensure!(
+                !target.is_empty() && !target.contains(&0),
+                Invalid::new(format!("{} has an empty link target", entry.path))
+            );
+            staging.create_symlink(&path, &target, entry.mtime_ns)?;
+            stats.symlinks += 1;
+            continue;
         }
-        let mut file =
-            File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let mut written = 0u64;
+        let mut file = staging.create_file(&path)?;
         for chunk in &entry.chunks {
             let plaintext = open_listed_chunk(store, &secret, chunk).await?;
             file.write_all(&plaintext)?;
-            written += plaintext.len() as u64;
             progress.inc(plaintext.len() as u64);
         }
-        ensure!(
-            written == entry.size,
-            Invalid::new(format!("{} has the wrong size", entry.path))
-        );
-        let mode = if entry.executable { 0o755 } else { 0o644 };
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        Staging::finish_file(&file, mode, entry.mtime_ns)?;
         stats.files += 1;
-        stats.content_bytes += written;
+        stats.content_bytes += entry.size;
     }
     progress.finish_and_clear();
     Ok(stats)
-}
-
-/// Puts the complete tree `staging` in place of `target`: swapped in one step (Linux
-/// `renameat2(RENAME_EXCHANGE)`) when `target` exists, then the old tree is removed.
-fn replace_dir(staging: &Path, target: &Path) -> Result<()> {
-    if !target.exists() {
-        fs::rename(staging, target)
-            .with_context(|| format!("moving the restored tree to {}", target.display()))?;
-        return Ok(());
-    }
-    let path = |path: &Path| CString::new(path.as_os_str().as_bytes());
-    let (from, to) = (path(staging)?, path(target)?);
-    // SAFETY: both are valid NUL-terminated paths, alive for the call.
-    let swapped = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if swapped != 0 {
-        bail!(
-            "swapping {} into {}: {}",
-            staging.display(),
-            target.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    fs::remove_dir_all(staging)
-        .with_context(|| format!("removing the previous tree, now in {}", staging.display()))
 }
 
 #[cfg(test)]
@@ -879,6 +1014,9 @@ mod tests {
     use super::*;
     use crate::bench::random_bytes;
     use crate::store::LocalStore;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
 
     /// A tree with a large random file, a small one, an executable and an empty folder.
     fn sample_tree(root: &Path) {
@@ -887,6 +1025,12 @@ mod tests {
         fs::write(root.join("small.txt"), b"small file\n").unwrap();
         fs::write(root.join("run.sh"), b"#!/bin/sh\n").unwrap();
         fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o700)).unwrap();
+        // Written an hour ago: files modified in the second before a scan are not cached.
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for file in ["data/large.bin", "small.txt", "run.sh"] {
+            let file = File::options().write(true).open(root.join(file)).unwrap();
+            file.set_modified(past).unwrap();
+        }
     }
 
     struct Fixture {
@@ -981,7 +1125,11 @@ mod tests {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            mode & 0o777,
+            0o700,
+            "the mode itself, not only its execute bit"
+        );
     }
 
     #[tokio::test]
@@ -1040,8 +1188,13 @@ mod tests {
             "the same content gives the same blocks"
         );
         assert_eq!(
+            chunks_of(&touched, "data/large.bin"),
+            chunks_of(&first, "data/large.bin")
+        );
+        assert_ne!(
             touched.manifest.digest().unwrap(),
-            first.manifest.digest().unwrap()
+            first.manifest.digest().unwrap(),
+            "the new modification time is part of the snapshot"
         );
     }
 
@@ -1081,7 +1234,13 @@ mod tests {
         let left: Vec<_> = fs::read_dir(&target).unwrap().collect();
         assert_eq!(left.len(), 1);
         assert_eq!(fs::read(target.join("previous")).unwrap(), b"kept");
-        assert!(!staging_dir(&target).unwrap().exists());
+        let staging_left = fs::read_dir(&fixture.root).unwrap().any(|item| {
+            item.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".restoring-")
+        });
+        assert!(!staging_left, "the staging folder is removed");
     }
 
     #[tokio::test]

@@ -218,6 +218,12 @@ impl<C: Chain> Registry<C> {
         ))
     }
 
+    /// The snapshot with CID `cid` (any spelling) and the backup holding it, if the registry
+    /// keeps it.
+    pub async fn snapshot_by_cid(&mut self, cid: &str) -> Result<Option<(Backup, Snapshot)>> {
+        self.query("snapshot_by_cid", &[text(cid)]).await
+    }
+
     /// Every backup of `owner`.
     pub async fn backups_of(&mut self, owner: &AccountId32) -> Result<Vec<Backup>> {
         self.query("backups_of", &[account(owner)]).await

@@ -4,7 +4,9 @@
 //! - `cache/OWNER-NODEHEX.json`: per node, the last snapshot it recorded and the chunks of
 //!   every file it read ([`NodeCache`]). Only saves work: a missing or damaged one is
 //!   reported and replaced;
-//! - `pins.json`: per node, the snapshot roots it pinned and has not unpinned yet ([`Pins`]).
+//! - `pins.json`: per node, the snapshot roots it pinned and has not unpinned yet ([`Pins`]);
+//! - `lock`: held (`flock`) by the one process serving from this folder ([`DataDirLock`]),
+//!   holding its pid.
 
 use crate::config::ServedNode;
 use crate::pipeline::FileCache;
@@ -12,7 +14,7 @@ use anyhow::{Context, Result};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use tracing::warn;
@@ -27,6 +29,10 @@ pub fn node_key(node: &ServedNode) -> String {
 pub struct NodeCache {
     /// CID of the snapshot's root.
     pub root: String,
+    /// [`BackupSecret::fingerprint`](crate::pipeline::BackupSecret::fingerprint) of the
+    /// secret its chunks are encrypted under: a cache made under another key is not used.
+    #[serde(default)]
+    pub secret_fingerprint: String,
     /// sha2-256 of its manifest, hex.
     pub manifest_sha256: String,
     /// The recipients its manifest was sealed to.
@@ -93,6 +99,50 @@ impl StateDir {
     }
 }
 
+/// The exclusive hold of one process on a data folder: a second bot on the same folder would
+/// collect blocks the first has stored but not pinned yet, and both would rewrite the pins.
+/// Released when dropped, or when the process ends however it ends (`flock`).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: fs::File,
+}
+
+impl DataDirLock {
+    /// Takes the lock of `data_dir` (created if missing), or fails at once naming the pid of
+    /// the process that holds it.
+    pub fn acquire(data_dir: &Path) -> Result<Self> {
+        fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let path = data_dir.join("lock");
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if let Err(error) =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            if error != rustix::io::Errno::WOULDBLOCK {
+                return Err(error).with_context(|| format!("locking {}", path.display()));
+            }
+            let mut holder = String::new();
+            file.read_to_string(&mut holder)?;
+            anyhow::bail!(
+                "{} is in use by another backup-bot (pid {}): one process per data folder",
+                data_dir.display(),
+                holder.trim()
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        file.sync_all()?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// The JSON value in `path`, or the default when the file is missing or does not parse.
 fn read_or_default<T: DeserializeOwned + Default>(path: &Path) -> T {
     let parsed = fs::read(path)
@@ -127,6 +177,20 @@ fn write_atomically<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 mod tests {
     use super::*;
     use subxt_signer::sr25519::dev;
+
+    #[test]
+    fn one_lock_per_data_folder_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = DataDirLock::acquire(dir.path()).unwrap();
+        let error = DataDirLock::acquire(dir.path()).unwrap_err().to_string();
+        let pid = format!("(pid {})", std::process::id());
+        assert!(
+            error.contains("in use by another backup-bot") && error.contains(&pid),
+            "{error}"
+        );
+        drop(held);
+        DataDirLock::acquire(dir.path()).unwrap();
+    }
 
     #[test]
     fn a_truncated_cache_is_ignored_and_replaced() {

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tracing::warn;
 
 /// A place to put blocks, fetch them back by CID and pin the roots of snapshots.
 pub enum ContentStore {
@@ -47,6 +46,26 @@ impl ContentStore {
         match self {
             Self::Local(store) => Ok(store.path_of(cid).exists()),
             Self::Kubo(store) => store.has_block(cid).await,
+        }
+    }
+
+    /// Whether a block of a pinned snapshot, `cid` of `size` bytes, is still whole, before a
+    /// file cache reuses it. The embedded store checks the file's size (a pin there is a
+    /// marker, and a power cut or a hand can remove or truncate a block); an IPFS node keeps
+    /// every block a recursive pin reaches, so it is not asked.
+    pub fn pinned_block_whole(&self, cid: &Cid, size: u64) -> Result<bool> {
+        match self {
+            Self::Local(store) => store.holds_whole(cid, size),
+            Self::Kubo(_) => Ok(true),
+        }
+    }
+
+    /// Makes every block put so far durable (the embedded store's file system synced; an
+    /// IPFS node syncs its own), before a root is pinned and recorded.
+    pub fn sync(&self) -> Result<()> {
+        match self {
+            Self::Local(store) => store.sync(),
+            Self::Kubo(_) => Ok(()),
         }
     }
 
@@ -142,9 +161,20 @@ impl LocalStore {
         Ok(total)
     }
 
+    /// Whether the block `cid` is there with `size` bytes.
+    fn holds_whole(&self, cid: &Cid, size: u64) -> Result<bool> {
+        match fs::symlink_metadata(self.path_of(cid)) {
+            Ok(meta) => Ok(meta.is_file() && meta.len() == size),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(error).with_context(|| format!("reading block {cid}")),
+        }
+    }
+
+    /// Stores `block` unless a whole copy is there (a block cut short by a power cut is
+    /// written again); returns whether it wrote it. Durable only after [`LocalStore::sync`].
     fn put_block(&self, block: &Block) -> Result<bool> {
         let target = self.path_of(&block.cid);
-        if target.exists() {
+        if self.holds_whole(&block.cid, block.data.len() as u64)? {
             return Ok(false);
         }
         // Write under a temporary name, then rename: a crash never leaves a partial block
@@ -160,9 +190,19 @@ impl LocalStore {
         fs::read(self.path_of(cid)).with_context(|| format!("block {cid} is not in the store"))
     }
 
+    /// Syncs the file system holding the blocks (`syncfs`: one call for every block written,
+    /// with their directory entries).
+    fn sync(&self) -> Result<()> {
+        let blocks = fs::File::open(&self.blocks)?;
+        rustix::fs::syncfs(&blocks).with_context(|| format!("syncing {}", self.blocks.display()))
+    }
+
     fn pin(&self, root: &Cid) -> Result<()> {
         let path = self.pins.join(root.to_string());
-        fs::write(&path, b"").with_context(|| format!("writing {}", path.display()))
+        fs::File::create(&path)
+            .and_then(|file| file.sync_all())
+            .and_then(|()| fs::File::open(&self.pins)?.sync_all())
+            .with_context(|| format!("writing {}", path.display()))
     }
 
     fn unpin(&self, root: &Cid) -> Result<()> {
@@ -183,14 +223,16 @@ impl LocalStore {
             let name = entry?.file_name();
             match Cid::try_from(name.to_string_lossy().as_ref()) {
                 Ok(cid) => roots.push(cid),
-                Err(_) => warn!("ignoring {name:?} among the pins"),
+                Err(_) => bail!("{name:?} among the pins is not a CID"),
             }
         }
         Ok(roots)
     }
 
-    /// Every block reached from a pinned root. A dag-pb block that is missing or does not
-    /// decode ends that branch with a warning; its raw leaves are not read.
+    /// Every block reached from a pinned root, reading every dag-pb block (raw leaves have no
+    /// links and are not read). A pin that names no CID, or a dag-pb block that is missing,
+    /// unreadable, does not match its CID or does not decode, is an error: what it would have
+    /// reached is unknown.
     fn reachable(&self) -> Result<HashSet<Cid>> {
         let mut reached = HashSet::new();
         let mut pending = self.pinned()?;
@@ -198,20 +240,21 @@ impl LocalStore {
             if !reached.insert(cid) || cid.codec() != DAG_PB {
                 continue;
             }
-            match self
+            let node = self
                 .get_block(&cid)
-                .and_then(|bytes| unixfs::decode_node(&bytes))
-            {
-                Ok(node) => pending.extend(node.links.into_iter().map(|link| link.cid)),
-                Err(error) => warn!("garbage collection cannot follow {cid}: {error:#}"),
-            }
+                .and_then(|bytes| Block::verified(&cid, bytes))
+                .and_then(|block| unixfs::decode_node(&block.data))
+                .with_context(|| format!("garbage collection cannot follow {cid}"))?;
+            pending.extend(node.links.into_iter().map(|link| link.cid));
         }
         Ok(reached)
     }
 
-    /// Removes every block (and leftover partial write) that no pinned root reaches. Safe to
-    /// interrupt: it only ever removes unreachable blocks, and pins are taken before a
-    /// snapshot is recorded, after its blocks are stored.
+    /// Removes every block (and leftover partial write) that no pinned root reaches. Never
+    /// deletes on doubt: any pin or dag-pb block it cannot read and decode fails the whole
+    /// collection before anything is removed. Safe to interrupt: it only ever removes
+    /// unreachable blocks, and pins are taken before a snapshot is recorded, after its
+    /// blocks are stored and synced.
     pub fn collect_garbage(&self) -> Result<GarbageReport> {
         let reachable = self.reachable()?;
         let mut report = GarbageReport::default();
@@ -419,6 +462,73 @@ mod tests {
         let bytes = store.get_block(&block.cid).unwrap();
         assert_eq!(Block::verified(&block.cid, bytes).unwrap(), block);
         assert!(store.get_block(&raw(b"never stored").cid).is_err());
+    }
+
+    #[test]
+    fn a_block_cut_short_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let block = raw(b"a whole block");
+        assert!(store.put_block(&block).unwrap());
+        fs::write(store.path_of(&block.cid), b"").unwrap();
+        assert!(!store.holds_whole(&block.cid, 13).unwrap());
+        assert!(store.put_block(&block).unwrap(), "rewritten");
+        assert_eq!(store.get_block(&block.cid).unwrap(), block.data);
+        store.sync().unwrap();
+    }
+
+    /// A pinned root reaching a node that cannot be read: the collection stops and removes
+    /// nothing, not even a block no pin reaches, since what the bad node links to is unknown.
+    #[test]
+    fn garbage_collection_with_an_unreadable_block_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let (leaf, unreferenced) = (raw(b"leaf"), raw(b"unreferenced"));
+        let link = |block: &Block| Link {
+            cid: block.cid,
+            name: "x".into(),
+            tsize: block.data.len() as u64,
+        };
+        let middle = directory_node(vec![link(&leaf)]).unwrap();
+        let root = directory_node(vec![link(&middle)]).unwrap();
+        for block in [&leaf, &unreferenced, &middle, &root] {
+            store.put_block(block).unwrap();
+        }
+        store.pin(&root.cid).unwrap();
+        let damaged = |bytes: &[u8]| {
+            let mut bytes = bytes.to_vec();
+            bytes[0] ^= 0xff;
+            bytes
+        };
+        let path = store.path_of(&middle.cid);
+        fs::remove_file(&path).unwrap();
+        for (what, content) in [
+            ("unreadable", None),
+            ("damaged", Some(damaged(&middle.data))),
+        ] {
+            match &content {
+                // A directory where the block should be: reading it fails.
+                None => fs::create_dir(&path).unwrap(),
+                Some(bytes) => fs::write(&path, bytes).unwrap(),
+            }
+            let error = store.collect_garbage().unwrap_err();
+            assert!(
+                format!("{error:#}").contains("cannot follow"),
+                "{what}: {error:#}"
+            );
+            assert_eq!(
+                store.block_cids().unwrap().len(),
+                4,
+                "{what}: nothing removed"
+            );
+            match content {
+                None => fs::remove_dir(&path).unwrap(),
+                Some(_) => fs::remove_file(&path).unwrap(),
+            }
+        }
+        store.put_block(&middle).unwrap();
+        let report = store.collect_garbage().unwrap();
+        assert_eq!((report.removed_blocks, report.kept_blocks), (1, 3));
     }
 
     #[test]

@@ -1,14 +1,25 @@
-//! A directory tree as the snapshots see it: its directories and regular files in byte order
-//! of their paths, with sizes, execute bits and what tells a changed file from an unchanged
-//! one; and the checks that keep a restored path inside its target.
+//! A directory tree as the snapshots see it, read so that it cannot be redirected: every
+//! folder and file is opened relative to the folder above it (`openat2` beneath the root, no
+//! symbolic link followed in any component, `O_NOFOLLOW`, `O_NONBLOCK`), and what is opened
+//! must be what was listed (same device and inode, same kind). A link or FIFO swapped in
+//! between the listing and the reading is skipped, never followed, never waited on.
 //!
-//! Symbolic links and other special files are refused rather than silently skipped: a backup
-//! that drops files is worse than none. Paths must be UTF-8, as the manifest stores them.
+//! - Folders, regular files and symbolic links are kept: links as their target text, never
+//!   followed; permission bits and modification times of all three.
+//! - Sockets, FIFOs and devices are skipped, and reported.
+//! - A file that vanishes, changes kind or changes size while it is read is skipped and
+//!   reported: the rest of the tree is still backed up.
+//! - Names are bytes: a name that is not UTF-8 is kept as it is.
 
 use anyhow::{bail, Context, Result};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+
+/// Deepest folder nesting a scan follows; deeper folders are skipped and reported.
+const MAX_DEPTH: usize = 256;
 
 /// What says a file is unchanged without reading it: if all of this is equal, the content is
 /// taken as equal (as restic and git do).
@@ -27,123 +38,330 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(meta: &fs::Metadata) -> Self {
+    fn of(stat: &rustix::fs::Stat) -> Self {
         let nanos =
-            |seconds: i64, nanos: i64| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+            |seconds: i64, nanos: u64| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
         Self {
-            size: meta.len(),
-            mtime_ns: nanos(meta.mtime(), meta.mtime_nsec()),
-            ctime_ns: nanos(meta.ctime(), meta.ctime_nsec()),
-            inode: meta.ino(),
-            device: meta.dev(),
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            #[allow(clippy::useless_conversion)]
+            mtime_ns: nanos(stat.st_mtime.into(), stat.st_mtime_nsec.into()),
+            #[allow(clippy::useless_conversion)]
+            ctime_ns: nanos(stat.st_ctime.into(), stat.st_ctime_nsec.into()),
+            inode: stat.st_ino,
+            #[allow(clippy::useless_conversion)]
+            device: stat.st_dev.into(),
         }
     }
+}
+
+/// What an entry of a tree is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A folder.
+    Dir,
+    /// A regular file of `size` bytes.
+    File {
+        /// Size in bytes when listed.
+        size: u64,
+    },
+    /// A symbolic link, kept as its target's bytes.
+    Symlink {
+        /// What the link points to, never followed.
+        target: Vec<u8>,
+    },
 }
 
 /// One entry of a tree, relative to its root.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TreeEntry {
-    /// Path relative to the root, `/`-separated, UTF-8.
-    pub relative: String,
-    /// Whether it is a directory (otherwise a regular file).
-    pub is_dir: bool,
-    /// Size in bytes (0 for directories).
-    pub size: u64,
-    /// Whether any execute bit is set (files only).
-    pub executable: bool,
-    /// What tells whether the file changed.
+    /// Path relative to the root, `/`-separated bytes.
+    pub relative: Vec<u8>,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// What tells whether the entry changed (its device and inode also tell that a file
+    /// opened later is the one listed).
     pub stamp: FileStamp,
 }
 
-/// What an archive holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PackStats {
-    /// Regular files packed.
-    pub files: u64,
-    /// Directories packed (the root excluded).
-    pub directories: u64,
-    /// Bytes of file content packed.
-    pub content_bytes: u64,
-}
+impl TreeEntry {
+    /// The path, for messages (not UTF-8 bytes replaced).
+    pub fn display(&self) -> String {
+        String::from_utf8_lossy(&self.relative).into_owned()
+    }
 
-/// Lists the tree under `root` in byte order of paths, refusing special files and paths that
-/// are not UTF-8.
-pub fn list_tree(root: &Path) -> Result<Vec<TreeEntry>> {
-    let mut entries = Vec::new();
-    let mut pending = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        let dir = root.join(&relative);
-        let read = fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
-        for item in read {
-            let item = item?;
-            let child = relative.join(item.file_name());
-            let meta = fs::symlink_metadata(item.path())?;
-            let Some(relative) = child.to_str().map(str::to_string) else {
-                bail!("{} is not a UTF-8 path", item.path().display());
-            };
-            if meta.is_dir() {
-                entries.push(TreeEntry {
-                    relative,
-                    is_dir: true,
-                    size: 0,
-                    executable: false,
-                    stamp: FileStamp::of(&meta),
-                });
-                pending.push(child);
-            } else if meta.is_file() {
-                entries.push(TreeEntry {
-                    relative,
-                    is_dir: false,
-                    size: meta.len(),
-                    executable: meta.permissions().mode() & 0o111 != 0,
-                    stamp: FileStamp::of(&meta),
-                });
-            } else {
-                bail!(
-                    "{} is neither a regular file nor a directory (links and devices are not backed up)",
-                    item.path().display()
-                );
-            }
+    /// Bytes of content: a file's size, else 0.
+    pub fn size(&self) -> u64 {
+        match self.kind {
+            EntryKind::File { size } => size,
+            _ => 0,
         }
     }
-    entries.sort_by(|a, b| a.relative.as_bytes().cmp(b.relative.as_bytes()));
-    Ok(entries)
 }
 
-/// Checks that a stored path stays inside the directory it is restored into.
-pub fn safe_relative_path(path: &Path) -> Result<&Path> {
-    if path.as_os_str().is_empty() {
-        bail!("unsafe path: empty");
+/// An entry left out of a snapshot, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// Its path relative to the root (not UTF-8 bytes replaced).
+    pub path: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// A listed tree: its root folder, held open, and its entries, each folder before what it
+/// holds, names in byte order.
+pub struct Listing {
+    root: OwnedFd,
+    /// The entries kept.
+    pub entries: Vec<TreeEntry>,
+    /// The entries left out.
+    pub skipped: Vec<Skipped>,
+}
+
+/// How entries below the root are opened: beneath it, through no symbolic link.
+fn beneath() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
+}
+
+/// Opens the folder `root` (the operator's choice: it may itself be a link).
+fn open_root(root: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", root.display()))
+}
+
+/// Opens `relative` beneath `root` with `flags`, following no link; `Ok(None)` when it is
+/// gone or a link took its place.
+fn open_beneath(root: &OwnedFd, relative: &[u8], flags: OFlags) -> Result<Option<OwnedFd>> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    match rustix::fs::openat2(root, relative, flags, Mode::empty(), beneath()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => Ok(None),
+        Err(Errno::NOSYS) => bail!("the scan needs openat2 (Linux 5.6 or later)"),
+        Err(error) => {
+            Err(error).with_context(|| format!("opening {}", String::from_utf8_lossy(relative)))
+        }
     }
-    for component in path.components() {
-        match component {
-            Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                bail!("unsafe path: {}", path.display())
+}
+
+/// Whether `fd` is the entry listed as `entry`: same device, inode and kind.
+fn is_listed(fd: &OwnedFd, entry: &TreeEntry) -> Result<bool> {
+    let stat = rustix::fs::fstat(fd)?;
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    let same_kind = matches!(
+        (&entry.kind, kind),
+        (EntryKind::Dir, FileType::Directory) | (EntryKind::File { .. }, FileType::RegularFile)
+    );
+    let stamp = FileStamp::of(&stat);
+    Ok(same_kind && stamp.inode == entry.stamp.inode && stamp.device == entry.stamp.device)
+}
+
+/// `parent/name` (or `name` at the root).
+fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        return name.to_vec();
+    }
+    let mut path = Vec::with_capacity(parent.len() + 1 + name.len());
+    path.extend_from_slice(parent);
+    path.push(b'/');
+    path.extend_from_slice(name);
+    path
+}
+
+/// Lists the tree under `root`: folders, regular files and symbolic links, each folder before
+/// its content, names in byte order; other kinds, and folders that change while listed, are
+/// skipped and reported.
+pub fn list_tree(root: &Path) -> Result<Listing> {
+    let root_fd = open_root(root)?;
+    let mut listing = Listing {
+        root: root_fd,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let root_dir = listing.root.try_clone()?;
+    list_dir(&mut listing, &root_dir, &[], 0)
+        .with_context(|| format!("listing {}", root.display()))?;
+    Ok(listing)
+}
+
+/// Lists the folder open as `dir` (at `relative`) into `listing`, then the folders in it.
+fn list_dir(listing: &mut Listing, dir: &OwnedFd, relative: &[u8], depth: usize) -> Result<()> {
+    let mut names = Vec::new();
+    for item in rustix::fs::Dir::read_from(dir)? {
+        let name = item?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    for name in names {
+        let path = join(relative, &name);
+        let skip = |listing: &mut Listing, reason: &str| {
+            listing.skipped.push(Skipped {
+                path: String::from_utf8_lossy(&path).into_owned(),
+                reason: reason.to_string(),
+            })
+        };
+        let stat = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(Errno::NOENT) => {
+                skip(listing, "removed during the scan");
+                continue;
             }
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("reading {}", String::from_utf8_lossy(&path)))
+            }
+        };
+        let kind = match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Directory => EntryKind::Dir,
+            FileType::RegularFile => EntryKind::File {
+                size: u64::try_from(stat.st_size).unwrap_or(0),
+            },
+            FileType::Symlink => match rustix::fs::readlinkat(dir, name.as_slice(), Vec::new()) {
+                Ok(target) => EntryKind::Symlink {
+                    target: target.into_bytes(),
+                },
+                Err(Errno::NOENT | Errno::INVAL) => {
+                    skip(listing, "changed during the scan");
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            },
+            FileType::Fifo => {
+                skip(listing, "a FIFO: not backed up");
+                continue;
+            }
+            FileType::Socket => {
+                skip(listing, "a socket: not backed up");
+                continue;
+            }
+            _ => {
+                skip(listing, "a device: not backed up");
+                continue;
+            }
+        };
+        let stamp = FileStamp::of(&stat);
+        let entry = TreeEntry {
+            relative: path.clone(),
+            kind,
+            mode: stat.st_mode & 0o7777,
+            mtime_ns: i64::try_from(stamp.mtime_ns).unwrap_or(0),
+            stamp,
+        };
+        if entry.kind != EntryKind::Dir {
+            listing.entries.push(entry);
+            continue;
+        }
+        if depth + 1 >= MAX_DEPTH {
+            skip(listing, "nested too deep");
+            continue;
+        }
+        let child = match open_beneath(&listing.root, &path, OFlags::RDONLY | OFlags::DIRECTORY)? {
+            Some(child) if is_listed(&child, &entry)? => child,
+            _ => {
+                skip(listing, "changed during the scan");
+                continue;
+            }
+        };
+        listing.entries.push(entry);
+        list_dir(listing, &child, &path, depth + 1)?;
+    }
+    Ok(())
+}
+
+impl Listing {
+    /// Opens the regular file `entry` for reading, beneath the root and through no link;
+    /// `None` when it is no longer the file listed (gone, replaced, a link or FIFO swapped
+    /// in): it is then skipped.
+    pub fn open_file(&self, entry: &TreeEntry) -> Result<Option<fs::File>> {
+        let Some(fd) = open_beneath(&self.root, &entry.relative, OFlags::RDONLY)? else {
+            return Ok(None);
+        };
+        if !is_listed(&fd, entry)? {
+            return Ok(None);
+        }
+        Ok(Some(fs::File::from(fd)))
+    }
+
+    /// Records that `entry` was left out for `reason`.
+    pub fn skip(&mut self, entry: &TreeEntry, reason: &str) {
+        self.skipped.push(Skipped {
+            path: entry.display(),
+            reason: reason.to_string(),
+        });
+    }
+}
+
+/// Checks that a stored path stays inside the folder it is restored into: relative, no empty,
+/// `.` or `..` component, no NUL byte.
+pub fn safe_relative_path(path: &[u8]) -> Result<&[u8]> {
+    let unsafe_path = || format!("unsafe path: {}", String::from_utf8_lossy(path));
+    if path.is_empty() || path.contains(&0) {
+        bail!(unsafe_path());
+    }
+    for component in path.split(|byte| *byte == b'/') {
+        if component.is_empty() || component == b"." || component == b".." {
+            bail!(unsafe_path());
         }
     }
     Ok(path)
 }
 
-/// Whether two trees hold the same directories and the same files with the same bytes and
-/// execute bits; returns the first difference found.
+/// Whether two trees hold the same entries with the same kinds, permission bits, modification
+/// times, link targets and bytes; returns the first difference found.
 pub fn first_difference(left: &Path, right: &Path) -> Result<Option<String>> {
-    let left_entries = list_tree(left)?;
-    let right_entries = list_tree(right)?;
-    if left_entries.len() != right_entries.len() {
+    let left_tree = list_tree(left)?;
+    let right_tree = list_tree(right)?;
+    if left_tree.entries.len() != right_tree.entries.len() {
         return Ok(Some(format!(
             "{} entries against {}",
-            left_entries.len(),
-            right_entries.len()
+            left_tree.entries.len(),
+            right_tree.entries.len()
         )));
     }
-    for (a, b) in left_entries.iter().zip(&right_entries) {
-        if a.relative != b.relative || a.is_dir != b.is_dir || a.executable != b.executable {
-            return Ok(Some(format!("{} differs from {}", a.relative, b.relative)));
+    for (a, b) in left_tree.entries.iter().zip(&right_tree.entries) {
+        let same_kind = match (&a.kind, &b.kind) {
+            (EntryKind::File { .. }, EntryKind::File { .. }) => true,
+            (left, right) => left == right,
+        };
+        if a.relative != b.relative || !same_kind {
+            return Ok(Some(format!(
+                "{} differs from {}",
+                a.display(),
+                b.display()
+            )));
         }
-        if !a.is_dir && fs::read(left.join(&a.relative))? != fs::read(right.join(&b.relative))? {
-            return Ok(Some(format!("content of {}", a.relative)));
+        // A link's own permission bits are not kept by Linux.
+        if a.mode != b.mode && !matches!(a.kind, EntryKind::Symlink { .. }) {
+            return Ok(Some(format!(
+                "mode of {}: {:o} against {:o}",
+                a.display(),
+                a.mode,
+                b.mode
+            )));
+        }
+        if a.mtime_ns != b.mtime_ns {
+            return Ok(Some(format!("modification time of {}", a.display())));
+        }
+        if matches!(a.kind, EntryKind::File { .. }) {
+            let read = |tree: &Listing, entry: &TreeEntry| -> Result<Vec<u8>> {
+                let mut file = tree
+                    .open_file(entry)?
+                    .with_context(|| format!("{} changed while compared", entry.display()))?;
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut bytes)?;
+                Ok(bytes)
+            };
+            if read(&left_tree, a)? != read(&right_tree, b)? {
+                return Ok(Some(format!("content of {}", a.display())));
+            }
         }
     }
     Ok(None)
@@ -153,18 +371,20 @@ pub fn first_difference(left: &Path, right: &Path) -> Result<Option<String>> {
 mod tests {
     use super::*;
     use crate::demo::write_sample_tree as sample_tree;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn paths(listing: &Listing) -> Vec<String> {
+        listing.entries.iter().map(TreeEntry::display).collect()
+    }
 
     #[test]
-    fn entries_come_in_byte_order_with_execute_bits() {
+    fn folders_come_before_their_content_with_modes() {
         let root = tempfile::tempdir().unwrap();
         sample_tree(root.path()).unwrap();
-        let entries = list_tree(root.path()).unwrap();
-        let paths: Vec<&str> = entries
-            .iter()
-            .map(|entry| entry.relative.as_str())
-            .collect();
+        let listing = list_tree(root.path()).unwrap();
         assert_eq!(
-            paths,
+            paths(&listing),
             [
                 "README",
                 "data",
@@ -172,24 +392,159 @@ mod tests {
                 "data/nested",
                 "data/nested/deep.txt",
                 "empty",
+                "latest",
                 "run.sh"
             ]
         );
-        let run = entries
+        let run = listing
+            .entries
             .iter()
-            .find(|entry| entry.relative == "run.sh")
+            .find(|entry| entry.relative == b"run.sh")
             .unwrap();
-        assert!(run.executable && !run.is_dir);
+        assert_eq!(run.mode, 0o700);
+        assert!(listing.skipped.is_empty());
     }
 
     #[test]
-    fn difference_is_reported() {
+    fn links_are_kept_as_links_and_special_files_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        sample_tree(root.path()).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", root.path().join("link")).unwrap();
+        let fifo = std::ffi::CString::new(root.path().join("fifo").as_os_str().as_bytes()).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, fifo.as_c_str(), Mode::from_raw_mode(0o600)).unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(root.path().join("socket")).unwrap();
+        let odd = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        fs::write(root.path().join(odd), b"latin-1 name").unwrap();
+        let listing = list_tree(root.path()).unwrap();
+        let link = listing
+            .entries
+            .iter()
+            .find(|entry| entry.relative == b"link")
+            .unwrap();
+        assert_eq!(
+            link.kind,
+            EntryKind::Symlink {
+                target: b"/etc/passwd".to_vec()
+            }
+        );
+        assert!(listing
+            .entries
+            .iter()
+            .any(|entry| entry.relative == b"caf\xe9"));
+        let skipped: Vec<(&str, &str)> = listing
+            .skipped
+            .iter()
+            .map(|skipped| (skipped.path.as_str(), skipped.reason.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("fifo", "a FIFO: not backed up"),
+                ("socket", "a socket: not backed up")
+            ]
+        );
+    }
+
+    /// Between the listing and the reading, a file is replaced by a link to a secret, and
+    /// another by a FIFO: neither is opened (nothing followed, nothing waited on).
+    #[test]
+    fn what_is_swapped_in_after_the_listing_is_not_opened() {
+        let root = tempfile::tempdir().unwrap();
+        let secret = root.path().join("secret");
+        fs::write(&secret, b"not for the snapshot").unwrap();
+        let source = root.path().join("source");
+        fs::create_dir_all(source.join("sub")).unwrap();
+        fs::write(source.join("a.txt"), b"a").unwrap();
+        fs::write(source.join("b.txt"), b"b").unwrap();
+        fs::write(source.join("sub/c.txt"), b"c").unwrap();
+        let listing = list_tree(&source).unwrap();
+        let entry = |name: &[u8]| {
+            listing
+                .entries
+                .iter()
+                .find(|entry| entry.relative == name)
+                .unwrap()
+                .clone()
+        };
+        let (a, b, c) = (entry(b"a.txt"), entry(b"b.txt"), entry(b"sub/c.txt"));
+        fs::remove_file(source.join("a.txt")).unwrap();
+        std::os::unix::fs::symlink(&secret, source.join("a.txt")).unwrap();
+        fs::remove_file(source.join("b.txt")).unwrap();
+        let fifo = std::ffi::CString::new(source.join("b.txt").as_os_str().as_bytes()).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, fifo.as_c_str(), Mode::from_raw_mode(0o600)).unwrap();
+        // A folder swapped for a link to the secret's folder, holding a file of the same name.
+        fs::write(root.path().join("c.txt"), b"secret too").unwrap();
+        fs::rename(source.join("sub"), root.path().join("old-sub")).unwrap();
+        std::os::unix::fs::symlink(root.path(), source.join("sub")).unwrap();
+        for entry in [&a, &b, &c] {
+            assert!(
+                listing.open_file(entry).unwrap().is_none(),
+                "{}",
+                entry.display()
+            );
+        }
+    }
+
+    #[test]
+    fn differences_of_content_mode_and_time_are_reported() {
         let root = tempfile::tempdir().unwrap();
         sample_tree(root.path()).unwrap();
         let other = tempfile::tempdir().unwrap();
         sample_tree(other.path()).unwrap();
+        fs::set_permissions(
+            root.path().join("README"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        // Every modification time of `root`, links' own included, copied onto `other`.
+        let copy_times = || {
+            let other_dir = open_root(other.path()).unwrap();
+            for entry in list_tree(root.path()).unwrap().entries {
+                let time = rustix::fs::Timespec {
+                    tv_sec: entry.mtime_ns.div_euclid(1_000_000_000),
+                    tv_nsec: entry.mtime_ns.rem_euclid(1_000_000_000),
+                };
+                let times = rustix::fs::Timestamps {
+                    last_access: time,
+                    last_modification: time,
+                };
+                rustix::fs::utimensat(
+                    &other_dir,
+                    entry.relative.as_slice(),
+                    &times,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .unwrap();
+            }
+        };
+        fs::set_permissions(
+            other.path().join("README"),
+            fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        copy_times();
+        assert_eq!(
+            first_difference(root.path(), other.path()).unwrap(),
+            Some("mode of README: 644 against 600".to_string())
+        );
+        fs::set_permissions(
+            other.path().join("README"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         assert_eq!(first_difference(root.path(), other.path()).unwrap(), None);
+        fs::File::options()
+            .write(true)
+            .open(other.path().join("run.sh"))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+        assert_eq!(
+            first_difference(root.path(), other.path()).unwrap(),
+            Some("modification time of run.sh".to_string())
+        );
         fs::write(other.path().join("data/blob.bin"), b"other").unwrap();
+        copy_times();
         assert_eq!(
             first_difference(root.path(), other.path()).unwrap(),
             Some("content of data/blob.bin".to_string())
@@ -197,23 +552,19 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_are_refused() {
-        let root = tempfile::tempdir().unwrap();
-        sample_tree(root.path()).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", root.path().join("link")).unwrap();
-        let error = list_tree(root.path()).unwrap_err();
-        assert!(
-            error.to_string().contains("neither a regular file"),
-            "{error}"
-        );
-    }
-
-    #[test]
     fn paths_leaving_the_target_are_refused() {
-        for path in ["../escape", "/tmp/absolute", "a/../../escape", ""] {
-            let error = safe_relative_path(Path::new(path)).unwrap_err();
+        for path in [
+            &b"../escape"[..],
+            b"/tmp/absolute",
+            b"a/../../escape",
+            b"",
+            b"a//b",
+            b"a/./b",
+            b"a\0b",
+        ] {
+            let error = safe_relative_path(path).unwrap_err();
             assert!(error.to_string().starts_with("unsafe path"), "{error}");
         }
-        assert!(safe_relative_path(Path::new("a/b.txt")).is_ok());
+        assert!(safe_relative_path(b"a/b.txt").is_ok());
     }
 }

@@ -4,6 +4,7 @@
 //! `snapshots`, `check`) are run against a live node in `tests/live_node.rs`.
 
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::state::DataDirLock;
 use backup_bot::store::{ContentStore, LocalStore};
 use backup_bot::{demo, keys, tree};
 use std::fs;
@@ -69,6 +70,29 @@ fn flags_win_over_the_environment() {
     assert!(log.contains(&format!("authority={bob}")), "{log}");
     assert!(log.contains("url=ws://127.0.0.1:9"), "{log}");
     assert!(!log.contains("//Bob") && !log.contains("//Alice"), "{log}");
+}
+
+/// A second process on a data folder in use exits 1 before it connects, naming the holder.
+#[test]
+fn a_second_bot_on_one_data_folder_exits_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let _held = DataDirLock::acquire(&data_dir).unwrap();
+    let output = bot(&["run", "--once", "--contract"])
+        .arg(dev::alice().public_key().to_account_id().to_string())
+        .args(["--metadata", "unused.json", "--url", "ws://127.0.0.1:9"])
+        .env("BACKUP_BOT_SURI", "//Alice")
+        .env("BACKUP_BOT_DATA_DIR", &data_dir)
+        .output()
+        .unwrap();
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    let holder = format!("in use by another backup-bot (pid {})", std::process::id());
+    assert!(log.contains(&holder), "{log}");
+    assert!(
+        !log.contains("starting"),
+        "it must stop before connecting: {log}"
+    );
 }
 
 /// A snapshot of the sample tree in an embedded store under `dir`, sealed to the bot's

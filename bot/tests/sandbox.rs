@@ -152,7 +152,7 @@ async fn a_snapshot_escaping_its_folder_fails_the_request() {
     let dir = tempfile::tempdir().unwrap();
     let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
-    let identity = world.bot.keyring().identity(&world.node).unwrap();
+    let identity = world.bot.keyring().create_identity(&world.node).unwrap();
     let cid = crafted_snapshot(&world, &identity, |manifest| {
         manifest.entries[0].path = "../escape".into();
     })
@@ -226,6 +226,7 @@ async fn snapshot_for_another_identity_fails_at_decryption() {
     let dir = tempfile::tempdir().unwrap();
     let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
+    world.bot.keyring().create_identity(&world.node).unwrap();
     // A well-formed snapshot under its own CID, but sealed to someone else.
     let stranger = age::x25519::Identity::generate();
     let cid = crafted_snapshot(&world, &stranger, |_| {}).await;
@@ -442,4 +443,45 @@ async fn a_lapsed_claim_of_another_authority_is_taken_over() {
     world.advance_blocks(1);
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.fulfilled, [request_id], "{report:?}");
+}
+
+/// A `keys/` folder that went away (unmounted, moved) between two passes: the bot creates no
+/// new identity in its place while the registry keeps snapshots sealed with the old one. The
+/// pass records nothing and says why, and a restarted bot refuses to start.
+#[tokio::test]
+async fn a_lost_keys_folder_is_refused_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    world.owner.set_backup_frequency(10).await.unwrap();
+    let owner = world.node.owner.clone();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let first = world.bot.pass().await.unwrap();
+    assert_eq!(first.snapshots.len(), 1, "{first:?}");
+    let keys = world.bot_data_dir.join("keys");
+    let moved = dir.path().join("keys-elsewhere");
+    fs::rename(&keys, &moved).unwrap();
+
+    fs::write(world.node.source.join("later.txt"), b"changed").unwrap();
+    world.advance_blocks(10);
+    let report = world.bot.pass().await.unwrap();
+    assert!(report.snapshots.is_empty(), "{report:?}");
+    assert!(
+        report.errors.len() == 1 && report.errors[0].contains("identity of node"),
+        "{report:?}"
+    );
+    assert!(!keys.exists(), "no keys folder made again");
+    let latest = world
+        .owner
+        .latest_snapshot(&owner, DEMO_NODE)
+        .await
+        .unwrap();
+    assert_eq!(latest.unwrap().cid, first.snapshots[0].cid);
+
+    let error = world.restart_bot().unwrap_err().to_string();
+    assert!(error.contains("is missing"), "{error}");
+
+    fs::rename(&moved, &keys).unwrap();
+    world.restart_bot().unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
 }

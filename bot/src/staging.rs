@@ -1,0 +1,314 @@
+//! Where a restore writes: a staging folder beside the target, with a random name and mode
+//! 0700, in which every entry is made relative to the folder above it, through no symbolic
+//! link (a link the snapshot restored is never followed by a later entry), never over an
+//! existing entry. Only when the tree is complete does the folder take the target's place,
+//! swapped in one step (`renameat2(RENAME_EXCHANGE)`). A refused or interrupted restore
+//! removes the staging folder; one left by a killed process is removed by the next restore
+//! into the same target.
+
+use anyhow::{anyhow, bail, Context, Result};
+use rustix::fs::{
+    AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps,
+};
+use rustix::io::Errno;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Mode of a restored folder whose snapshot does not say (format 2), and of the restored
+/// tree's top folder.
+pub const DEFAULT_DIR_MODE: u32 = 0o755;
+
+/// A write the snapshot itself made impossible (an entry twice, an entry under a link or a
+/// file, a folder missing): retrying cannot help.
+#[derive(Debug)]
+pub struct BadEntry(pub String);
+
+impl std::fmt::Display for BadEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadEntry {}
+
+/// A staging folder being filled.
+pub struct Staging {
+    /// The folder holding the target and the staging folder.
+    parent: OwnedFd,
+    /// The staging folder's name in `parent`.
+    name: OsString,
+    /// The staging folder.
+    root: OwnedFd,
+    /// The folder the last entry was made in, by path: entries come folder by folder.
+    last_dir: Option<(Vec<u8>, OwnedFd)>,
+    /// Folders made, with the mode and time they get once their content is written.
+    dirs: Vec<(Vec<u8>, u32, Option<i64>)>,
+    /// Whether the staging folder became the target (or was removed).
+    done: bool,
+}
+
+/// The folder holding `target` and `target`'s name in it.
+fn split_target(target: &Path) -> Result<(PathBuf, OsString)> {
+    let name = target
+        .file_name()
+        .ok_or_else(|| anyhow!("{} cannot be a restore target", target.display()))?;
+    let parent = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name.to_os_string()))
+}
+
+/// The name prefix of `target_name`'s staging folders.
+fn staging_prefix(target_name: &OsStr) -> OsString {
+    let mut prefix = OsString::from(".");
+    prefix.push(target_name);
+    prefix.push(".restoring-");
+    prefix
+}
+
+/// A time in nanoseconds since the epoch, as the file system takes it.
+fn timespec(nanos: i64) -> Timestamps {
+    let time = Timespec {
+        tv_sec: nanos.div_euclid(1_000_000_000),
+        tv_nsec: nanos.rem_euclid(1_000_000_000),
+    };
+    Timestamps {
+        last_access: time,
+        last_modification: time,
+    }
+}
+
+/// Removes `name` in `dir` without following any link: a folder with everything in it
+/// (made writable first, so that read-only folders of a restored tree go too).
+pub fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<()> {
+    let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(error) => return Err(error.into()),
+    };
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
+    }
+    let folder = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    rustix::fs::fchmod(&folder, Mode::from_raw_mode(0o700))?;
+    let mut names = Vec::new();
+    for item in rustix::fs::Dir::read_from(&folder)? {
+        let item_name = item?.file_name().to_bytes().to_vec();
+        if item_name != b"." && item_name != b".." {
+            names.push(item_name);
+        }
+    }
+    for item_name in names {
+        remove_tree(&folder, OsStr::from_bytes(&item_name))?;
+    }
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+/// Whether an error of a write inside the staging folder comes from the snapshot's entries.
+fn bad_entry(error: Errno, path: &[u8], what: &str) -> anyhow::Error {
+    let path = String::from_utf8_lossy(path);
+    match error {
+        Errno::EXIST => BadEntry(format!("{path} is in the snapshot twice")).into(),
+        Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV => BadEntry(format!(
+            "{path}: its folder is not a folder of the snapshot"
+        ))
+        .into(),
+        error => anyhow::Error::from(error).context(format!("{what} {path}")),
+    }
+}
+
+impl Staging {
+    /// A new staging folder for `target`, which must be a folder or missing (a file or a
+    /// link there is refused before anything is written). Staging folders of earlier
+    /// restores into `target`, left by a killed process, are removed first.
+    pub fn create(target: &Path) -> Result<Self> {
+        match std::fs::symlink_metadata(target) {
+            Ok(meta) if !meta.is_dir() => bail!(
+                "{} is not a folder: a restore replaces a folder, nothing else",
+                target.display()
+            ),
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(error).with_context(|| format!("reading {}", target.display()))
+            }
+            _ => {}
+        }
+        let (parent_path, target_name) = split_target(target)?;
+        std::fs::create_dir_all(&parent_path)
+            .with_context(|| format!("creating {}", parent_path.display()))?;
+        let parent = rustix::fs::open(
+            &parent_path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening {}", parent_path.display()))?;
+        let prefix = staging_prefix(&target_name);
+        let mut leftovers = Vec::new();
+        for item in rustix::fs::Dir::read_from(&parent)? {
+            let name = item?.file_name().to_bytes().to_vec();
+            if name.starts_with(prefix.as_bytes()) {
+                leftovers.push(name);
+            }
+        }
+        for name in leftovers {
+            tracing::info!(
+                "removing {} left by an interrupted restore",
+                parent_path.join(OsStr::from_bytes(&name)).display()
+            );
+            remove_tree(&parent, OsStr::from_bytes(&name))?;
+        }
+        let staging = tempfile::Builder::new()
+            .prefix(&prefix)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir_in(&parent_path)
+            .with_context(|| format!("creating a staging folder in {}", parent_path.display()))?
+            .keep();
+        let name = staging
+            .file_name()
+            .expect("a temporary folder has a name")
+            .to_os_string();
+        let root = rustix::fs::openat(
+            &parent,
+            &name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Self {
+            parent,
+            name,
+            root,
+            last_dir: None,
+            dirs: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// The folder `path`'s entry goes in, and its name there.
+    fn dir_of<'a>(&mut self, path: &'a [u8]) -> Result<(&OwnedFd, &'a [u8])> {
+        let Some(slash) = path.iter().rposition(|byte| *byte == b'/') else {
+            return Ok((&self.root, path));
+        };
+        let (dir_path, name) = (&path[..slash], &path[slash + 1..]);
+        let cached = matches!(&self.last_dir, Some((cached, _)) if cached == dir_path);
+        if !cached {
+            let resolve =
+                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let dir = rustix::fs::openat2(&self.root, dir_path, flags, Mode::empty(), resolve)
+                .map_err(|error| bad_entry(error, path, "opening the folder of"))?;
+            self.last_dir = Some((dir_path.to_vec(), dir));
+        }
+        let (_, dir) = self.last_dir.as_ref().expect("set above");
+        Ok((dir, name))
+    }
+
+    /// Makes the folder `path`; it gets `mode` and `mtime_ns` once its content is written.
+    pub fn create_dir(&mut self, path: &[u8], mode: u32, mtime_ns: Option<i64>) -> Result<()> {
+        let (dir, name) = self.dir_of(path)?;
+        rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+            .map_err(|error| bad_entry(error, path, "creating"))?;
+        self.dirs.push((path.to_vec(), mode, mtime_ns));
+        Ok(())
+    }
+
+    /// Makes the symbolic link `path` to `target` (never followed).
+    pub fn create_symlink(
+        &mut self,
+        path: &[u8],
+        target: &[u8],
+        mtime_ns: Option<i64>,
+    ) -> Result<()> {
+        let (dir, name) = self.dir_of(path)?;
+        rustix::fs::symlinkat(target, dir, name)
+            .map_err(|error| bad_entry(error, path, "creating"))?;
+        if let Some(mtime) = mtime_ns {
+            rustix::fs::utimensat(dir, name, &timespec(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the empty file `path` (mode 0600 until [`Staging::finish_file`]).
+    pub fn create_file(&mut self, path: &[u8]) -> Result<File> {
+        let (dir, name) = self.dir_of(path)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
+            .map_err(|error| bad_entry(error, path, "creating"))?;
+        Ok(File::from(fd))
+    }
+
+    /// Gives the written `file` its permission bits and modification time.
+    pub fn finish_file(file: &File, mode: u32, mtime_ns: Option<i64>) -> Result<()> {
+        rustix::fs::fchmod(file, Mode::from_raw_mode(mode & 0o777))?;
+        if let Some(mtime) = mtime_ns {
+            rustix::fs::futimens(file, &timespec(mtime))?;
+        }
+        Ok(())
+    }
+
+    /// Gives every folder its mode and time, deepest first, then puts the tree in place of
+    /// `target` in one step and removes what was there.
+    pub fn replace(mut self, target: &Path) -> Result<()> {
+        self.last_dir = None;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        for (path, mode, mtime) in self.dirs.iter().rev() {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let dir =
+                rustix::fs::openat2(&self.root, path.as_slice(), flags, Mode::empty(), resolve)?;
+            rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode & 0o777))?;
+            if let Some(mtime) = mtime {
+                rustix::fs::futimens(&dir, &timespec(*mtime))?;
+            }
+        }
+        rustix::fs::fchmod(&self.root, Mode::from_raw_mode(DEFAULT_DIR_MODE))?;
+        let (_, target_name) = split_target(target)?;
+        match rustix::fs::renameat_with(
+            &self.parent,
+            &self.name,
+            &self.parent,
+            &target_name,
+            RenameFlags::EXCHANGE,
+        ) {
+            // The previous tree is now under the staging folder's name.
+            Ok(()) => {}
+            Err(Errno::NOENT) => rustix::fs::renameat_with(
+                &self.parent,
+                &self.name,
+                &self.parent,
+                &target_name,
+                RenameFlags::NOREPLACE,
+            )
+            .with_context(|| format!("moving the restored tree to {}", target.display()))?,
+            Err(error) => {
+                return Err(error).with_context(|| {
+                    format!("swapping the restored tree into {}", target.display())
+                })
+            }
+        }
+        self.done = true;
+        remove_tree(&self.parent, &self.name)
+            .with_context(|| format!("removing the previous tree of {}", target.display()))
+    }
+}
+
+impl Drop for Staging {
+    /// A staging folder that did not become the target is removed (a killed process leaves
+    /// it to the next restore).
+    fn drop(&mut self) {
+        if !self.done {
+            if let Err(error) = remove_tree(&self.parent, &self.name) {
+                tracing::warn!("removing a staging folder: {error:#}");
+            }
+        }
+    }
+}
