@@ -2,9 +2,10 @@
 # The project's tests: formatting, actionlint on the GitHub workflow, clippy with warnings
 # denied (contract and bot), the
 # contract's unit tests and e2e scenarios (sandbox always, node when installed), the release
-# build of the contract bundle, the bot's tests (unit, in-process chain, CLI, GC model, UnixFS
-# CIDs and snapshot DAGs against IPFS's JavaScript implementations when npm is installed, a
-# live node when installed), and the deploy and bot flows on a local node when one is
+# build of the contract bundle, the bot's tests (unit, in-process chain, CLI, GC model, the
+# robustness suite; UnixFS CIDs and snapshot DAGs against IPFS's JavaScript implementations
+# and a js-ipfs daemon when npm is installed; a live node and the robustness suite's kills
+# when one is installed), and the deploy and bot flows on a local node when one is
 # installed. Installs what it needs first (scripts/setup.sh). Prints each step's time at the
 # end.
 set -euo pipefail
@@ -66,22 +67,25 @@ fi
 step "release build of the contract bundle"
 bash scripts/build.sh
 
-step "bot tests: unit, in-process chain, CLI, GC model, IPFS's JavaScript implementations, a js-ipfs daemon, live node"
-skips=()
+step "bot tests: unit, in-process chain, CLI, GC model, robustness; IPFS's JavaScript implementations, a js-ipfs daemon, live node"
+cargo test -p backup-bot --locked
+# The tests that need a tool are #[ignore = "needs ..."]: run with --ignored where it is here.
 if command -v npm >/dev/null; then
     (cd bot/unixfs-check && npm ci --no-audit --no-fund --silent)
     # js-ipfs 0.66.1: a real daemon serving Kubo's RPC API (992 packages, about 3 minutes cold).
     (cd bot/ipfs-daemon && npm ci --no-audit --no-fund --silent)
+    cargo test -p backup-bot --locked --test unixfs_js --test js_ipfs -- --ignored
 else
     echo "NOTE: npm is not installed, so the checks of the bot's UnixFS CIDs and snapshot DAGs against IPFS's"
     echo "      JavaScript implementations, and its IPFS store against a js-ipfs daemon, are SKIPPED."
-    skips+=(--skip javascript --skip js_ipfs)
 fi
-if ! have_node; then
-    echo "NOTE: substrate-contracts-node is not installed, so the bot's live-node test is SKIPPED."
-    skips+=(--skip live_node)
+if have_node; then
+    # The live-node round trip, and the robustness suite's kills and second processes.
+    cargo test -p backup-bot --locked --test live_node --test robustness -- --ignored --nocapture
+else
+    echo "NOTE: substrate-contracts-node is not installed, so the bot's live-node test and the"
+    echo "      robustness suite's kills (SIGKILL at random moments, two processes) are SKIPPED."
 fi
-cargo test -p backup-bot --locked -- "${skips[@]}"
 
 if have_node; then
     step "deploy on a local node: cargo contract flow and the polkadot.js client check"

@@ -340,6 +340,11 @@ impl<C: Chain> Registry<C> {
         self.call("pin_snapshot", &[text(cid)]).await
     }
 
+    /// Unpins the caller's snapshot `cid`: retention may prune it again.
+    pub async fn unpin_snapshot(&mut self, cid: &str) -> Result<()> {
+        self.call("unpin_snapshot", &[text(cid)]).await
+    }
+
     /// Registers (or clears) the caller's age recipient for its backup of `node_id`.
     pub async fn set_backup_recipient(
         &mut self,

@@ -7,7 +7,7 @@
 //! differently; the daemon stopped in the middle of a restore.
 //!
 //! Needs Node.js and `npm ci` in `bot/ipfs-daemon` (`scripts/test.sh` does it when npm is
-//! installed, and skips this test with a NOTE when it is not).
+//! installed, and runs it with `--ignored`; it skips it with a NOTE when npm is not).
 
 use backup_bot::bench::random_bytes;
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
@@ -109,6 +109,7 @@ async fn snapshot(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Node.js and `npm ci` in bot/ipfs-daemon"]
 async fn the_ipfs_store_works_against_a_js_ipfs_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(dir.path());

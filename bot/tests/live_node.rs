@@ -10,6 +10,8 @@
 //! runs it when the node is installed and says so when it skips it.
 
 mod common;
+#[path = "common/node.rs"]
+mod node;
 
 use backup_bot::chain::NodeChain;
 use backup_bot::config::ServedNode;
@@ -18,100 +20,11 @@ use backup_bot::registry::Registry;
 use backup_bot::store::LocalStore;
 use backup_bot::tree;
 use backup_registry::RestoreStatus;
-use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
-use ink::env::DefaultEnvironment;
+use node::{bot_command, deploy, DevNode};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-use subxt::PolkadotConfig;
-use subxt_signer::sr25519::{dev, Keypair};
-
-/// A dev node on loopback, stopped when dropped.
-struct DevNode {
-    process: Child,
-    url: String,
-}
-
-impl DevNode {
-    fn start(base: &Path) -> Self {
-        let binary =
-            std::env::var("CONTRACTS_NODE").unwrap_or_else(|_| "substrate-contracts-node".into());
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = base.join("node.log");
-        let process = Command::new(&binary)
-            .args(["--dev", "--rpc-port", &port.to_string(), "--base-path"])
-            .arg(base.join("chain"))
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting {binary}: {error}"));
-        let node = Self {
-            process,
-            url: format!("ws://127.0.0.1:{port}"),
-        };
-        for _ in 0..120 {
-            if fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("Running JSON-RPC server")
-            {
-                return node;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        panic!(
-            "the node did not start: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
-    }
-}
-
-impl Drop for DevNode {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
-
-/// Deploys the registry with Alice as admin and only authority; returns its address.
-async fn deploy(url: &str) -> subxt::utils::AccountId32 {
-    let alice = dev::alice();
-    let opts =
-        ExtrinsicOptsBuilder::<PolkadotConfig, DefaultEnvironment, Keypair>::new(alice.clone())
-            .file(Some(common::bundle()))
-            .url(url::Url::parse(url).unwrap())
-            .done();
-    let exec = InstantiateCommandBuilder::new(opts)
-        .constructor("with_default_config")
-        .args(vec![format!("[{}]", alice.public_key().to_account_id())])
-        .done()
-        .await
-        .unwrap();
-    exec.instantiate(None).await.unwrap().contract_address
-}
-
-/// Runs `backup-bot ARGS --config CONFIG` as Alice; returns its exit code, its standard
-/// output as JSON (when it printed any) and its log.
-fn bot_command(args: &[&str], config: &Path) -> (Option<i32>, serde_json::Value, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("BACKUP_BOT_SURI", "//Alice")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(
-        !log.contains("//Alice"),
-        "the secret URI was logged:\n{log}"
-    );
-    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
-    (output.status.code(), json, log)
-}
+use std::process::Command;
+use subxt_signer::sr25519::dev;
 
 /// Runs `backup-bot run --once` with the configuration file `config`, as Alice, expecting
 /// success; returns its log.
@@ -144,10 +57,11 @@ fn assert_snapshot_of(cid: &str, root: &Path, data_dir: &Path, node: &ServedNode
 }
 
 #[tokio::test]
+#[ignore = "needs substrate-contracts-node ($CONTRACTS_NODE or PATH)"]
 async fn live_node_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
-    let contract = deploy(&node.url).await;
+    let contract = deploy(&node.url, None).await;
     let bob = dev::bob().public_key().to_account_id();
 
     for name in ["node-a", "node-b"] {

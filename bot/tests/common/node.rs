@@ -1,0 +1,110 @@
+//! A `substrate-contracts-node` for the tests that need one: started on loopback, the
+//! registry deployed, and the `backup-bot` binary run against it. Included with
+//! `#[path = "common/node.rs"] mod node;` by the tests that use it.
+
+use super::common;
+use contract_extrinsics::{ExtrinsicOptsBuilder, InstantiateCommandBuilder};
+use ink::env::DefaultEnvironment;
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use subxt::PolkadotConfig;
+use subxt_signer::sr25519::{dev, Keypair};
+
+/// A dev node on loopback, stopped when dropped.
+pub struct DevNode {
+    process: Child,
+    /// Its RPC endpoint.
+    pub url: String,
+}
+
+impl DevNode {
+    /// Starts a dev node keeping its chain under `base`.
+    pub fn start(base: &Path) -> Self {
+        let binary =
+            std::env::var("CONTRACTS_NODE").unwrap_or_else(|_| "substrate-contracts-node".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = base.join("node.log");
+        let process = Command::new(&binary)
+            .args(["--dev", "--rpc-port", &port.to_string(), "--base-path"])
+            .arg(base.join("chain"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting {binary}: {error}"));
+        let node = Self {
+            process,
+            url: format!("ws://127.0.0.1:{port}"),
+        };
+        for _ in 0..120 {
+            if fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("Running JSON-RPC server")
+            {
+                return node;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "the node did not start: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+/// Deploys the registry with Alice as admin and only authority, with `config` (a `Config`
+/// value as `cargo contract` reads it) or the defaults; returns its address.
+pub async fn deploy(url: &str, config: Option<&str>) -> subxt::utils::AccountId32 {
+    let alice = dev::alice();
+    let opts =
+        ExtrinsicOptsBuilder::<PolkadotConfig, DefaultEnvironment, Keypair>::new(alice.clone())
+            .file(Some(common::bundle()))
+            .url(url::Url::parse(url).unwrap())
+            .done();
+    let mut args = vec![format!("[{}]", alice.public_key().to_account_id())];
+    let constructor = match config {
+        Some(config) => {
+            args.push(config.to_string());
+            "new"
+        }
+        None => "with_default_config",
+    };
+    let exec = InstantiateCommandBuilder::new(opts)
+        .constructor(constructor)
+        .args(args)
+        .done()
+        .await
+        .unwrap();
+    exec.instantiate(None).await.unwrap().contract_address
+}
+
+/// Runs `backup-bot ARGS --config CONFIG` as Alice; returns its exit code, its standard
+/// output as JSON (when it printed any) and its log.
+pub fn bot_command(args: &[&str], config: &Path) -> (Option<i32>, serde_json::Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("BACKUP_BOT_SURI", "//Alice")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !log.contains("//Alice"),
+        "the secret URI was logged:\n{log}"
+    );
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (output.status.code(), json, log)
+}
