@@ -237,12 +237,11 @@ fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
     bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
 }
 
-/// Generates a tree of about `total_mib` MiB in `work_dir` (emptied first) and prints the
+/// Generates a tree of about `total_mib` MiB in `work_dir` (see
+/// [`crate::demo::claim_work_dir`]) and prints the
 /// measured table.
 pub async fn run(total_mib: u64, work_dir: &Path) -> Result<()> {
-    if work_dir.exists() {
-        fs::remove_dir_all(work_dir)?;
-    }
+    crate::demo::claim_work_dir(work_dir)?;
     let restic_version = Command::new("restic")
         .arg("version")
         .output()

@@ -65,7 +65,9 @@ impl NodeChain {
     ) -> Result<Self> {
         let client = OnlineClient::<PolkadotConfig>::from_url(url)
             .await
-            .with_context(|| format!("connecting to {url}"))?;
+            .with_context(|| {
+                format!("connecting to {}", crate::config::without_credentials(url))
+            })?;
         ContractArtifacts::from_manifest_or_file(None, Some(&metadata.to_path_buf()))
             .with_context(|| format!("loading contract metadata {}", metadata.display()))?;
         Ok(Self {

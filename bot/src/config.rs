@@ -158,6 +158,19 @@ pub fn read_suri_file(path: &Path) -> Result<String> {
     Ok(suri)
 }
 
+/// `url` without the user name and password it may carry, for logs and errors.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() || !parsed.username().is_empty() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "(an unparsable URL)".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,7 +38,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
     name = "backup-bot",
     version,
     about,
-    after_help = "Exit codes: 0 done; 1 fatal error (the message says what); 3 incomplete: \
+    after_help = "Exit codes: 0 done; 1 fatal error (the message says what); 2 usage error (a \
+flag missing, unknown or malformed); 3 incomplete: \
 `run --once` left work for a later pass (some nodes or requests failed while others \
 succeeded), or `check` found a snapshot missing or damaged; 130 interrupted (Ctrl-C).\n\
 With --json, `run --once`, `snapshots` and `check` print one JSON document on stdout; logs \
@@ -74,7 +75,8 @@ enum Command {
         /// Size of the generated tree, in MiB.
         #[arg(long, default_value_t = 1024)]
         size_mib: u64,
-        /// Folder for the tree, the store and the restic repository (emptied first).
+        /// Folder for the tree, the store and the restic repository: created, or emptied if
+        /// `demo` or `bench` made it; any other folder is refused.
         #[arg(long, default_value = "target/bot-bench")]
         work_dir: PathBuf,
     },
@@ -189,10 +191,12 @@ struct RestoreArgs {
     /// key, no transaction).
     #[arg(long, requires_all = ["owner", "node"])]
     latest: bool,
-    /// With --latest: the backup's owner (SS58).
+    /// The backup's owner (SS58): with --latest, whose snapshot; with --cid, a snapshot of
+    /// another owner's backup is refused.
     #[arg(long)]
     owner: Option<String>,
-    /// With --latest: the backup's node id.
+    /// The backup's node id: with --latest, which backup; with --cid and --owner, a snapshot
+    /// of another node is refused.
     #[arg(long)]
     node: Option<String>,
     #[command(flatten)]
@@ -216,7 +220,8 @@ struct DemoArgs {
     /// The contract bundle made by `cargo contract build --release`.
     #[arg(long, default_value = "target/ink/backup_registry.contract")]
     bundle: PathBuf,
-    /// Folder for the demo's node data, store and restores (emptied first).
+    /// Folder for the demo's node data, store and restores: created, or emptied if `demo` or
+    /// `bench` made it; any other folder is refused.
     #[arg(long, default_value = "target/bot-demo")]
     work_dir: PathBuf,
 }
@@ -378,7 +383,7 @@ async fn run(args: RunArgs) -> Result<Ended> {
     // Held until the process ends, across reconnections.
     let _lock = DataDirLock::acquire(&settings.data_dir)?;
     info!(
-        url = %settings.chain.url,
+        url = %config::without_credentials(&settings.chain.url),
         contract = %settings.chain.contract,
         authority = %settings.signer.public_key().to_account_id(),
         nodes = settings.nodes.len(),
@@ -400,8 +405,14 @@ async fn run(args: RunArgs) -> Result<Ended> {
     let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            info!("Ctrl-C: stopping after the current pass");
+            info!("Ctrl-C: stopping after the current pass (again to stop at once)");
             let _ = stop_tx.send(true);
+        }
+        // Nothing is lost by stopping mid-pass: blocks are recorded only once durable and
+        // pinned, and a claimed restore is resumed by the next start.
+        if tokio::signal::ctrl_c().await.is_ok() {
+            warn!("second Ctrl-C: stopping now");
+            std::process::exit(130);
         }
     });
     let mut backoff = Duration::from_secs(1);
@@ -664,9 +675,21 @@ async fn restore(args: RestoreArgs) -> Result<Ended> {
     // Clap requires one of --store and --kubo-api.
     let local = args.store.clone().unwrap_or_default();
     let store = content_store(args.kubo_api.as_deref(), &local)?;
-    let stats = pipeline::restore(&store, &cid, &identity, None, &args.target).await?;
+    // The owner as the manifest spells it (SS58 with the generic prefix).
+    let owner = args
+        .owner
+        .as_deref()
+        .map(|owner| config::parse_account(owner).map(|owner| owner.to_string()))
+        .transpose()?;
+    let expected = match (&owner, &args.node) {
+        (Some(owner), Some(node_id)) => Some(pipeline::Expected { owner, node_id }),
+        _ => None,
+    };
+    let stats = pipeline::restore(&store, &cid, &identity, expected, &args.target).await?;
     println!(
-        "{} files, {} folders, {} links, {} bytes restored into {}",
+        "snapshot of node {:?} of {}: {} files, {} folders, {} links, {} bytes restored into {}",
+        stats.node_id,
+        stats.owner,
         stats.files,
         stats.directories,
         stats.symlinks,

@@ -143,6 +143,28 @@ impl BackupSecret {
         ))
     }
 
+    /// A chunker over `source` cutting where this backup's secret says (FastCDC's gear table
+    /// seeded from it): the sizes of stored blocks, in order, tell nothing of where a
+    /// known file's content-defined boundaries fall.
+    fn chunker<R: Read>(
+        &self,
+        source: R,
+        min: u32,
+        avg: u32,
+        max: u32,
+    ) -> fastcdc::v2020::StreamCDC<R> {
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&hmac(&self.0, &[b"chunker seed"])[..8]);
+        fastcdc::v2020::StreamCDC::with_level_and_seed(
+            source,
+            min,
+            avg,
+            max,
+            fastcdc::v2020::Normalization::Level1,
+            u64::from_le_bytes(seed),
+        )
+    }
+
     /// The AEAD of chunks.
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&hmac(&self.0, &[b"chunk key"]).into())
@@ -407,8 +429,7 @@ async fn chunk_file(
     stats: &mut SnapshotStats,
 ) -> Result<Option<Vec<ChunkRef>>> {
     let expected_len = entry.size();
-    let chunker =
-        fastcdc::v2020::StreamCDC::new((&file).take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+    let chunker = secret.chunker((&file).take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
     let mut chunks = Vec::new();
     let mut read = 0u64;
     for chunk in chunker {
@@ -559,7 +580,7 @@ pub async fn seal(
         );
     }
     let mut pages = Vec::new();
-    for page in fastcdc::v2020::StreamCDC::new(&lines[..], MIN_PAGE, AVG_PAGE, MAX_PAGE) {
+    for page in secret.chunker(&lines[..], MIN_PAGE, AVG_PAGE, MAX_PAGE) {
         let block = secret.seal_chunk(&page?.data)?;
         put_counted(store, &block, &mut stats).await?;
         pages.push(ChunkRef {
@@ -797,9 +818,13 @@ pub async fn check(
     Ok(stats)
 }
 
-/// What a restore wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+/// What a restore wrote, and whose snapshot it was.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct RestoreStats {
+    /// The backup's owner (SS58), as the snapshot's manifest says.
+    pub owner: String,
+    /// The backup's node id, as the snapshot's manifest says.
+    pub node_id: String,
     /// Regular files restored.
     pub files: u64,
     /// Directories restored (the root excluded).
@@ -975,7 +1000,11 @@ async fn write_tree(
     let secret = BackupSecret::from_hex(&manifest.secret)?;
     let total: u64 = manifest.entries.iter().map(|entry| entry.size).sum();
     let progress = crate::progress::bar(total, "restore");
-    let mut stats = RestoreStats::default();
+    let mut stats = RestoreStats {
+        owner: manifest.owner.clone(),
+        node_id: manifest.node_id.clone(),
+        ..RestoreStats::default()
+    };
     for entry in &manifest.entries {
         let path = entry.path_bytes()?;
         tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
@@ -1216,7 +1245,23 @@ mod tests {
         let ours: HashSet<String> = chunks_of(&first, "data/large.bin").into_iter().collect();
         let theirs = chunks_of(&other, "data/large.bin");
         assert!(theirs.iter().all(|cid| !ours.contains(cid)));
-        assert_eq!(other.stats.new_blocks as usize, ours.len() + 2);
+        let theirs_distinct = theirs.iter().collect::<HashSet<_>>().len();
+        assert_eq!(other.stats.new_blocks as usize, theirs_distinct + 2);
+        // Boundaries, hence block sizes, depend on the backup's secret.
+        let lengths = |scanned: &Scanned| -> Vec<u32> {
+            let entry = scanned
+                .manifest
+                .entries
+                .iter()
+                .find(|entry| entry.path == "data/large.bin");
+            entry
+                .unwrap()
+                .chunks
+                .iter()
+                .map(|chunk| chunk.len)
+                .collect()
+        };
+        assert_ne!(lengths(&first), lengths(&other));
     }
 
     /// Restores `root` over a target holding a previous tree: refused as invalid, with the
@@ -1352,6 +1397,102 @@ mod tests {
             .unwrap();
         assert_refused(&fixture, &root, "unsafe path: ../escape").await;
         assert!(!fixture.root.join("escape").exists());
+    }
+
+    /// A root whose manifest is a DAG of six levels, each node linking the one below 174
+    /// times (174^6 paths to one leaf): refused at the second visit, not walked.
+    #[tokio::test]
+    async fn a_dag_repeating_one_child_is_refused_at_once() {
+        let fixture = fixture();
+        let (root, _, _) = fixture.snapshot().await;
+        let leaf = Block::new(RAW, b"one leaf".to_vec()).unwrap();
+        fixture.store.put_block(&leaf).await.unwrap();
+        let mut child = Child {
+            cid: leaf.cid,
+            tsize: 8,
+            file_size: 8,
+        };
+        for _ in 0..6 {
+            let (node, block) = unixfs::file_node_block(&vec![child; unixfs::MAX_LINKS]).unwrap();
+            fixture.store.put_block(&block).await.unwrap();
+            child = node;
+        }
+        let bytes = fs::read(fixture.local().path_of(&root)).unwrap();
+        let mut links = unixfs::decode_node(&bytes).unwrap().links;
+        links.retain(|link| link.name != MANIFEST_LINK);
+        links.push(Link {
+            cid: child.cid,
+            name: MANIFEST_LINK.to_string(),
+            tsize: child.tsize,
+        });
+        let hostile = unixfs::directory_node(links).unwrap();
+        fixture.store.put_block(&hostile).await.unwrap();
+        assert_refused(&fixture, &hostile.cid, "twice").await;
+    }
+
+    /// A manifest naming one chunk again and again, 1 TiB in all: refused before anything is
+    /// written, by the free space of the target's file system.
+    #[tokio::test]
+    async fn a_manifest_naming_a_terabyte_is_refused_before_writing() {
+        let fixture = fixture();
+        let mut scanned = fixture.scan(&FileCache::new()).await;
+        let entry = scanned
+            .manifest
+            .entries
+            .iter_mut()
+            .find(|entry| entry.path == "data/large.bin")
+            .unwrap();
+        let chunk = ChunkRef {
+            len: u32::MAX,
+            ..entry.chunks[0].clone()
+        };
+        entry.chunks = vec![chunk; 256];
+        entry.size = 256 * u64::from(u32::MAX);
+        let (root, _) = seal(&fixture.store, &scanned, &[fixture.identity.to_public()])
+            .await
+            .unwrap();
+        assert_refused(&fixture, &root, "restore target's file system has").await;
+    }
+
+    /// A staging-like name planted beside the target as a link to another folder: removed as
+    /// a link, never followed; the folder it names keeps its files.
+    #[tokio::test]
+    async fn a_planted_staging_link_is_removed_not_followed() {
+        let fixture = fixture();
+        let (root, _, _) = fixture.snapshot().await;
+        let victim = fixture.root.join("victim");
+        fs::create_dir_all(&victim).unwrap();
+        fs::write(victim.join("precious"), b"keep me").unwrap();
+        let planted = fixture.root.join(".target.restoring-planted");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let target = fixture.root.join("target");
+        fixture.restore(&root, &target).await.unwrap();
+        assert_eq!(
+            tree::first_difference(&fixture.source, &target).unwrap(),
+            None
+        );
+        assert!(fs::symlink_metadata(&planted).is_err(), "the link is gone");
+        assert_eq!(fs::read(victim.join("precious")).unwrap(), b"keep me");
+    }
+
+    /// A target that is a file, or a link to a folder, is refused before anything is written.
+    #[tokio::test]
+    async fn a_target_that_is_not_a_folder_is_refused() {
+        let fixture = fixture();
+        let (root, _, _) = fixture.snapshot().await;
+        let file = fixture.root.join("a-file");
+        fs::write(&file, b"not a folder").unwrap();
+        let link = fixture.root.join("a-link");
+        std::os::unix::fs::symlink(&fixture.source, &link).unwrap();
+        for target in [&file, &link] {
+            let error = fixture.restore(&root, target).await.unwrap_err();
+            assert!(error.to_string().contains("is not a folder"), "{error}");
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"not a folder");
+        assert_eq!(
+            tree::first_difference(&fixture.source, &link).unwrap(),
+            None
+        );
     }
 
     #[test]

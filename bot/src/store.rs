@@ -278,14 +278,43 @@ impl LocalStore {
 
 /// How long an IPFS node may look for a block it does not hold before it answers.
 const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long any other call may take (a recursive pin of a large snapshot walks all of it).
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest answer to `block/get` read: the largest block the bot makes (1 MiB) and room.
+const MAX_BLOCK_ANSWER: usize = 1024 * 1024 + 64 * 1024;
+/// Largest answer to any other call read (JSON of a pin or a put, an error message).
+const MAX_SMALL_ANSWER: usize = 64 * 1024;
 
-/// An IPFS node's HTTP RPC API (`/api/v0`), as Kubo serves it.
+/// An IPFS node's HTTP RPC API (`/api/v0`), as Kubo serves it. Every call has a timeout and
+/// every answer a size limit: a node that stalls or floods is an error, not a hang.
 pub struct KuboStore {
     api: String,
     http: reqwest::Client,
     /// How long the node may look for a block (its `timeout` option); the request itself
     /// gives up a little later, should the node ignore the option.
     fetch_timeout: Duration,
+}
+
+/// The body of `response`, refused past `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .context("reading the IPFS node's answer")?
+    {
+        if body.len() + piece.len() > limit {
+            bail!("the IPFS node's answer is larger than the {limit} bytes allowed");
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
+}
+
+/// The JSON body of `response`, at most [`MAX_SMALL_ANSWER`] bytes.
+async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T> {
+    let body = read_capped(response, MAX_SMALL_ANSWER).await?;
+    serde_json::from_slice(&body).context("the IPFS node's answer is not the JSON expected")
 }
 
 /// The multicodec name IPFS's RPC API uses for `codec`.
@@ -302,9 +331,24 @@ impl KuboStore {
     pub fn new(api: &str) -> Self {
         Self {
             api: api.trim_end_matches('/').to_string(),
-            http: reqwest::Client::new(),
+            http: Self::client(DEFAULT_CALL_TIMEOUT),
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
         }
+    }
+
+    /// An HTTP client whose calls give up after `timeout`.
+    fn client(timeout: Duration) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// The same client, giving up on calls other than block fetches after `timeout`
+    /// instead of ten minutes.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.http = Self::client(timeout);
+        self
     }
 
     /// The same client, letting the node look for a missing block for `timeout` (at least
@@ -339,8 +383,13 @@ impl KuboStore {
         let response = request.send().await.context("IPFS RPC API unreachable")?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            bail!("IPFS RPC error {status}: {body}");
+            let body = read_capped(response, MAX_SMALL_ANSWER)
+                .await
+                .unwrap_or_default();
+            bail!(
+                "IPFS RPC error {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         Ok(response)
     }
@@ -379,7 +428,7 @@ impl KuboStore {
             #[serde(rename = "Key")]
             key: String,
         }
-        let put: Put = response.json().await?;
+        let put: Put = read_json(response).await?;
         let cid = Cid::try_from(put.key.as_str())?;
         // The node computes the CID itself: it must name the same bytes under the same codec
         // (in any CID version or base).
@@ -394,7 +443,7 @@ impl KuboStore {
 
     async fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
         let request = self.block_request("block/get", cid, &[]);
-        Ok(self.send(request).await?.bytes().await?.to_vec())
+        read_capped(self.send(request).await?, MAX_BLOCK_ANSWER).await
     }
 
     async fn has_block(&self, cid: &Cid) -> Result<bool> {

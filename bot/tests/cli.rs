@@ -56,7 +56,12 @@ fn flags_win_over_the_environment() {
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     let output = bot(&["run", "--once", "--contract"])
         .arg(dev::alice().public_key().to_account_id().to_string())
-        .args(["--metadata", "unused.json", "--url", "ws://127.0.0.1:9"])
+        .args([
+            "--metadata",
+            "unused.json",
+            "--url",
+            "ws://user:hunter2@127.0.0.1:9",
+        ])
         .arg("--suri-file")
         .arg(&key)
         .env("BACKUP_BOT_SURI", "//Alice")
@@ -70,6 +75,10 @@ fn flags_win_over_the_environment() {
     assert!(log.contains(&format!("authority={bob}")), "{log}");
     assert!(log.contains("url=ws://127.0.0.1:9"), "{log}");
     assert!(!log.contains("//Bob") && !log.contains("//Alice"), "{log}");
+    assert!(
+        !log.contains("hunter2"),
+        "the URL's password was logged: {log}"
+    );
 }
 
 /// A second process on a data folder in use exits 1 before it connects, naming the holder.
@@ -95,6 +104,40 @@ fn a_second_bot_on_one_data_folder_exits_naming_the_first() {
     );
 }
 
+/// `demo` (and `bench`) empty their work folder only if they made it: another folder is
+/// refused and keeps its files.
+#[test]
+fn demo_refuses_a_folder_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("any.contract");
+    fs::write(&bundle, b"{}").unwrap();
+    let precious = dir.path().join("home");
+    fs::create_dir_all(&precious).unwrap();
+    fs::write(precious.join("thesis.tex"), b"years of work").unwrap();
+    for command in ["demo", "bench"] {
+        let output = bot(&[command, "--bundle"][..if command == "demo" { 2 } else { 1 }])
+            .args(if command == "demo" {
+                vec![bundle.as_os_str()]
+            } else {
+                Vec::new()
+            })
+            .arg("--work-dir")
+            .arg(&precious)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("did not put there"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(
+            fs::read(precious.join("thesis.tex")).unwrap(),
+            b"years of work"
+        );
+    }
+}
+
 /// A snapshot of the sample tree in an embedded store under `dir`, sealed to the bot's
 /// identity and to `owner`; returns its root CID.
 async fn snapshot_for(dir: &Path, owner: &age::x25519::Identity) -> String {
@@ -102,10 +145,18 @@ async fn snapshot_for(dir: &Path, owner: &age::x25519::Identity) -> String {
     demo::write_sample_tree(&source).unwrap();
     let store = ContentStore::Local(LocalStore::open(dir.join("store")).unwrap());
     let bot_identity = age::x25519::Identity::generate();
-    let secret = BackupSecret::derive(&bot_identity, "owner", "node");
-    let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
-        .await
-        .unwrap();
+    let owner_account = dev::bob().public_key().to_account_id().to_string();
+    let secret = BackupSecret::derive(&bot_identity, &owner_account, "node");
+    let scanned = pipeline::scan(
+        &store,
+        &source,
+        &secret,
+        &owner_account,
+        "node",
+        &FileCache::new(),
+    )
+    .await
+    .unwrap();
     let recipients = [bot_identity.to_public(), owner.to_public()];
     let (root, _) = pipeline::seal(&store, &scanned, &recipients).await.unwrap();
     root.to_string()
@@ -131,12 +182,36 @@ async fn the_owner_restores_alone_from_the_embedded_store() {
             .unwrap()
     };
 
-    let output = restore(&target, &identity_file, &[]);
+    let bob = dev::bob().public_key().to_account_id().to_string();
+    let output = restore(
+        &target,
+        &identity_file,
+        &["--owner", &bob, "--node", "node"],
+    );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(
         tree::first_difference(&dir.path().join("source"), &target).unwrap(),
         None
     );
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        said.starts_with(&format!("snapshot of node \"node\" of {bob}: ")),
+        "{said}"
+    );
+
+    // A snapshot of another backup than the one named is refused, nothing written.
+    let alice = dev::alice().public_key().to_account_id().to_string();
+    let other = dir.path().join("other");
+    for (owner, node) in [(alice.as_str(), "node"), (bob.as_str(), "another node")] {
+        let output = restore(&other, &identity_file, &["--owner", owner, "--node", node]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("the snapshot belongs to node \"node\""),
+            "{}",
+            stderr(&output)
+        );
+        assert!(!other.exists());
+    }
 
     // A target that is not empty is refused, unless --force replaces it.
     let output = restore(&target, &identity_file, &[]);

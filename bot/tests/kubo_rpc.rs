@@ -30,6 +30,10 @@ struct KuboState {
     format_only: bool,
     /// When set, `block/put` answers this CID instead of the block's.
     answer_cid: Option<String>,
+    /// When set, `block/get` answers this many bytes, whatever was asked.
+    flood: Option<usize>,
+    /// When set, requests to this path are read and never answered.
+    stall: Option<&'static str>,
 }
 
 /// One HTTP request: its method and target, headers (names in lower case) and body.
@@ -166,6 +170,11 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
             state.blocks.insert(cid.clone(), content);
             json(serde_json::json!({ "Key": cid, "Size": size }))
         }
+        "/api/v0/block/get" if state.flood.is_some() => (
+            200,
+            "application/octet-stream",
+            vec![7; state.flood.unwrap_or(0)],
+        ),
         "/api/v0/block/get" => match state.blocks.get(&arg) {
             Some(content) => (200, "application/octet-stream", content.clone()),
             None => error(format!("block was not found locally (offline): {arg}")),
@@ -204,6 +213,10 @@ async fn start_kubo() -> (String, Arc<Mutex<KuboState>>) {
             let state = shared.clone();
             tokio::spawn(async move {
                 let request = read_request(&mut stream).await;
+                let stalled = state.lock().unwrap().stall;
+                if stalled.is_some_and(|path| request.target.starts_with(path)) {
+                    std::future::pending::<()>().await;
+                }
                 let (status, content_type, body) = answer(&state, &request);
                 let head = format!(
                     "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -311,4 +324,28 @@ async fn rpc_errors_and_an_unreachable_node_are_errors() {
     let block = Block::new(RAW, b"block".to_vec()).unwrap();
     let error = format!("{:#}", store.put_block(&block).await.unwrap_err());
     assert!(error.starts_with("IPFS RPC API unreachable"), "{error}");
+}
+
+/// A node that answers a block fetch with 5 MiB, or never answers a pin: errors, promptly,
+/// nothing read past the limit.
+#[tokio::test]
+async fn a_flooding_or_stalling_node_is_an_error() {
+    let (api, state) = start_kubo().await;
+    state.lock().unwrap().flood = Some(5 << 20);
+    let store = ContentStore::Kubo(KuboStore::new(&api));
+    let block = Block::new(RAW, b"asked for".to_vec()).unwrap();
+    let error = format!("{:#}", store.get_block(&block.cid).await.unwrap_err());
+    assert!(error.contains("larger than the"), "{error}");
+
+    state.lock().unwrap().stall = Some("/api/v0/pin/add");
+    let store = ContentStore::Kubo(
+        KuboStore::new(&api).with_call_timeout(std::time::Duration::from_secs(1)),
+    );
+    let started = std::time::Instant::now();
+    let error = format!("{:#}", store.pin(&block.cid).await.unwrap_err());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{error}"
+    );
+    assert!(error.contains("IPFS RPC API unreachable"), "{error}");
 }
