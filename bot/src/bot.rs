@@ -316,7 +316,10 @@ impl<C: Chain> Bot<C> {
         recipients.extend(self.extra_recipients.iter().cloned());
         let recipient_names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
         let owner = node.owner.to_string();
-        let secret = BackupSecret::derive(&identity, &owner, &node.node_id);
+        // A new set of recipients starts a new secret: a recipient removed from the backup,
+        // who could read the previous snapshots, cannot read the later ones' blocks.
+        let secret =
+            BackupSecret::derive(&identity, &owner, &node.node_id).for_recipients(&recipient_names);
         let cache = self
             .usable_cache(node, latest.map(|snapshot| snapshot.cid), &secret)
             .await?;
@@ -484,6 +487,9 @@ impl<C: Chain> Bot<C> {
             let Some(node) = self.served_node_of(&request).await? else {
                 continue;
             };
+            if !resume && !self.can_open(&node, &request.cid, report).await {
+                continue;
+            }
             if !resume {
                 match self.registry.claim_restore_request(request_id).await {
                     Ok(()) => info!(request_id, node = %node.node_id, "restore request claimed"),
@@ -523,6 +529,35 @@ impl<C: Chain> Bot<C> {
             }
         }
         Ok(())
+    }
+
+    /// Whether this bot should claim a restore of snapshot `cid` of `node`: not when it holds
+    /// no identity of the node or the snapshot is not sealed to it (another authority took
+    /// it: the request is left for that one, not failed as "decrypt failed"), nor while the
+    /// store cannot be read (an error, for the next pass). Content that is bad for any reader
+    /// is claimed, and the restore fails the request with the reason.
+    async fn can_open(&self, node: &ServedNode, cid: &str, report: &mut PassReport) -> bool {
+        let (Ok(Some(identity)), Ok(root)) = (self.keyring.identity(node), Cid::try_from(cid))
+        else {
+            // A CID that does not parse is bad for any reader: claimed, then failed.
+            return Cid::try_from(cid).is_err();
+        };
+        match pipeline::open_manifest(&self.store, &root, &identity).await {
+            Ok(_) => true,
+            Err(error) => match error.downcast_ref::<Invalid>() {
+                Some(invalid) if invalid.0.starts_with(pipeline::NOT_A_RECIPIENT) => {
+                    info!(node = %node.node_id, %cid, "restore left to another authority: \
+                          the snapshot is not sealed to this bot's key");
+                    false
+                }
+                Some(_) => true,
+                None => {
+                    warn!(node = %node.node_id, %cid, "restore not claimed this pass: {error:#}");
+                    report.errors.push(format!("snapshot {cid}: {error:#}"));
+                    false
+                }
+            },
+        }
     }
 
     /// Whether completing request `request_id` went through: `false` when the registry

@@ -86,6 +86,10 @@ const CHUNKS_LINK: &str = "chunks";
 /// Name of the root's link to the sealed manifest.
 const MANIFEST_LINK: &str = "manifest.age";
 
+/// What a restore with an identity the snapshot is not sealed to says.
+pub const NOT_A_RECIPIENT: &str =
+    "decrypt failed: this identity is not a recipient of the snapshot";
+
 /// A snapshot's content is bad: wrong CIDs, failed decryption, a malformed manifest or DAG.
 /// Retrying cannot help; other errors (an unreachable store) may pass.
 #[derive(Debug)]
@@ -141,6 +145,22 @@ impl BackupSecret {
                 node_id.as_bytes(),
             ],
         ))
+    }
+
+    /// The secret of the epoch whose snapshots are sealed to `recipients` (in any order):
+    /// each set of recipients has its own, so that a recipient removed from a backup, who
+    /// holds the secret of the snapshots it could open, cannot open the blocks of later ones.
+    /// Older snapshots carry their own secret in their envelope and stay readable. A change
+    /// of recipients re-stores the backup's content once (no block is shared across epochs).
+    pub fn for_recipients(&self, recipients: &[String]) -> Self {
+        let mut sorted: Vec<&str> = recipients.iter().map(String::as_str).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut parts: Vec<&[u8]> = vec![b"recipients epoch"];
+        for recipient in &sorted {
+            parts.extend([b"\0".as_slice(), recipient.as_bytes()]);
+        }
+        Self(hmac(&self.0, &parts))
     }
 
     /// A chunker over `source` cutting where this backup's secret says (FastCDC's gear table
@@ -868,7 +888,7 @@ pub async fn open_manifest(
     let mut json = Vec::new();
     keys::decrypt_with(identity, &sealed[..])
         .and_then(|mut reader| Ok(reader.read_to_end(&mut json)?))
-        .map_err(|_| invalid("decrypt failed: this identity is not a recipient of the snapshot"))?;
+        .map_err(|_| invalid(NOT_A_RECIPIENT))?;
     let envelope: Envelope =
         serde_json::from_slice(&json).map_err(|error| invalid(format!("manifest: {error}")))?;
     ensure!(
@@ -1493,6 +1513,33 @@ mod tests {
             tree::first_difference(&fixture.source, &link).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn each_set_of_recipients_has_its_own_secret() {
+        let secret = BackupSecret([3; 32]);
+        let names =
+            |list: &[&str]| -> Vec<String> { list.iter().map(|name| name.to_string()).collect() };
+        let (old, new) = (
+            secret.for_recipients(&names(&["bot", "owner-a"])),
+            secret.for_recipients(&names(&["bot", "owner-b"])),
+        );
+        assert!(
+            old == secret.for_recipients(&names(&["owner-a", "bot", "bot"])),
+            "order and repeats do not matter"
+        );
+        let block = new
+            .seal_chunk(b"written after owner-a was removed")
+            .unwrap();
+        assert!(
+            old.open_chunk(&block.data).is_err(),
+            "the removed recipient's secret opens nothing new"
+        );
+        assert_eq!(
+            new.open_chunk(&block.data).unwrap(),
+            b"written after owner-a was removed"
+        );
+        assert!(old.fingerprint() != new.fingerprint());
     }
 
     #[test]

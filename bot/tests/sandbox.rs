@@ -203,9 +203,13 @@ async fn request_claimed_before_a_crash_is_resumed() {
 #[tokio::test]
 async fn missing_content_leaves_the_request_claimed_for_a_later_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut world, request_id, _) = world_with_request(dir.path()).await;
+    let (mut world, request_id, cid) = world_with_request(dir.path()).await;
     let store = local_store(&world);
-    let stored = store.path_of(&store.block_cids().unwrap()[0]);
+    // A chunk of a file: the manifest opens, the restore cannot finish.
+    let identity = world.bot.keyring().identity(&world.node).unwrap().unwrap();
+    let chunk = chunk_cids(world.bot.store(), &cid, &identity).await;
+    let chunk = cid::Cid::try_from(chunk.iter().next().unwrap().as_str()).unwrap();
+    let stored = store.path_of(&chunk);
     let kept = dir.path().join("kept");
     fs::rename(&stored, &kept).unwrap();
 
@@ -221,8 +225,11 @@ async fn missing_content_leaves_the_request_claimed_for_a_later_pass() {
     assert_eq!(report.fulfilled, [request_id]);
 }
 
+/// A snapshot sealed to another key (another authority's): this bot does not claim the
+/// request, which stays pending for the authority that can open it, instead of failing it as
+/// "decrypt failed"; one it holds already (claimed before) fails with that reason.
 #[tokio::test]
-async fn snapshot_for_another_identity_fails_at_decryption() {
+async fn a_snapshot_sealed_to_another_key_is_left_to_its_authority() {
     let dir = tempfile::tempdir().unwrap();
     let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
@@ -233,11 +240,24 @@ async fn snapshot_for_another_identity_fails_at_decryption() {
     let request_id = record_and_request(&mut world, &cid).await;
 
     let report = world.bot.pass().await.unwrap();
-    let reason = "decrypt failed: this identity is not a recipient of the snapshot";
     assert!(
-        report.failed.contains(&(request_id, reason.to_string())),
+        report.failed.is_empty() && report.errors.is_empty(),
         "{report:?}"
     );
+    assert_eq!(
+        status_of(&mut world, request_id).await,
+        RestoreStatus::Pending
+    );
+
+    world
+        .bot
+        .registry()
+        .claim_restore_request(request_id)
+        .await
+        .unwrap();
+    let report = world.bot.pass().await.unwrap();
+    let reason = pipeline::NOT_A_RECIPIENT.to_string();
+    assert!(report.failed.contains(&(request_id, reason)), "{report:?}");
     assert!(!world.node.restore_to.exists());
 }
 
@@ -484,4 +504,77 @@ async fn a_lost_keys_folder_is_refused_not_replaced() {
     world.restart_bot().unwrap();
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.snapshots.len(), 1, "{report:?}");
+}
+
+/// The chunk CIDs the manifest of snapshot `root` names, opened with `identity`.
+async fn chunk_cids(
+    store: &backup_bot::store::ContentStore,
+    root: &str,
+    identity: &age::x25519::Identity,
+) -> std::collections::HashSet<String> {
+    let root = cid::Cid::try_from(root).unwrap();
+    let manifest = pipeline::open_manifest(store, &root, identity)
+        .await
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    manifest
+        .entries
+        .iter()
+        .flat_map(|entry| entry.chunks.iter().map(|chunk| chunk.cid.clone()))
+        .collect()
+}
+
+/// The owner replaces its registered recipient: the next snapshot is under a new secret (it
+/// shares no block with the previous one, though the files are the same), the removed
+/// recipient cannot open it, the new one can, and the older snapshot stays readable.
+#[tokio::test]
+async fn a_new_recipient_starts_a_new_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    world.owner.set_backup_frequency(10).await.unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let (removed, added) = (
+        age::x25519::Identity::generate(),
+        age::x25519::Identity::generate(),
+    );
+    let removed_name = removed.to_public().to_string();
+    world
+        .owner
+        .set_backup_recipient(DEMO_NODE, Some(&removed_name))
+        .await
+        .unwrap();
+    let first = world.bot.pass().await.unwrap().snapshots[0].cid.clone();
+    let added_name = added.to_public().to_string();
+    world
+        .owner
+        .set_backup_recipient(DEMO_NODE, Some(&added_name))
+        .await
+        .unwrap();
+    world.advance_blocks(10);
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    let second = report.snapshots[0].cid.clone();
+
+    let store = world.bot.store();
+    let (before, after) = (
+        chunk_cids(store, &first, &removed).await,
+        chunk_cids(store, &second, &added).await,
+    );
+    assert!(!before.is_empty() && before.is_disjoint(&after));
+    let second_root = cid::Cid::try_from(second.as_str()).unwrap();
+    let error = pipeline::open_manifest(store, &second_root, &removed)
+        .await
+        .err()
+        .expect("the removed recipient cannot open the later snapshot");
+    assert!(error.to_string().starts_with("decrypt failed"), "{error}");
+    for (root, identity) in [(&first, &removed), (&second, &added)] {
+        let target = dir.path().join(format!("restored-{root}"));
+        let root = cid::Cid::try_from(root.as_str()).unwrap();
+        pipeline::restore(store, &root, identity, None, &target)
+            .await
+            .unwrap();
+        assert_eq!(
+            tree::first_difference(&world.node.source, &target).unwrap(),
+            None
+        );
+    }
 }
