@@ -241,6 +241,12 @@ impl<C: Chain> Bot<C> {
                 report.errors.push(format!("{}: {error:#}", node.node_id));
             }
         }
+        if let Err(error) = self.unpin_unserved(&requested, &mut report).await {
+            warn!("unpinning the snapshots of nodes no longer served failed: {error:#}");
+            report
+                .errors
+                .push(format!("nodes no longer served: {error:#}"));
+        }
         if !report.unpinned.is_empty() || !self.collected_since_start {
             match self.store.collect_garbage() {
                 Ok(garbage) => {
@@ -414,10 +420,7 @@ impl<C: Chain> Bot<C> {
     }
 
     /// Unpins the roots this bot pinned for `node` that the registry no longer keeps (pruned
-    /// by retention, or the backup deleted). A root missing from the paged list (pages shift
-    /// while an owner unpins or another authority adds) is unpinned only once the registry
-    /// confirms, by its CID, that it keeps no such snapshot, and never while an open restore
-    /// request names it.
+    /// by retention, or the backup deleted; see [`Bot::unpin_unkept`]).
     async fn unpin_dropped(
         &mut self,
         node: &ServedNode,
@@ -425,21 +428,32 @@ impl<C: Chain> Bot<C> {
         report: &mut PassReport,
     ) -> Result<()> {
         let key = node_key(node);
-        let Some(pinned) = self
-            .pins
-            .get(&key)
-            .filter(|roots| !roots.is_empty())
-            .cloned()
-        else {
+        if self.pins.get(&key).is_none_or(Vec::is_empty) {
             return Ok(());
-        };
-        let kept_on_chain: HashSet<Cid> = self
+        }
+        let listed: HashSet<Cid> = self
             .registry
             .snapshots(&node.owner, &node.node_id)
             .await?
             .iter()
             .filter_map(|snapshot| Cid::try_from(snapshot.cid.as_str()).ok())
             .collect();
+        self.unpin_unkept(&key, &listed, requested, report).await
+    }
+
+    /// Unpins the roots pinned under `key` (see [`node_key`]) that the registry no longer
+    /// keeps. A root missing from `listed` (the backup's snapshots, read in pages that shift
+    /// while an owner unpins or another authority adds) is unpinned only once the registry
+    /// confirms, by its CID, that it keeps no such snapshot, and never while an open restore
+    /// request names it or this pass recorded it.
+    async fn unpin_unkept(
+        &mut self,
+        key: &str,
+        listed: &HashSet<Cid>,
+        requested: &HashSet<Cid>,
+        report: &mut PassReport,
+    ) -> Result<()> {
+        let pinned = self.pins.get(key).cloned().unwrap_or_default();
         let recorded_now: HashSet<&str> = report
             .snapshots
             .iter()
@@ -449,7 +463,7 @@ impl<C: Chain> Bot<C> {
         let mut unpinned = Vec::new();
         for root in pinned {
             let cid = Cid::try_from(root.as_str())?;
-            if kept_on_chain.contains(&cid)
+            if listed.contains(&cid)
                 || recorded_now.contains(root.as_str())
                 || requested.contains(&cid)
                 || self.registry.snapshot_by_cid(&root).await?.is_some()
@@ -458,12 +472,38 @@ impl<C: Chain> Bot<C> {
                 continue;
             }
             self.store.unpin(&cid).await?;
-            info!(node = %node.node_id, cid = %root, "unpinned: the registry no longer keeps it");
+            info!(node = %key, cid = %root, "unpinned: the registry no longer keeps it");
             unpinned.push(root);
         }
         report.unpinned.extend(unpinned);
-        self.pins.insert(key, still_pinned);
+        self.pins.insert(key.to_string(), still_pinned);
         self.state.save_pins(&self.pins)
+    }
+
+    /// The pins of nodes no longer in the configuration: each kept while the registry keeps
+    /// its snapshot (a node taken out of the configuration by mistake loses nothing), unpinned
+    /// once it does not, like a served node's.
+    async fn unpin_unserved(
+        &mut self,
+        requested: &HashSet<Cid>,
+        report: &mut PassReport,
+    ) -> Result<()> {
+        let served: HashSet<String> = self.nodes.iter().map(node_key).collect();
+        let unserved: Vec<String> = self
+            .pins
+            .keys()
+            .filter(|key| !served.contains(*key))
+            .cloned()
+            .collect();
+        for key in unserved {
+            self.unpin_unkept(&key, &HashSet::new(), requested, report)
+                .await?;
+            if self.pins.get(&key).is_some_and(Vec::is_empty) {
+                self.pins.remove(&key);
+                self.state.save_pins(&self.pins)?;
+            }
+        }
+        Ok(())
     }
 
     /// Serves the open restore requests of served nodes: pending ones, its own claims (say,

@@ -20,10 +20,9 @@ use backup_bot::registry::Registry;
 use backup_bot::store::LocalStore;
 use backup_bot::tree;
 use backup_registry::RestoreStatus;
-use node::{bot_command, deploy, DevNode};
+use node::{bot_command, deploy, restore_with_cli, DevNode};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use subxt_signer::sr25519::dev;
 
 /// Runs `backup-bot run --once` with the configuration file `config`, as Alice, expecting
@@ -39,20 +38,7 @@ fn run_bot_once(config: &Path) -> String {
 fn assert_snapshot_of(cid: &str, root: &Path, data_dir: &Path, node: &ServedNode) {
     let identity = Keyring::open(data_dir.join("keys")).unwrap().path_of(node);
     let target = data_dir.join(format!("check-{}", node.node_id));
-    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
-        .args(["restore", "--cid", cid, "--owner-identity"])
-        .arg(&identity)
-        .arg("--store")
-        .arg(data_dir.join("store"))
-        .arg("--target")
-        .arg(&target)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "backup-bot restore failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    restore_with_cli(cid, &identity, &data_dir.join("store"), &target);
     assert_eq!(tree::first_difference(root, &target).unwrap(), None);
 }
 

@@ -454,26 +454,7 @@ async fn kills_and_a_second_process_lose_nothing() {
             .path_of(&served);
         for snapshot in &kept {
             let target = dir.path().join("check");
-            let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
-                .args([
-                    "restore",
-                    "--force",
-                    "--cid",
-                    &snapshot.cid,
-                    "--owner-identity",
-                ])
-                .arg(&identity)
-                .arg("--store")
-                .arg(data_dir.join("store"))
-                .arg("--target")
-                .arg(&target)
-                .output()
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "round {round}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+            node::restore_with_cli(&snapshot.cid, &identity, &data_dir.join("store"), &target);
             assert_eq!(
                 tree::first_difference(&taken_of[&snapshot.cid], &target).unwrap(),
                 None,

@@ -90,6 +90,17 @@ async fn record_and_request(world: &mut DemoWorld, cid: &str) -> u64 {
     request_latest(world).await
 }
 
+/// Claims request `request_id` as the bot's account, outside a pass (as a bot that stopped
+/// right after its claim, or an older release, would have).
+async fn claim_as_the_bot(world: &mut DemoWorld, request_id: u64) {
+    world
+        .bot
+        .registry()
+        .claim_restore_request(request_id)
+        .await
+        .unwrap();
+}
+
 async fn status_of(world: &mut DemoWorld, request_id: u64) -> RestoreStatus {
     world
         .owner
@@ -183,12 +194,7 @@ async fn request_claimed_before_a_crash_is_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let (mut world, request_id, _) = world_with_request(dir.path()).await;
     // The bot claimed the request, then stopped before serving it.
-    world
-        .bot
-        .registry()
-        .claim_restore_request(request_id)
-        .await
-        .unwrap();
+    claim_as_the_bot(&mut world, request_id).await;
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.fulfilled, [request_id]);
     assert!(matches!(
@@ -249,12 +255,7 @@ async fn a_snapshot_sealed_to_another_key_is_left_to_its_authority() {
         RestoreStatus::Pending
     );
 
-    world
-        .bot
-        .registry()
-        .claim_restore_request(request_id)
-        .await
-        .unwrap();
+    claim_as_the_bot(&mut world, request_id).await;
     let report = world.bot.pass().await.unwrap();
     let reason = pipeline::NOT_A_RECIPIENT.to_string();
     assert!(report.failed.contains(&(request_id, reason)), "{report:?}");
@@ -577,4 +578,38 @@ async fn a_new_recipient_starts_a_new_secret() {
             None
         );
     }
+}
+
+/// Pins of a node taken out of the configuration: a snapshot the registry still keeps stays
+/// pinned (nothing is lost to a configuration mistake), one it does not keep is unpinned and
+/// collected, and the rest goes once the registry drops it.
+#[tokio::test]
+async fn pins_of_a_node_no_longer_served_go_only_when_the_registry_drops_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    world.owner.set_backup_frequency(10).await.unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let kept = world.bot.pass().await.unwrap().snapshots[0].cid.clone();
+    let identity = world.bot.keyring().identity(&world.node).unwrap().unwrap();
+    fs::write(world.node.source.join("unrecorded.txt"), b"never on chain").unwrap();
+    let unrecorded = crafted_snapshot(&world, &identity, |_| {}).await;
+    let state = StateDir::open(&world.bot_data_dir).unwrap();
+    let mut pins = state.load_pins();
+    let gone = format!("{}/a node no longer served", world.node.owner);
+    pins.insert(gone.clone(), vec![kept.clone(), unrecorded.clone()]);
+    state.save_pins(&pins).unwrap();
+    world.restart_bot().unwrap();
+
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.unpinned, [unrecorded.clone()], "{report:?}");
+    assert_eq!(state.load_pins()[&gone], [kept.clone()]);
+    let store = local_store(&world);
+    let unrecorded_root = cid::Cid::try_from(unrecorded.as_str()).unwrap();
+    assert!(!store.path_of(&unrecorded_root).exists(), "collected");
+
+    world.owner.delete_backup(DEMO_NODE).await.unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.unpinned, [kept.clone(), kept], "{report:?}");
+    assert!(!state.load_pins().contains_key(&gone));
+    assert!(store.pinned().unwrap().is_empty());
 }

@@ -108,3 +108,22 @@ pub fn bot_command(args: &[&str], config: &Path) -> (Option<i32>, serde_json::Va
     let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
     (output.status.code(), json, log)
 }
+
+/// Restores snapshot `cid` into `target` (replaced) with `backup-bot restore`, the identity
+/// file `identity` and the embedded store in `store` alone; panics with its log on failure.
+pub fn restore_with_cli(cid: &str, identity: &Path, store: &Path, target: &Path) {
+    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
+        .args(["restore", "--force", "--cid", cid, "--owner-identity"])
+        .arg(identity)
+        .arg("--store")
+        .arg(store)
+        .arg("--target")
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "backup-bot restore of {cid} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
