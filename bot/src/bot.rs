@@ -145,6 +145,7 @@ impl<C: Chain> Bot<C> {
         };
         for node in &bot.nodes {
             bot.identity_to_seal(node, false)?;
+            crate::staging::remove_leftovers_of(&node.restore_to)?;
         }
         Ok(bot)
     }

@@ -127,6 +127,44 @@ fn bad_entry(error: Errno, path: &[u8], what: &str) -> anyhow::Error {
     }
 }
 
+/// Removes the staging folders of restores into `target` that a killed process left (they
+/// may hold a restored tree in the clear); nothing when `target`'s folder does not exist.
+pub fn remove_leftovers_of(target: &Path) -> Result<()> {
+    let (parent_path, target_name) = split_target(target)?;
+    let parent = match rustix::fs::open(
+        &parent_path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(parent) => parent,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(error) => {
+            return Err(error).with_context(|| format!("opening {}", parent_path.display()))
+        }
+    };
+    remove_leftovers(&parent, &parent_path, &target_name)
+}
+
+/// Removes, in the folder `parent` (at `parent_path`), the staging folders of `target_name`.
+fn remove_leftovers(parent: &OwnedFd, parent_path: &Path, target_name: &OsStr) -> Result<()> {
+    let prefix = staging_prefix(target_name);
+    let mut leftovers = Vec::new();
+    for item in rustix::fs::Dir::read_from(parent)? {
+        let name = item?.file_name().to_bytes().to_vec();
+        if name.starts_with(prefix.as_bytes()) {
+            leftovers.push(name);
+        }
+    }
+    for name in leftovers {
+        tracing::info!(
+            "removing {} left by an interrupted restore",
+            parent_path.join(OsStr::from_bytes(&name)).display()
+        );
+        remove_tree(parent, OsStr::from_bytes(&name))?;
+    }
+    Ok(())
+}
+
 impl Staging {
     /// A new staging folder for `target`, which must be a folder or missing (a file or a
     /// link there is refused before anything is written). Staging folders of earlier
@@ -151,21 +189,8 @@ impl Staging {
             Mode::empty(),
         )
         .with_context(|| format!("opening {}", parent_path.display()))?;
+        remove_leftovers(&parent, &parent_path, &target_name)?;
         let prefix = staging_prefix(&target_name);
-        let mut leftovers = Vec::new();
-        for item in rustix::fs::Dir::read_from(&parent)? {
-            let name = item?.file_name().to_bytes().to_vec();
-            if name.starts_with(prefix.as_bytes()) {
-                leftovers.push(name);
-            }
-        }
-        for name in leftovers {
-            tracing::info!(
-                "removing {} left by an interrupted restore",
-                parent_path.join(OsStr::from_bytes(&name)).display()
-            );
-            remove_tree(&parent, OsStr::from_bytes(&name))?;
-        }
         let staging = tempfile::Builder::new()
             .prefix(&prefix)
             .permissions(std::fs::Permissions::from_mode(0o700))

@@ -613,3 +613,22 @@ async fn pins_of_a_node_no_longer_served_go_only_when_the_registry_drops_them() 
     assert!(!state.load_pins().contains_key(&gone));
     assert!(store.pinned().unwrap().is_empty());
 }
+
+/// A restore killed half-way leaves its staging folder, which may hold a tree in the clear:
+/// the next start removes it.
+#[tokio::test]
+async fn a_staging_folder_left_by_a_kill_is_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    let target = world.node.restore_to.clone();
+    let name = target.file_name().unwrap().to_string_lossy().into_owned();
+    let leftover = target.with_file_name(format!(".{name}.restoring-killed"));
+    fs::create_dir_all(leftover.join("half")).unwrap();
+    fs::write(leftover.join("half/secret.txt"), b"restored in the clear").unwrap();
+    fs::set_permissions(leftover.join("half"), fs::Permissions::from_mode(0o500)).unwrap();
+    let unrelated = target.with_file_name("unrelated");
+    fs::create_dir_all(&unrelated).unwrap();
+    world.restart_bot().unwrap();
+    assert!(!leftover.exists());
+    assert!(unrelated.exists());
+}
