@@ -217,7 +217,10 @@ impl<C: Chain> Bot<C> {
     /// store's garbage collection.
     pub async fn pass(&mut self) -> Result<PassReport> {
         let mut report = PassReport::default();
-        self.serve_restores(&mut report).await?;
+        if let Err(error) = self.serve_restores(&mut report).await {
+            warn!("serving restores failed: {error:#}");
+            report.errors.push(format!("restores: {error:#}"));
+        }
         let now = self.registry.block_number().await?;
         for node in self.nodes.clone() {
             if let Err(error) = self.snapshot_if_due(&node, now, &mut report).await {
@@ -225,10 +228,12 @@ impl<C: Chain> Bot<C> {
                 report.errors.push(format!("{}: {error:#}", node.node_id));
             }
         }
+        // As CIDv1, the spelling of the roots the bot pins (a request may name one in v0).
         let requested: HashSet<Cid> = match self.registry.open_restore_requests().await {
             Ok(requests) => requests
                 .iter()
                 .filter_map(|(_, request)| Cid::try_from(request.cid.as_str()).ok())
+                .map(|cid| Cid::new_v1(cid.codec(), *cid.hash()))
                 .collect(),
             Err(error) => {
                 warn!("nothing unpinned: the open restore requests cannot be read: {error:#}");
