@@ -11,7 +11,7 @@ use crate::config::ServedNode;
 use crate::keys::{self, Keyring};
 use crate::pipeline::{self, BackupSecret, Expected, Invalid, SnapshotStats};
 use crate::registry::{ink_account, refusal, Registry};
-use crate::state::{node_key, NodeCache, Pins, StateDir};
+use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted};
 use crate::store::{ContentStore, GarbageReport};
 use crate::tree::Skipped;
 use anyhow::Result;
@@ -24,6 +24,11 @@ use tracing::{info, warn};
 /// The description recorded with every snapshot: nothing of the tree (file counts, sizes),
 /// which anyone can read on chain.
 const SNAPSHOT_DESCRIPTION: &str = "backup-bot snapshot";
+
+/// Blocks a submitted snapshot stays pinned while the registry does not show it (an hour of
+/// 6-second blocks): its transaction may still land after the bot gave up on it, and the
+/// registry would then name a snapshot whose blocks were collected.
+pub const SUBMITTED_GRACE_BLOCKS: u32 = 600;
 
 /// Whether a node whose last snapshot (or last unchanged check) was at block `last` is due
 /// for a snapshot at block `now`, with a frequency of `frequency` blocks.
@@ -109,6 +114,8 @@ pub struct Bot<C> {
     state: StateDir,
     /// The snapshot roots this bot pinned, by node.
     pins: Pins,
+    /// The roots submitted and not seen recorded yet.
+    submitted: Submitted,
     /// Recipients every manifest is sealed to, beside the node's key and its owner's.
     extra_recipients: Vec<age::x25519::Recipient>,
     /// Whether the embedded store was collected since the bot started (a crash may have left
@@ -137,6 +144,7 @@ impl<C: Chain> Bot<C> {
             keyring: Keyring::open(data_dir.join("keys"))?,
             nodes,
             pins: state.load_pins(),
+            submitted: state.load_submitted(),
             state,
             extra_recipients: Vec::new(),
             collected_since_start: false,
@@ -242,12 +250,15 @@ impl<C: Chain> Bot<C> {
             }
         };
         for node in self.nodes.clone() {
-            if let Err(error) = self.unpin_dropped(&node, &requested, &mut report).await {
+            if let Err(error) = self
+                .unpin_dropped(&node, now, &requested, &mut report)
+                .await
+            {
                 warn!(node = %node.node_id, "unpinning failed: {error:#}");
                 report.errors.push(format!("{}: {error:#}", node.node_id));
             }
         }
-        if let Err(error) = self.unpin_unserved(&requested, &mut report).await {
+        if let Err(error) = self.unpin_unserved(now, &requested, &mut report).await {
             warn!("unpinning the snapshots of nodes no longer served failed: {error:#}");
             report
                 .errors
@@ -368,8 +379,11 @@ impl<C: Chain> Bot<C> {
         }
         self.state.save_pins(&self.pins)?;
         self.store.pin(&root).await?;
+        self.submitted.insert(cid.clone(), now);
+        self.state.save_submitted(&self.submitted)?;
         // Nothing of the tree's shape goes on chain, for every one to read.
-        self.registry
+        let recorded = self
+            .registry
             .add_snapshot(
                 &node.owner,
                 &node.node_id,
@@ -378,7 +392,15 @@ impl<C: Chain> Bot<C> {
                 u64::from(now),
                 stats.snapshot_bytes,
             )
-            .await?;
+            .await;
+        if let Err(error) = recorded {
+            // Refused by its dry run: never sent, so it cannot land later.
+            if refusal(&error).is_some() {
+                self.submitted.remove(&cid);
+                self.state.save_submitted(&self.submitted)?;
+            }
+            return Err(error);
+        }
         info!(
             node = %node.node_id,
             %cid,
@@ -386,6 +408,8 @@ impl<C: Chain> Bot<C> {
             snapshot_bytes = stats.snapshot_bytes,
             "snapshot recorded"
         );
+        self.submitted.remove(&cid);
+        self.state.save_submitted(&self.submitted)?;
         self.state.save_cache(
             node,
             &NodeCache {
@@ -430,6 +454,7 @@ impl<C: Chain> Bot<C> {
     async fn unpin_dropped(
         &mut self,
         node: &ServedNode,
+        now: u32,
         requested: &HashSet<Cid>,
         report: &mut PassReport,
     ) -> Result<()> {
@@ -444,18 +469,21 @@ impl<C: Chain> Bot<C> {
             .iter()
             .filter_map(|snapshot| Cid::try_from(snapshot.cid.as_str()).ok())
             .collect();
-        self.unpin_unkept(&key, &listed, requested, report).await
+        self.unpin_unkept(&key, &listed, now, requested, report)
+            .await
     }
 
     /// Unpins the roots pinned under `key` (see [`node_key`]) that the registry no longer
     /// keeps. A root missing from `listed` (the backup's snapshots, read in pages that shift
     /// while an owner unpins or another authority adds) is unpinned only once the registry
     /// confirms, by its CID, that it keeps no such snapshot, and never while an open restore
-    /// request names it or this pass recorded it.
+    /// request names it, this pass recorded it, or it was submitted less than
+    /// [`SUBMITTED_GRACE_BLOCKS`] before block `now` and may still land.
     async fn unpin_unkept(
         &mut self,
         key: &str,
         listed: &HashSet<Cid>,
+        now: u32,
         requested: &HashSet<Cid>,
         report: &mut PassReport,
     ) -> Result<()> {
@@ -471,13 +499,27 @@ impl<C: Chain> Bot<C> {
             let cid = Cid::try_from(root.as_str())?;
             if listed.contains(&cid)
                 || recorded_now.contains(root.as_str())
-                || requested.contains(&cid)
                 || self.registry.snapshot_by_cid(&root).await?.is_some()
             {
+                // Recorded: no longer waiting to land.
+                if self.submitted.remove(&root).is_some() {
+                    self.state.save_submitted(&self.submitted)?;
+                }
+                still_pinned.push(root);
+                continue;
+            }
+            let landing = self
+                .submitted
+                .get(&root)
+                .is_some_and(|since| now.saturating_sub(*since) < SUBMITTED_GRACE_BLOCKS);
+            if requested.contains(&cid) || landing {
                 still_pinned.push(root);
                 continue;
             }
             self.store.unpin(&cid).await?;
+            if self.submitted.remove(&root).is_some() {
+                self.state.save_submitted(&self.submitted)?;
+            }
             info!(node = %key, cid = %root, "unpinned: the registry no longer keeps it");
             unpinned.push(root);
         }
@@ -491,6 +533,7 @@ impl<C: Chain> Bot<C> {
     /// once it does not, like a served node's.
     async fn unpin_unserved(
         &mut self,
+        now: u32,
         requested: &HashSet<Cid>,
         report: &mut PassReport,
     ) -> Result<()> {
@@ -502,7 +545,7 @@ impl<C: Chain> Bot<C> {
             .cloned()
             .collect();
         for key in unserved {
-            self.unpin_unkept(&key, &HashSet::new(), requested, report)
+            self.unpin_unkept(&key, &HashSet::new(), now, requested, report)
                 .await?;
             if self.pins.get(&key).is_some_and(Vec::is_empty) {
                 self.pins.remove(&key);

@@ -5,6 +5,8 @@
 //!   every file it read ([`NodeCache`]). Only saves work: a missing or damaged one is
 //!   reported and replaced;
 //! - `pins.json`: per node, the snapshot roots it pinned and has not unpinned yet ([`Pins`]);
+//! - `submitted.json`: the roots submitted with `add_snapshot` and not yet seen recorded,
+//!   with the block of their submission ([`Submitted`]);
 //! - `lock`: held (`flock`) by the one process serving from this folder ([`DataDirLock`]),
 //!   holding its pid.
 
@@ -54,10 +56,16 @@ impl NodeCache {
 /// The snapshot roots the bot pinned, by [`node_key`].
 pub type Pins = BTreeMap<String, Vec<String>>;
 
+/// The snapshot roots submitted with `add_snapshot` whose recording the bot has not seen
+/// yet (it was stopped, or the call failed after it was sent), by CID: the block at which
+/// each was submitted. A transaction may still land after the bot gave up on it.
+pub type Submitted = BTreeMap<String, u32>;
+
 /// The bot's files in its data directory.
 pub struct StateDir {
     cache_dir: PathBuf,
     pins_path: PathBuf,
+    submitted_path: PathBuf,
 }
 
 impl StateDir {
@@ -69,6 +77,7 @@ impl StateDir {
         Ok(Self {
             cache_dir,
             pins_path: data_dir.join("pins.json"),
+            submitted_path: data_dir.join("submitted.json"),
         })
     }
 
@@ -96,6 +105,17 @@ impl StateDir {
     /// Replaces the pinned roots.
     pub fn save_pins(&self, pins: &Pins) -> Result<()> {
         write_atomically(&self.pins_path, pins)
+    }
+
+    /// The submitted roots not seen recorded; none when the file is missing or damaged (with
+    /// a warning).
+    pub fn load_submitted(&self) -> Submitted {
+        read_or_default(&self.submitted_path)
+    }
+
+    /// Replaces the submitted roots.
+    pub fn save_submitted(&self, submitted: &Submitted) -> Result<()> {
+        write_atomically(&self.submitted_path, submitted)
     }
 }
 

@@ -6,10 +6,11 @@
 
 mod common;
 
+use backup_bot::bot;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
 use backup_bot::registry::Registry;
-use backup_bot::state::StateDir;
+use backup_bot::state::{self, StateDir};
 use backup_bot::store::LocalStore;
 use backup_bot::tree;
 use backup_registry::RestoreStatus;
@@ -631,4 +632,54 @@ async fn a_staging_folder_left_by_a_kill_is_removed_at_start() {
     world.restart_bot().unwrap();
     assert!(!leftover.exists());
     assert!(unrelated.exists());
+}
+
+/// A snapshot the bot submitted but never saw recorded (it was killed, or the call failed
+/// after it was sent): kept pinned for `SUBMITTED_GRACE_BLOCKS`, since its transaction may
+/// still land; it restores when it does; one that never lands is unpinned after that.
+#[tokio::test]
+async fn a_submitted_snapshot_stays_pinned_while_it_may_still_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    // No snapshot falls due during the test: only the crafted roots come and go.
+    world.owner.set_backup_frequency(5_000).await.unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    world.bot.pass().await.unwrap();
+    let identity = world.bot.keyring().identity(&world.node).unwrap().unwrap();
+    let now = world.bot.registry().block_number().await.unwrap();
+    let state = StateDir::open(&world.bot_data_dir).unwrap();
+    let (mut pins, mut submitted) = (state.load_pins(), state.load_submitted());
+    let mut crafted = Vec::new();
+    for name in ["lands-late.txt", "never-lands.txt"] {
+        fs::write(world.node.source.join(name), name).unwrap();
+        let root = crafted_snapshot(&world, &identity, |_| {}).await;
+        pins.get_mut(&state::node_key(&world.node))
+            .unwrap()
+            .push(root.clone());
+        submitted.insert(root.clone(), now);
+        crafted.push(root);
+    }
+    state.save_pins(&pins).unwrap();
+    state.save_submitted(&submitted).unwrap();
+    world.restart_bot().unwrap();
+
+    let report = world.bot.pass().await.unwrap();
+    assert!(report.unpinned.is_empty(), "{report:?}");
+    // The first one's transaction lands now.
+    let owner = world.node.owner.clone();
+    world
+        .bot
+        .registry()
+        .add_snapshot(&owner, DEMO_NODE, &crafted[0], "", 1, 2048)
+        .await
+        .unwrap();
+    world.advance_blocks(bot::SUBMITTED_GRACE_BLOCKS);
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.unpinned, [crafted[1].clone()], "{report:?}");
+    assert!(state.load_submitted().is_empty());
+    let target = dir.path().join("landed");
+    let root = cid::Cid::try_from(crafted[0].as_str()).unwrap();
+    pipeline::restore(world.bot.store(), &root, &identity, None, &target)
+        .await
+        .unwrap();
 }
