@@ -532,16 +532,18 @@ pub async fn scan(
                     Some(cached) if all_whole(store, &cached.chunks)? => cached.chunks.clone(),
                     _ => {
                         let read = match listing.open_file(&entry)? {
-                            Some(file) => {
-                                chunk_file(store, secret, file, &entry, &mut stats).await?
+                            Ok(file) => chunk_file(store, secret, file, &entry, &mut stats)
+                                .await?
+                                .ok_or(tree::Listing::CHANGED_WHILE_READ),
+                            Err(reason) => Err(reason),
+                        };
+                        match read {
+                            Ok(chunks) => chunks,
+                            Err(reason) => {
+                                listing.skip(&entry, reason);
+                                continue;
                             }
-                            None => None,
-                        };
-                        let Some(chunks) = read else {
-                            listing.skip(&entry, "changed during the scan");
-                            continue;
-                        };
-                        chunks
+                        }
                     }
                 };
                 stats.files += 1;

@@ -136,13 +136,21 @@ fn open_root(root: &Path) -> Result<OwnedFd> {
     .with_context(|| format!("opening {}", root.display()))
 }
 
-/// Opens `relative` beneath `root` with `flags`, following no link; `Ok(None)` when it is
-/// gone or a link took its place.
-fn open_beneath(root: &OwnedFd, relative: &[u8], flags: OFlags) -> Result<Option<OwnedFd>> {
+/// Why an entry listed is left out when it is opened: it changed since it was listed.
+const CHANGED: &str = "changed during the scan";
+
+/// Opens `relative` beneath `root` with `flags`, following no link; `Ok(Err(reason))` when it
+/// is to be skipped: gone, a link took its place, or this process may not read it.
+fn open_beneath(
+    root: &OwnedFd,
+    relative: &[u8],
+    flags: OFlags,
+) -> Result<Result<OwnedFd, &'static str>> {
     let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
     match rustix::fs::openat2(root, relative, flags, Mode::empty(), beneath()) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => Ok(None),
+        Ok(fd) => Ok(Ok(fd)),
+        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => Ok(Err(CHANGED)),
+        Err(Errno::ACCESS | Errno::PERM) => Ok(Err("permission denied")),
         Err(Errno::NOSYS) => bail!("the scan needs openat2 (Linux 5.6 or later)"),
         Err(error) => {
             Err(error).with_context(|| format!("opening {}", String::from_utf8_lossy(relative)))
@@ -229,7 +237,7 @@ fn list_dir(listing: &mut Listing, dir: &OwnedFd, relative: &[u8], depth: usize)
                     target: target.into_bytes(),
                 },
                 Err(Errno::NOENT | Errno::INVAL) => {
-                    skip(listing, "changed during the scan");
+                    skip(listing, CHANGED);
                     continue;
                 }
                 Err(error) => return Err(error.into()),
@@ -264,9 +272,13 @@ fn list_dir(listing: &mut Listing, dir: &OwnedFd, relative: &[u8], depth: usize)
             continue;
         }
         let child = match open_beneath(&listing.root, &path, OFlags::RDONLY | OFlags::DIRECTORY)? {
-            Some(child) if is_listed(&child, &entry)? => child,
-            _ => {
-                skip(listing, "changed during the scan");
+            Ok(child) if is_listed(&child, &entry)? => child,
+            Ok(_) => {
+                skip(listing, CHANGED);
+                continue;
+            }
+            Err(reason) => {
+                skip(listing, reason);
                 continue;
             }
         };
@@ -278,17 +290,20 @@ fn list_dir(listing: &mut Listing, dir: &OwnedFd, relative: &[u8], depth: usize)
 
 impl Listing {
     /// Opens the regular file `entry` for reading, beneath the root and through no link;
-    /// `None` when it is no longer the file listed (gone, replaced, a link or FIFO swapped
-    /// in): it is then skipped.
-    pub fn open_file(&self, entry: &TreeEntry) -> Result<Option<fs::File>> {
-        let Some(fd) = open_beneath(&self.root, &entry.relative, OFlags::RDONLY)? else {
-            return Ok(None);
-        };
-        if !is_listed(&fd, entry)? {
-            return Ok(None);
-        }
-        Ok(Some(fs::File::from(fd)))
+    /// `Ok(Err(reason))` when it is to be skipped: no longer the file listed (gone, replaced,
+    /// a link or FIFO swapped in), or not readable by this process.
+    pub fn open_file(&self, entry: &TreeEntry) -> Result<Result<fs::File, &'static str>> {
+        Ok(
+            match open_beneath(&self.root, &entry.relative, OFlags::RDONLY)? {
+                Ok(fd) if is_listed(&fd, entry)? => Ok(fs::File::from(fd)),
+                Ok(_) => Err(CHANGED),
+                Err(reason) => Err(reason),
+            },
+        )
     }
+
+    /// Why a file whose size or time changed while it was read is left out.
+    pub const CHANGED_WHILE_READ: &'static str = CHANGED;
 
     /// Records that `entry` was left out for `reason`.
     pub fn skip(&mut self, entry: &TreeEntry, reason: &str) {
@@ -354,7 +369,7 @@ pub fn first_difference(left: &Path, right: &Path) -> Result<Option<String>> {
             let read = |tree: &Listing, entry: &TreeEntry| -> Result<Vec<u8>> {
                 let mut file = tree
                     .open_file(entry)?
-                    .with_context(|| format!("{} changed while compared", entry.display()))?;
+                    .map_err(|reason| anyhow::anyhow!("{}: {reason}", entry.display()))?;
                 let mut bytes = Vec::new();
                 std::io::Read::read_to_end(&mut file, &mut bytes)?;
                 Ok(bytes)
@@ -478,11 +493,81 @@ mod tests {
         std::os::unix::fs::symlink(root.path(), source.join("sub")).unwrap();
         for entry in [&a, &b, &c] {
             assert!(
-                listing.open_file(entry).unwrap().is_none(),
+                listing.open_file(entry).unwrap().err() == Some(CHANGED),
                 "{}",
                 entry.display()
             );
         }
+    }
+
+    /// This thread's file-system user id as `nobody` while alive (Linux credentials are per
+    /// thread; a root fsuid changed to another drops the capabilities that bypass modes), so
+    /// that modes deny reading as they would to a bot not running as root.
+    struct AsNobody(bool);
+
+    impl AsNobody {
+        fn start() -> Self {
+            // SAFETY: plain system calls on this thread's own credentials.
+            let root = unsafe { libc::geteuid() } == 0;
+            if root {
+                unsafe { libc::syscall(libc::SYS_setfsuid, 65534) };
+            }
+            Self(root)
+        }
+    }
+
+    impl Drop for AsNobody {
+        fn drop(&mut self) {
+            if self.0 {
+                // SAFETY: as above.
+                unsafe { libc::syscall(libc::SYS_setfsuid, 0) };
+            }
+        }
+    }
+
+    /// A file and a folder the bot may not read: skipped with the reason, the rest is kept.
+    #[test]
+    fn what_the_bot_may_not_read_is_skipped_and_reported() {
+        let root = tempfile::tempdir().unwrap();
+        fs::set_permissions(root.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.path().join("open.txt"), b"readable").unwrap();
+        fs::set_permissions(
+            root.path().join("open.txt"),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        fs::write(root.path().join("private.key"), b"not for the bot").unwrap();
+        fs::set_permissions(
+            root.path().join("private.key"),
+            fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        fs::create_dir(root.path().join("closed")).unwrap();
+        fs::write(root.path().join("closed/inside.txt"), b"unseen").unwrap();
+        fs::set_permissions(
+            root.path().join("closed"),
+            fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+        let _nobody = AsNobody::start();
+        let listing = list_tree(root.path()).unwrap();
+        assert_eq!(paths(&listing), ["open.txt", "private.key"]);
+        assert_eq!(
+            listing.skipped,
+            [Skipped {
+                path: "closed".into(),
+                reason: "permission denied".into()
+            }]
+        );
+        let entry = |name: &[u8]| {
+            let entry = listing.entries.iter().find(|entry| entry.relative == name);
+            entry.unwrap().clone()
+        };
+        assert!(listing.open_file(&entry(b"open.txt")).unwrap().is_ok());
+        assert_eq!(
+            listing.open_file(&entry(b"private.key")).unwrap().err(),
+            Some("permission denied")
+        );
     }
 
     #[test]
