@@ -102,6 +102,24 @@ async fn claim_as_the_bot(world: &mut DemoWorld, request_id: u64) {
         .unwrap();
 }
 
+/// Restores snapshot `cid` with `identity` alone into `target`, and checks it is the node's
+/// folder as it is now.
+async fn assert_restores_to_source(
+    world: &DemoWorld,
+    cid: &str,
+    identity: &age::x25519::Identity,
+    target: &Path,
+) {
+    let root = cid::Cid::try_from(cid).unwrap();
+    pipeline::restore(world.bot.store(), &root, identity, None, target)
+        .await
+        .unwrap_or_else(|error| panic!("{cid} does not restore: {error:#}"));
+    assert_eq!(
+        tree::first_difference(&world.node.source, target).unwrap(),
+        None
+    );
+}
+
 async fn status_of(world: &mut DemoWorld, request_id: u64) -> RestoreStatus {
     world
         .owner
@@ -428,15 +446,8 @@ async fn an_extra_recipient_restores_alone() {
     world.bot.set_extra_recipients(vec![recovery.to_public()]);
     demo::write_sample_tree(&world.node.source).unwrap();
     let report = world.bot.pass().await.unwrap();
-    let root = cid::Cid::try_from(report.snapshots[0].cid.as_str()).unwrap();
     let target = dir.path().join("recovered");
-    pipeline::restore(world.bot.store(), &root, &recovery, None, &target)
-        .await
-        .unwrap();
-    assert_eq!(
-        tree::first_difference(&world.node.source, &target).unwrap(),
-        None
-    );
+    assert_restores_to_source(&world, &report.snapshots[0].cid, &recovery, &target).await;
 }
 
 /// A request whose claimant stopped serving it: the bot leaves it alone while the claim holds,
@@ -570,14 +581,7 @@ async fn a_new_recipient_starts_a_new_secret() {
     assert!(error.to_string().starts_with("decrypt failed"), "{error}");
     for (root, identity) in [(&first, &removed), (&second, &added)] {
         let target = dir.path().join(format!("restored-{root}"));
-        let root = cid::Cid::try_from(root.as_str()).unwrap();
-        pipeline::restore(store, &root, identity, None, &target)
-            .await
-            .unwrap();
-        assert_eq!(
-            tree::first_difference(&world.node.source, &target).unwrap(),
-            None
-        );
+        assert_restores_to_source(&world, root, identity, &target).await;
     }
 }
 
