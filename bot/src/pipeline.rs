@@ -43,7 +43,6 @@ use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Smallest chunk FastCDC cuts (but for the end of a file).
@@ -463,11 +462,9 @@ async fn chunk_file(
         });
     }
     stats.bytes_read += read;
-    let now = file.metadata()?;
-    let unchanged = read == expected_len
-        && now.len() == expected_len
-        && i128::from(now.mtime()) * 1_000_000_000 + i128::from(now.mtime_nsec())
-            == entry.stamp.mtime_ns;
+    let now = FileStamp::of_file(&file)?;
+    let unchanged =
+        read == expected_len && now.size == expected_len && now.mtime_ns == entry.stamp.mtime_ns;
     Ok(unchanged.then_some(chunks))
 }
 

@@ -38,6 +38,11 @@ pub struct FileStamp {
 }
 
 impl FileStamp {
+    /// The stamp of the open `file` now.
+    pub fn of_file(file: &fs::File) -> Result<Self> {
+        Ok(Self::of(&rustix::fs::fstat(file)?))
+    }
+
     fn of(stat: &rustix::fs::Stat) -> Self {
         let nanos =
             |seconds: i64, nanos: u64| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
