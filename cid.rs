@@ -1,11 +1,13 @@
 //! Well-formedness check of IPFS content identifiers, without allocation-heavy dependencies.
 //!
-//! A CID is accepted when it decodes to a version and a multihash whose declared digest length
-//! matches the bytes that follow:
-//! - CIDv0: 46 characters of base58btc starting with `Qm`, i.e. a sha2-256 multihash
-//!   (`0x12 0x20` + 32 bytes).
+//! A CID is accepted only in the forms IPFS and the bots produce for a snapshot's blocks: a
+//! 32-byte sha2-256 multihash (`0x12 0x20` + digest) of a raw or dag-pb block.
+//! - CIDv0: 46 characters of base58btc starting with `Qm`, i.e. a sha2-256 multihash.
 //! - CIDv1: multibase `b` (base32, lower case, no padding) of
-//!   `varint(1) varint(codec) varint(hash code) varint(digest length) digest`.
+//!   `varint(1) varint(codec) 0x12 0x20 digest`, with codec raw (`0x55`) or dag-pb (`0x70`).
+//!
+//! Any other hash function, a truncated digest or an identity multihash would let one content
+//! be recorded as several snapshots (and names no block a bot makes), so it is refused.
 //!
 //! Only these canonical string forms are accepted (those `ipfs add` prints), with minimal
 //! varints (as go-cid and Kubo require): other multibases and padded varints are refused.
@@ -19,38 +21,33 @@ use ink::prelude::vec::Vec;
 /// The Bitcoin base58 alphabet of CIDv0.
 const BASE58_ALPHABET: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
-/// Longest digest a multihash may declare here (sha2-512, blake2b-512 and friends fit).
-const MAX_DIGEST_LEN: u64 = 64;
+/// The raw codec: a block of plain bytes.
+const RAW: u64 = 0x55;
+/// The dag-pb codec: a UnixFS node.
+const DAG_PB: u64 = 0x70;
 
-/// The multihash of a well-formed CIDv0 or CIDv1 string (hash function code, digest length
-/// and digest, as the CID's bytes hold them), or `None` when `cid` is not one.
+/// The multihash of an accepted CIDv0 or CIDv1 string (`0x12 0x20` and the 32-byte sha2-256
+/// digest, as the CID's bytes hold them), or `None` when `cid` is not one.
 pub fn multihash(cid: &str) -> Option<Vec<u8>> {
     let bytes = cid.as_bytes();
-    if bytes.len() == 46 && cid.starts_with("Qm") {
-        return decode_base58(bytes).filter(|raw| is_v0_multihash(raw));
-    }
-    let raw = decode_base32(bytes.strip_prefix(b"b")?)?;
-    v1_multihash(&raw).map(<[u8]>::to_vec)
+    let multihash = if bytes.len() == 46 && cid.starts_with("Qm") {
+        decode_base58(bytes)?
+    } else {
+        let raw = decode_base32(bytes.strip_prefix(b"b")?)?;
+        let mut rest = &raw[..];
+        let version = read_varint(&mut rest)?;
+        let codec = read_varint(&mut rest)?;
+        if version != 1 || (codec != RAW && codec != DAG_PB) {
+            return None;
+        }
+        rest.to_vec()
+    };
+    is_sha2_256(&multihash).then_some(multihash)
 }
 
-/// A CIDv0 is exactly a sha2-256 multihash.
-fn is_v0_multihash(raw: &[u8]) -> bool {
-    raw.len() == 34 && raw.starts_with(&[0x12, 0x20])
-}
-
-/// The multihash of a binary CIDv1: version 1, a codec, then a complete multihash and nothing
-/// after it.
-fn v1_multihash(raw: &[u8]) -> Option<&[u8]> {
-    let mut rest = raw;
-    let version = read_varint(&mut rest)?;
-    let _codec = read_varint(&mut rest)?;
-    let multihash = rest;
-    let _hash_code = read_varint(&mut rest)?;
-    let digest_len = read_varint(&mut rest)?;
-    let complete = version == 1
-        && (1..=MAX_DIGEST_LEN).contains(&digest_len)
-        && u64::try_from(rest.len()) == Ok(digest_len);
-    complete.then_some(multihash)
+/// Whether `multihash` is a complete sha2-256 multihash: `0x12 0x20` and 32 bytes.
+fn is_sha2_256(multihash: &[u8]) -> bool {
+    multihash.len() == 34 && multihash.starts_with(&[0x12, 0x20])
 }
 
 /// Reads one unsigned LEB128 varint in its minimal form (at most 9 bytes, as multiformats
@@ -182,6 +179,51 @@ mod tests {
         ] {
             assert!(!is_well_formed(bad), "accepted {bad:?}");
         }
+    }
+
+    #[test]
+    fn rejects_what_no_bot_makes() {
+        use crate::testing::support::cid_string;
+        let digest = [7u8; 32];
+        for (what, binary) in [
+            (
+                "sha2-256 cut to 20 bytes",
+                [&[0x01, 0x55, 0x12, 0x14][..], &digest[..20]].concat(),
+            ),
+            (
+                "identity multihash",
+                [&[0x01, 0x55, 0x00, 0x20][..], &digest[..]].concat(),
+            ),
+            (
+                "sha2-512",
+                [&[0x01, 0x55, 0x13, 0x40][..], &[7; 64][..]].concat(),
+            ),
+            (
+                "blake2b-256",
+                [&[0x01, 0x55, 0xa0, 0xe4, 0x02, 0x20][..], &digest[..]].concat(),
+            ),
+            (
+                "dag-cbor codec",
+                [&[0x01, 0x71, 0x12, 0x20][..], &digest[..]].concat(),
+            ),
+            (
+                "sha2-256 with a byte after it",
+                [&[0x01, 0x55, 0x12, 0x20][..], &[7; 33][..]].concat(),
+            ),
+        ] {
+            assert!(
+                !is_well_formed(&cid_string(&binary)),
+                "accepted a {what} CID"
+            );
+        }
+        // The same digest as raw and as dag-pb is accepted.
+        for codec in [0x55, 0x70] {
+            let binary = [&[0x01, codec, 0x12, 0x20][..], &digest[..]].concat();
+            assert!(is_well_formed(&cid_string(&binary)));
+        }
+        // A CIDv0 spelling whose base58 decodes to `0x12 0x1e …`, not a sha2-256 multihash.
+        let qm_ones = format!("Qm{}", "1".repeat(44));
+        assert!(!is_well_formed(&qm_ones));
     }
 
     #[test]

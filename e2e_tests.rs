@@ -548,7 +548,7 @@ scenario! {
         let (result, events) = submit!(client, &ink_e2e::alice(), registry.set_code(code_hash));
         assert_eq!(result, Ok(()));
         if let Some(upgraded) = event::<CodeUpgraded>(&events, 0) {
-            assert_eq!(upgraded.code_hash, code_hash);
+            assert_eq!((upgraded.admin, upgraded.code_hash), (account(AccountKeyring::Alice), code_hash));
         }
         assert_eq!(query!(client, registry.backup(dave, NODE.into())), Some(backup_before));
         assert_eq!(
@@ -563,6 +563,123 @@ scenario! {
         )
         .0
         .unwrap();
+        Ok(())
+    }
+}
+
+scenario! {
+    /// While paused, authorities and new commitments are refused, and owners still leave:
+    /// revoking a grantee (which cancels its request), cancelling, unpinning, clearing the
+    /// recipient, deleting (one `BackupDeleted` per backup, and the frequency setting goes
+    /// with the last one).
+    owners_leave_while_paused(client) {
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let (alice, dave, eve) = (
+            account(AccountKeyring::Alice),
+            account(AccountKeyring::Dave),
+            account(AccountKeyring::Eve),
+        );
+        let dave_signer = ink_e2e::dave();
+        dave_with_snapshot!(client, registry);
+        submit!(client, &dave_signer, registry.create_backup("node-2".into(), String::new()))
+            .0
+            .unwrap();
+        submit!(client, &dave_signer, registry.grant_access(NODE.into(), eve)).0.unwrap();
+        submit!(client, &dave_signer, registry.pin_snapshot(cid(1))).0.unwrap();
+        submit!(
+            client,
+            &dave_signer,
+            registry.set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        )
+        .0
+        .unwrap();
+        submit!(client, &dave_signer, registry.set_backup_offchain_worker_frequency(600))
+            .0
+            .unwrap();
+        let request_id =
+            submit!(client, &ink_e2e::eve(), registry.restore_from_snapshot(cid(1))).0.unwrap();
+
+        let (result, events) = submit!(client, &ink_e2e::alice(), registry.set_paused(true));
+        assert_eq!(result, Ok(()));
+        if let Some(paused) = event::<PauseChanged>(&events, 0) {
+            assert_eq!((paused.admin, paused.paused), (alice, true));
+        }
+        refused!(
+            client,
+            &ink_e2e::bob(),
+            registry.add_snapshot(NODE.into(), cid(2), String::new(), 2, dave, 2),
+            Error::Paused
+        );
+        refused!(client, &ink_e2e::bob(), registry.claim_restore_request(request_id), Error::Paused);
+        refused!(
+            client,
+            &dave_signer,
+            registry.create_backup("node-3".into(), String::new()),
+            Error::Paused
+        );
+        refused!(client, &dave_signer, registry.grant_access(NODE.into(), alice), Error::Paused);
+
+        let (result, events) =
+            submit!(client, &dave_signer, registry.revoke_access(NODE.into(), eve));
+        assert_eq!(result, Ok(()));
+        if let Some(cancelled) = event::<RestoreRequestUpdated>(&events, 1) {
+            assert_eq!((cancelled.request_id, cancelled.by), (request_id, dave));
+            assert_eq!(cancelled.status, RestoreStatus::Cancelled);
+        }
+        let request = query!(client, registry.restore_request(request_id)).unwrap();
+        assert_eq!(request.status, RestoreStatus::Cancelled);
+        submit!(client, &dave_signer, registry.unpin_snapshot(cid(1))).0.unwrap();
+        submit!(client, &dave_signer, registry.set_backup_recipient(NODE.into(), None))
+            .0
+            .unwrap();
+        assert_eq!(query!(client, registry.backup_recipient(dave, NODE.into())), None);
+        let (result, events) = submit!(client, &dave_signer, registry.delete_user_storage());
+        assert_eq!(result, Ok(0));
+        if let Some(events) = &events {
+            let deleted: Vec<String> = events[..2]
+                .iter()
+                .map(|data| BackupDeleted::decode(&mut &data[..]).unwrap().node_id)
+                .collect();
+            assert_eq!(deleted, [NODE, "node-2"]);
+            let summary = UserStorageDeleted::decode(&mut &events[2][..]).unwrap();
+            assert_eq!((summary.backup_count, summary.remaining), (2, 0));
+        }
+        assert!(query!(client, registry.backups_of(dave)).is_empty());
+        assert_eq!(query!(client, registry.snapshot_by_cid(cid(1))), None);
+        assert_eq!(query!(client, registry.backup_frequency(dave)), CONFIG.default_frequency);
+        assert!(query!(client, registry.is_paused()));
+        Ok(())
+    }
+}
+
+scenario! {
+    /// The admin's events: `Instantiated` with the config, then each authority; a proposed
+    /// admin withdrawn (by the admin only) can no longer accept.
+    admin_events_and_withdrawn_proposal(client) {
+        let contract = deploy!(client, CONFIG);
+        let alice = account(AccountKeyring::Alice);
+        let eve = account(AccountKeyring::Eve);
+        if let Some(events) = ContractEvents::contract_events(&contract.events) {
+            let instantiated = Instantiated::decode(&mut &events[0][..]).unwrap();
+            assert_eq!((instantiated.admin, instantiated.config), (alice, CONFIG));
+            let added = AuthorityChanged::decode(&mut &events[1][..]).unwrap();
+            assert_eq!(added.authority, account(AccountKeyring::Bob));
+        }
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        refused!(client, &ink_e2e::alice(), registry.cancel_admin_proposal(), Error::NotPendingAdmin);
+        submit!(client, &ink_e2e::alice(), registry.propose_admin(eve)).0.unwrap();
+        for stranger in [ink_e2e::eve(), ink_e2e::bob(), ink_e2e::ferdie()] {
+            refused!(client, &stranger, registry.cancel_admin_proposal(), Error::NotAdmin);
+        }
+        let (result, events) = submit!(client, &ink_e2e::alice(), registry.cancel_admin_proposal());
+        assert_eq!(result, Ok(()));
+        if let Some(cancelled) = event::<AdminProposalCancelled>(&events, 0) {
+            assert_eq!((cancelled.admin, cancelled.proposed), (alice, eve));
+        }
+        assert_eq!(query!(client, registry.pending_admin()), None);
+        refused!(client, &ink_e2e::eve(), registry.accept_admin(), Error::NotPendingAdmin);
+        assert_eq!(query!(client, registry.admin()), alice);
         Ok(())
     }
 }
@@ -594,7 +711,18 @@ scenario! {
             registry.add_snapshot(NODE.into(), cid(1), long_text.clone(), 1, dave, 1),
             Error::DescriptionTooLong
         );
-        for bad_cid in ["", "QmNotACid", "bafy!!", "f0155", &"b".repeat(1_000)] {
+        // Well-formed CIDs of no snapshot block: a sha2-256 digest cut to 20 bytes, an identity
+        // multihash, a sha2-512 one.
+        let digest = [7u8; 64];
+        let unusual = [
+            cid_string(&[&[0x01, 0x55, 0x12, 0x14][..], &digest[..20]].concat()),
+            cid_string(&[&[0x01, 0x55, 0x00, 0x20][..], &digest[..32]].concat()),
+            cid_string(&[&[0x01, 0x55, 0x13, 0x40][..], &digest[..]].concat()),
+        ];
+        for bad_cid in ["", "QmNotACid", "bafy!!", "f0155", &"b".repeat(1_000)]
+            .into_iter()
+            .chain(unusual.iter().map(String::as_str))
+        {
             refused!(
                 client,
                 &bob,
@@ -728,6 +856,35 @@ mod claims_lapse {
     }
 }
 
+/// An input over the 16 KiB buffer ink! reads a call's input into never reaches the contract:
+/// the call traps before any code of the registry runs, and nothing changes. Node only, as
+/// the limit is the wasm runtime's (the README's limits section says so).
+mod inputs_over_16_kib_trap {
+    use super::*;
+
+    #[ink_e2e::test]
+    async fn node<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
+        let client = &mut client;
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let create = registry.create_backup("n".repeat(17_000), String::new());
+        let dry_run = client.call(&ink_e2e::dave(), &create).dry_run().await;
+        let trapped = dry_run.map_or(true, |dry_run| dry_run.is_err());
+        assert!(trapped, "a 17,000-byte node id reached the contract");
+        let submitted = client.call(&ink_e2e::dave(), &create).submit().await;
+        assert!(submitted.is_err(), "the transaction failed");
+        assert!(query!(client, registry.backups_of(account(AccountKeyring::Dave))).is_empty());
+        // The same call with a node id the contract answers.
+        refused!(
+            client,
+            &ink_e2e::dave(),
+            registry.create_backup("n".repeat(5_000), String::new()),
+            Error::InvalidNodeId
+        );
+        Ok(())
+    }
+}
+
 /// Call arguments already SCALE-encoded, written as they are.
 #[derive(Clone)]
 struct EncodedArgs(Vec<u8>);
@@ -823,8 +980,8 @@ fn longest_valid(label: &str) -> String {
         "description" => "d".repeat(crate::MAX_DESCRIPTION_LEN),
         "reason" => "r".repeat(crate::MAX_REASON_LEN),
         "recipient" => RECIPIENT.into(),
-        // A raw CIDv1 of a sha2-512 digest: 110 characters, the longest common CID.
-        "cid" | "snapshot_cid" => cid_string(&[&[0x01, 0x55, 0x13, 0x40][..], &[7; 64]].concat()),
+        // A CIDv1 (59 characters) is the longest the registry accepts.
+        "cid" | "snapshot_cid" => cid(u64::MAX),
         other => panic!("text argument {other:?}: say what its longest valid value is"),
     }
 }

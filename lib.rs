@@ -4,7 +4,8 @@
 //! of the snapshots (IPFS CIDs) that trusted off-chain bots take of each user's storage nodes.
 //!
 //! - **Admin** (the instantiator): manages the authority set, hands admin over in two steps,
-//!   pauses writes, upgrades the code with `set_code_hash`.
+//!   pauses authorities and new commitments (owners may still leave), upgrades the code with
+//!   `set_code_hash`.
 //! - **Authorities** (the off-chain bots): add snapshots and drive restore requests through
 //!   `Pending → InProgress → Fulfilled | Failed`.
 //! - **Owners**: opt their nodes in with `create_backup`, set how often they are snapshotted,
@@ -293,7 +294,8 @@ mod backup_registry {
         RestoreRequestNotFound,
         /// Only the admin may do this.
         NotAdmin,
-        /// Only the proposed admin may accept the admin role.
+        /// Only the proposed admin may accept the admin role; or no admin is proposed, so
+        /// there is no proposal to cancel.
         NotPendingAdmin,
         /// Writes are paused by the admin.
         Paused,
@@ -311,8 +313,9 @@ mod backup_registry {
         DescriptionTooLong,
         /// The failure reason is longer than `MAX_REASON_LEN` bytes.
         ReasonTooLong,
-        /// The string is not a well-formed CID of at most `MAX_CID_LEN` bytes: CIDv0
-        /// (base58btc `Qm…`) or CIDv1 (base32 `b…`), with minimal varints.
+        /// The string is not a CID of a snapshot block: CIDv0 (base58btc `Qm…`) or CIDv1
+        /// (base32 `b…`, minimal varints, raw or dag-pb codec), with a 32-byte sha2-256
+        /// multihash.
         InvalidCid,
         /// A CID with this multihash is already recorded (in this or another spelling): one
         /// content is one snapshot.
@@ -405,7 +408,8 @@ mod backup_registry {
         pub snapshot_count: u32,
     }
 
-    /// A backup and all its snapshots and grants were deleted by its owner.
+    /// A backup and all its snapshots and grants were deleted by its owner (with
+    /// `delete_backup`, or one of the backups `delete_user_storage` deleted).
     #[ink(event)]
     pub struct BackupDeleted {
         /// Former owner.
@@ -551,18 +555,46 @@ mod backup_registry {
         pub admin: AccountId,
     }
 
-    /// The admin paused or unpaused writes.
+    /// The admin withdrew the proposed successor before it accepted.
+    #[ink(event)]
+    pub struct AdminProposalCancelled {
+        /// The admin.
+        #[ink(topic)]
+        pub admin: AccountId,
+        /// The account that was proposed.
+        #[ink(topic)]
+        pub proposed: AccountId,
+    }
+
+    /// The admin paused or unpaused authorities and new commitments.
     #[ink(event)]
     pub struct PauseChanged {
-        /// Whether writes are now paused.
+        /// The admin.
+        #[ink(topic)]
+        pub admin: AccountId,
+        /// Whether they are now paused.
         pub paused: bool,
     }
 
     /// The admin replaced the contract's code; storage is kept.
     #[ink(event)]
     pub struct CodeUpgraded {
+        /// The admin.
+        #[ink(topic)]
+        pub admin: AccountId,
         /// Hash of the new code.
+        #[ink(topic)]
         pub code_hash: Hash,
+    }
+
+    /// The registry was instantiated (its authorities follow as `AuthorityChanged` events).
+    #[ink(event)]
+    pub struct Instantiated {
+        /// The admin: the instantiator.
+        #[ink(topic)]
+        pub admin: AccountId,
+        /// The limits chosen.
+        pub config: Config,
     }
 
     /// The registry's storage.
@@ -572,7 +604,7 @@ mod backup_registry {
         admin: AccountId,
         /// Successor proposed by the admin, until accepted.
         pending_admin: Option<AccountId>,
-        /// Whether writes other than the admin's are refused.
+        /// Whether authorities and new commitments are refused (owners may still leave).
         paused: bool,
         /// Limits chosen at instantiation.
         config: Config,
@@ -625,8 +657,10 @@ mod backup_registry {
             if !limits_ok {
                 return Err(Error::InvalidConfig);
             }
+            let admin = Self::env().caller();
+            Self::env().emit_event(Instantiated { admin, config });
             let mut registry = Self {
-                admin: Self::env().caller(),
+                admin,
                 pending_admin: None,
                 paused: false,
                 config,
@@ -695,6 +729,16 @@ mod backup_registry {
             Ok(())
         }
 
+        /// Withdraws the proposed successor before it accepts (admin only).
+        #[ink(message)]
+        pub fn cancel_admin_proposal(&mut self) -> Result<()> {
+            let admin = self.ensure_admin()?;
+            let proposed = self.pending_admin.take().ok_or(Error::NotPendingAdmin)?;
+            self.env()
+                .emit_event(AdminProposalCancelled { admin, proposed });
+            Ok(())
+        }
+
         /// Accepts the admin role (the proposed admin only).
         #[ink(message)]
         pub fn accept_admin(&mut self) -> Result<()> {
@@ -711,12 +755,15 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Pauses (`true`) or resumes (`false`) every write but the admin's (admin only).
+        /// Pauses (`true`) or resumes (`false`) the authorities and every new commitment:
+        /// creating backups, setting frequencies, granting, registering a recipient, requesting
+        /// restores and pinning (admin only). Owners may still leave while paused: delete
+        /// backups, revoke access, clear the recipient, cancel requests and unpin.
         #[ink(message)]
         pub fn set_paused(&mut self, paused: bool) -> Result<()> {
-            self.ensure_admin()?;
+            let admin = self.ensure_admin()?;
             self.paused = paused;
-            self.env().emit_event(PauseChanged { paused });
+            self.env().emit_event(PauseChanged { admin, paused });
             Ok(())
         }
 
@@ -724,11 +771,11 @@ mod backup_registry {
         /// only). The new code must keep this storage layout.
         #[ink(message)]
         pub fn set_code(&mut self, code_hash: Hash) -> Result<()> {
-            self.ensure_admin()?;
+            let admin = self.ensure_admin()?;
             self.env()
                 .set_code_hash(&code_hash)
                 .map_err(|_| Error::CodeUpgradeFailed)?;
-            self.env().emit_event(CodeUpgraded { code_hash });
+            self.env().emit_event(CodeUpgraded { admin, code_hash });
             Ok(())
         }
 
@@ -818,12 +865,13 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Takes back the restore rights of `grantee` on the caller's backup of `node_id`.
+        /// Takes back the restore rights of `grantee` on the caller's backup of `node_id`; a
+        /// restore request `grantee` opened on it and still open is cancelled. Works while
+        /// paused.
         #[ink(message)]
         pub fn revoke_access(&mut self, node_id: String, grantee: AccountId) -> Result<()> {
-            self.ensure_not_paused()?;
             let owner = self.env().caller();
-            let (backup_id, _) = self.backup_of(owner, &node_id)?;
+            let (backup_id, backup) = self.backup_of(owner, &node_id)?;
             let mut grantees = self.grantees.get(backup_id).unwrap_or_default();
             let position = grantees
                 .iter()
@@ -837,20 +885,28 @@ mod backup_registry {
                 grantee,
                 granted: false,
             });
+            let grantees_request = self
+                .latest_request(&backup)
+                .filter(|(_, request)| request.status.is_open() && request.requester == grantee);
+            if let Some((request_id, request)) = grantees_request {
+                self.close_request(request_id, request, RestoreStatus::Cancelled, owner);
+            }
             Ok(())
         }
 
         /// Registers (`Some`) or clears (`None`) the age X25519 recipient (`age1…`) to which
         /// the bots also encrypt the snapshots of the caller's backup of `node_id`, so that
         /// the owner can decrypt them without a bot. A public key only: no secret goes on
-        /// chain.
+        /// chain. Clearing works while paused.
         #[ink(message)]
         pub fn set_backup_recipient(
             &mut self,
             node_id: String,
             recipient: Option<String>,
         ) -> Result<()> {
-            self.ensure_not_paused()?;
+            if recipient.is_some() {
+                self.ensure_not_paused()?;
+            }
             if recipient
                 .as_deref()
                 .is_some_and(|recipient| !crate::recipient::is_well_formed(recipient))
@@ -905,10 +961,9 @@ mod backup_registry {
         /// Withdraws a restore request that no authority is serving: one still pending, one
         /// whose claim lapsed (`claim_timeout`), or one claimed by an account that is no longer
         /// an authority. The requester may, and so may the backup's owner, whose node the
-        /// restore would overwrite (say, after revoking the grantee who asked).
+        /// restore would overwrite. Works while paused.
         #[ink(message)]
         pub fn cancel_restore_request(&mut self, request_id: RequestId) -> Result<()> {
-            self.ensure_not_paused()?;
             let caller = self.env().caller();
             let request = self.request_with_status(request_id, |request| match request.status {
                 RestoreStatus::Pending => true,
@@ -933,6 +988,7 @@ mod backup_registry {
         /// most `MAX_PINS_PER_BACKUP` per backup).
         #[ink(message)]
         pub fn pin_snapshot(&mut self, cid: String) -> Result<()> {
+            self.ensure_not_paused()?;
             let (backup_id, mut backup, seq, snapshot) = self.owned_snapshot(&cid)?;
             let position = match backup.pins.binary_search(&seq) {
                 Ok(_) => return Err(Error::SnapshotAlreadyPinned),
@@ -955,7 +1011,8 @@ mod backup_registry {
 
         /// Unpins the snapshot with CID `cid` (any spelling) of one of the caller's backups.
         /// Retention applies to it again at once: if that puts the backup over its limit, the
-        /// oldest unpinned snapshot (maybe this one) is pruned, as `pruned_cid` says.
+        /// oldest unpinned snapshot (maybe this one) is pruned, as `pruned_cid` says. Works
+        /// while paused.
         #[ink(message)]
         pub fn unpin_snapshot(&mut self, cid: String) -> Result<()> {
             let (backup_id, mut backup, seq, snapshot) = self.owned_snapshot(&cid)?;
@@ -982,30 +1039,25 @@ mod backup_registry {
         }
 
         /// Deletes the caller's backup of `node_id` with all its snapshots, CID index entries
-        /// and grants; its open restore request, if any, is cancelled.
+        /// and grants; its open restore request, if any, is cancelled. With the caller's last
+        /// backup goes its frequency setting. Works while paused.
         #[ink(message)]
         pub fn delete_backup(&mut self, node_id: String) -> Result<()> {
-            self.ensure_not_paused()?;
             let owner = self.env().caller();
             let (backup_id, backup) = self.backup_of(owner, &node_id)?;
             let mut owned = self.owner_backups.get(owner).unwrap_or_default();
             owned.retain(|id| *id != backup_id);
-            store_list(&mut self.owner_backups, owner, &owned);
-            let snapshot_count = self.remove_backup(backup_id, &backup);
-            self.env().emit_event(BackupDeleted {
-                owner,
-                node_id,
-                snapshot_count,
-            });
+            self.store_owned(owner, &owned);
+            self.remove_backup(backup_id, backup);
             Ok(())
         }
 
         /// Deletes the caller's backups, as `delete_backup` does for one, newest first and at
         /// most `MAX_BACKUPS_DELETED_PER_CALL` per call, so that its cost stays bounded. Returns
-        /// how many remain: call again until it returns 0.
+        /// how many remain: call again until it returns 0; the call that leaves none also
+        /// removes the caller's frequency setting. Works while paused.
         #[ink(message)]
         pub fn delete_user_storage(&mut self) -> Result<u32> {
-            self.ensure_not_paused()?;
             let account = self.env().caller();
             let mut owned = self.owner_backups.get(account).unwrap_or_default();
             let deleted = owned.split_off(
@@ -1015,10 +1067,10 @@ mod backup_registry {
             );
             let backup_count = u32::try_from(deleted.len()).map_err(|_| Error::Overflow)?;
             let remaining = u32::try_from(owned.len()).map_err(|_| Error::Overflow)?;
-            store_list(&mut self.owner_backups, account, &owned);
+            self.store_owned(account, &owned);
             for &backup_id in &deleted {
                 if let Some(backup) = self.backups.get(backup_id) {
-                    self.remove_backup(backup_id, &backup);
+                    self.remove_backup(backup_id, backup);
                 }
             }
             self.env().emit_event(UserStorageDeleted {
@@ -1392,9 +1444,8 @@ mod backup_registry {
         }
 
         /// The snapshot with CID `cid` with its backup and sequence number, if the caller owns
-        /// that backup; refuses writes while paused.
+        /// that backup.
         fn owned_snapshot(&self, cid: &str) -> Result<(BackupId, Backup, SnapshotSeq, Snapshot)> {
-            self.ensure_not_paused()?;
             let (location, backup, snapshot) = self.snapshot_with_cid(cid)?;
             if backup.owner != self.env().caller() {
                 return Err(Error::NotBackupOwner);
@@ -1443,11 +1494,19 @@ mod backup_registry {
             Ok((backup_id, backup))
         }
 
+        /// Stores `owner`'s list of backups; when it is empty, removes it and the owner's
+        /// frequency setting.
+        fn store_owned(&mut self, owner: AccountId, owned: &Vec<BackupId>) {
+            store_list(&mut self.owner_backups, owner, owned);
+            if owned.is_empty() {
+                self.frequencies.remove(owner);
+            }
+        }
+
         /// Removes a backup's snapshots, CID index entries, grants, id entries, record and
-        /// latest restore request, cancelling it if open. Leaves the owner's backup list to
-        /// the caller.
-        /// Returns the number of snapshots removed.
-        fn remove_backup(&mut self, backup_id: BackupId, backup: &Backup) -> u32 {
+        /// latest restore request, cancelling it if open, and emits `BackupDeleted`. Leaves
+        /// the owner's backup list to the caller.
+        fn remove_backup(&mut self, backup_id: BackupId, backup: Backup) {
             for seq in backup.kept_seqs() {
                 self.remove_snapshot(backup_id, seq);
             }
@@ -1467,7 +1526,11 @@ mod backup_registry {
             self.backup_ids
                 .remove(self.backup_key(backup.owner, &backup.node_id));
             self.backups.remove(backup_id);
-            backup.snapshot_count()
+            self.env().emit_event(BackupDeleted {
+                snapshot_count: backup.snapshot_count(),
+                owner: backup.owner,
+                node_id: backup.node_id,
+            });
         }
 
         /// Whether `account` was granted restore rights on backup `backup_id`.
@@ -1495,10 +1558,7 @@ mod backup_registry {
             cid: String,
         ) -> Result<RequestId> {
             let requester = self.env().caller();
-            let previous = backup
-                .latest_request
-                .and_then(|previous| Some((previous, self.restore_requests.get(previous)?)));
-            if let Some((previous, request)) = previous {
+            if let Some((previous, request)) = self.latest_request(&backup) {
                 if request.status.is_open() {
                     return Err(Error::RestoreAlreadyOpen);
                 }
@@ -1533,6 +1593,12 @@ mod backup_registry {
                 cid,
             });
             Ok(request_id)
+        }
+
+        /// The latest restore request of `backup` with its id, if it has one.
+        fn latest_request(&self, backup: &Backup) -> Option<(RequestId, RestoreRequest)> {
+            let request_id = backup.latest_request?;
+            Some((request_id, self.restore_requests.get(request_id)?))
         }
 
         /// Whether `request` is in progress and its claim is `claim_timeout` blocks old.

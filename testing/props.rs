@@ -36,8 +36,9 @@ const NODES: [&str; 5] = [
     "an-oversized-node-id-an-oversized-node-id-an-oversized-node-id-xx",
 ];
 /// CIDs: eight valid ones (`cid(0..8)`), a malformed one, an oversized one, two other
-/// spellings of valid ones ([`ALIASES`]) and a padded-varint spelling of `cid(2)`.
-const CIDS: usize = 13;
+/// spellings of valid ones ([`ALIASES`]), a padded-varint spelling of `cid(2)` and `cid(3)`'s
+/// digest cut to 20 bytes (well-formed, but no snapshot block).
+const CIDS: usize = 14;
 
 /// Other spellings of `cid(0)` and `cid(1)`, with the index of the CID each names (encoded
 /// with Python's base64 and a base58 encoder): the dag-pb CIDv1 of `cid(0)`'s multihash and
@@ -72,6 +73,10 @@ fn cid_at(index: usize) -> String {
         10 | 11 => ALIASES[index - 10].0.into(),
         // `cid(2)` with its version written as the padded varint 0x81 0x00.
         12 => "bqeafkeraaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaba".into(),
+        13 => {
+            let digest = [[0u8; 12].as_slice(), &3u64.to_be_bytes()].concat();
+            super::support::cid_string(&[&[0x01, 0x55, 0x12, 0x14][..], &digest].concat())
+        }
         n => cid(n as u64),
     }
 }
@@ -166,6 +171,9 @@ enum Op {
         caller: usize,
         account: usize,
     },
+    CancelAdminProposal {
+        caller: usize,
+    },
     AcceptAdmin {
         caller: usize,
     },
@@ -216,12 +224,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => owner.prop_map(|caller| Op::DeleteUserStorage { caller }),
         3 => (admin.clone(), authority.clone())
             .prop_map(|(caller, account)| Op::AddAuthority { caller, account }),
-        1 => (admin, authority.clone())
+        1 => (admin.clone(), authority.clone())
             .prop_map(|(caller, account)| Op::RemoveAuthority { caller, account }),
         1 => (who.clone(), prop_oneof![3 => Just(false), 1 => Just(true)])
             .prop_map(|(caller, paused)| Op::SetPaused { caller, paused }),
         1 => (who.clone(), who.clone())
             .prop_map(|(caller, account)| Op::ProposeAdmin { caller, account }),
+        1 => admin.clone().prop_map(|caller| Op::CancelAdminProposal { caller }),
         1 => who.prop_map(|caller| Op::AcceptAdmin { caller }),
         2 => (1u8..20).prop_map(|blocks| Op::AdvanceBlocks { blocks }),
     ]
@@ -315,7 +324,7 @@ fn valid_node(node: &str) -> bool {
 }
 
 fn valid_cid(index: usize) -> bool {
-    index < 8 || index == 10 || index == 11
+    matches!(index, 0..8 | 10 | 11)
 }
 
 /// The content a valid CID string names: the canonical `cid(n)` of its multihash.
@@ -432,8 +441,12 @@ impl Model {
         self.requests[index].status = status;
     }
 
+    /// Removes a backup; with the owner's last backup goes its frequency setting.
     fn remove_backup(&mut self, key: &(AccountId, String)) {
         let backup = self.backups.remove(key).unwrap();
+        if self.owned_count(key.0) == 0 {
+            self.frequencies.remove(&key.0);
+        }
         if let Some(id) = backup.latest_request {
             let request = &mut self.requests[id as usize];
             if request.status.rank() < 2 {
@@ -541,11 +554,18 @@ impl Model {
                 node: n,
                 grantee,
             } => {
-                not_paused()?;
+                // An exit: allowed while paused.
                 let key = (actor(caller), node(n));
                 let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
                 if !backup.grantees.remove(&actor(grantee)) {
                     return Err(Error::AccessNotFound);
+                }
+                // The revoked grantee's open request goes with its rights.
+                if let Some(id) = backup.latest_request {
+                    let request = &mut self.requests[id as usize];
+                    if request.status.rank() < 2 && request.requester == actor(grantee) {
+                        request.status = Status::Cancelled;
+                    }
                 }
                 Ok(Value::Unit)
             }
@@ -554,7 +574,10 @@ impl Model {
                 node: n,
                 recipient,
             } => {
-                not_paused()?;
+                // Clearing is an exit: allowed while paused.
+                if recipient.is_some() {
+                    not_paused()?;
+                }
                 if recipient == Some(2) {
                     return Err(Error::InvalidRecipient);
                 }
@@ -591,7 +614,6 @@ impl Model {
                 self.open_request(key, cid, actor(caller))
             }
             Op::Cancel { caller, request } => {
-                not_paused()?;
                 let lapsed =
                     (request as usize) < self.requests.len() && self.claim_lapsed(request as usize);
                 let index = self.request_in(request, |s| match s {
@@ -638,7 +660,10 @@ impl Model {
                 Ok(Value::Unit)
             }
             Op::Pin { caller, cid: c } | Op::Unpin { caller, cid: c } => {
-                not_paused()?;
+                // Unpinning is an exit: allowed while paused.
+                if matches!(op, Op::Pin { .. }) {
+                    not_paused()?;
+                }
                 if !valid_cid(c) {
                     return Err(Error::InvalidCid);
                 }
@@ -666,7 +691,6 @@ impl Model {
                 Ok(Value::Unit)
             }
             Op::DeleteBackup { caller, node: n } => {
-                not_paused()?;
                 let key = (actor(caller), node(n));
                 if !self.backups.contains_key(&key) {
                     return Err(Error::BackupNotFound);
@@ -675,7 +699,6 @@ impl Model {
                 Ok(Value::Unit)
             }
             Op::DeleteUserStorage { caller } => {
-                not_paused()?;
                 let owner = actor(caller);
                 // The newest `MAX_BACKUPS_DELETED_PER_CALL` go; the count left is returned.
                 let mut keys: Vec<_> = self
@@ -690,6 +713,10 @@ impl Model {
                     .saturating_sub(crate::MAX_BACKUPS_DELETED_PER_CALL as usize);
                 for (_, key) in &keys[keep..] {
                     self.remove_backup(key);
+                }
+                // All of the account's storage: its frequency goes too, backups or not.
+                if keep == 0 {
+                    self.frequencies.remove(&owner);
                 }
                 Ok(Value::Count(keep as u32))
             }
@@ -719,6 +746,11 @@ impl Model {
             Op::ProposeAdmin { caller, account } => {
                 self.ensure_admin(caller)?;
                 self.pending_admin = Some(actor(account));
+                Ok(Value::Unit)
+            }
+            Op::CancelAdminProposal { caller } => {
+                self.ensure_admin(caller)?;
+                self.pending_admin.take().ok_or(Error::NotPendingAdmin)?;
                 Ok(Value::Unit)
             }
             Op::AcceptAdmin { caller } => {
@@ -891,6 +923,10 @@ fn run_on_contract(registry: &mut BackupRegistry, op: &Op) -> Outcome {
         Op::ProposeAdmin { caller, account } => {
             set_caller(caller);
             unit(registry.propose_admin(actor(account)))
+        }
+        Op::CancelAdminProposal { caller } => {
+            set_caller(caller);
+            unit(registry.cancel_admin_proposal())
         }
         Op::AcceptAdmin { caller } => {
             set_caller(caller);
@@ -1274,7 +1310,7 @@ fn generated_sequences_reach_every_success_path() {
         succeeded.contains_key(LAPSED_CLAIM_TAKEN),
         "no lapsed claim was ever taken over"
     );
-    assert_eq!(kinds.len(), 22, "every kind of step is generated");
+    assert_eq!(kinds.len(), 23, "every kind of step is generated");
 }
 
 proptest! {

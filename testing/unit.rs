@@ -3,7 +3,7 @@
 //! deletion.
 #![allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
-use super::support::{cid, RECIPIENT, TEST_CONFIG};
+use super::support::{cid, cid_string, RECIPIENT, TEST_CONFIG};
 use crate::backup_registry::*;
 use crate::{MAX_AUTHORITIES, MAX_GRANTS_PER_BACKUP, MAX_PAGE_SIZE};
 use ink::env::test::{self, DefaultAccounts};
@@ -150,7 +150,13 @@ fn new_sets_admin_authorities_and_config() {
     assert_eq!(registry.authority_count(), 2);
     assert!(registry.is_authority(a.bob) && registry.is_authority(a.charlie));
     assert!(!registry.is_authority(a.alice));
-    let added: Vec<AuthorityChanged> = events()
+    let events = events();
+    let instantiated = Instantiated::decode(&mut &events[0].data[..]).unwrap();
+    assert_eq!(
+        (instantiated.admin, instantiated.config),
+        (a.alice, TEST_CONFIG)
+    );
+    let added: Vec<AuthorityChanged> = events[1..]
         .iter()
         .map(|event| AuthorityChanged::decode(&mut &event.data[..]).unwrap())
         .collect();
@@ -410,6 +416,22 @@ fn add_snapshot_errors_leave_storage_unchanged() {
             &mut registry,
             Error::InvalidCid,
             call(NODE, bad_cid.into(), String::new(), a.django),
+        );
+    }
+    // `cid(1)`'s digest cut to 20 bytes, under the identity hash, and with the dag-cbor codec:
+    // well-formed CIDs, but no block a bot makes, and each would be `cid(1)` again.
+    let digest = [[0u8; 24].as_slice(), &1u64.to_be_bytes()].concat();
+    for prefix in [
+        [0x01, 0x55, 0x12, 0x14],
+        [0x01, 0x55, 0x00, 0x20],
+        [0x01, 0x71, 0x12, 0x20],
+    ] {
+        let length = usize::from(prefix[3]);
+        let binary = [&prefix[..], &digest[..length]].concat();
+        assert_fails_unchanged(
+            &mut registry,
+            Error::InvalidCid,
+            call(NODE, cid_string(&binary), String::new(), a.django),
         );
     }
     // The same CID, in the same backup or another one.
@@ -709,10 +731,12 @@ fn pin_errors_leave_storage_unchanged() {
     assert_fails_unchanged(&mut registry, Error::TooManyPins, |r| {
         r.pin_snapshot(cid(9))
     });
+    // Paused: no new pin, but unpinning (an exit) still works.
     set_caller(a.alice);
     registry.set_paused(true).unwrap();
     set_caller(a.django);
-    assert_fails_unchanged(&mut registry, Error::Paused, |r| r.unpin_snapshot(cid(3)));
+    registry.unpin_snapshot(cid(8)).unwrap();
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| r.pin_snapshot(cid(9)));
 }
 
 // ----- Frequency -----
@@ -900,12 +924,15 @@ fn recipient_errors_leave_storage_unchanged() {
         registry.backup_recipient(a.django, NODE.into()).as_deref(),
         Some(RECIPIENT)
     );
+    // Paused: no new recipient, but clearing it (an exit) still works.
     set_caller(a.alice);
     registry.set_paused(true).unwrap();
     set_caller(a.django);
     assert_fails_unchanged(&mut registry, Error::Paused, |r| {
-        r.set_backup_recipient(NODE.into(), None)
+        r.set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
     });
+    registry.set_backup_recipient(NODE.into(), None).unwrap();
+    assert_eq!(registry.backup_recipient(a.django, NODE.into()), None);
 }
 
 // ----- Restore requests -----
@@ -1092,23 +1119,38 @@ fn restore_lifecycle_claim_then_fail() {
 }
 
 #[ink::test]
-fn owner_cancels_the_request_of_a_revoked_grantee_but_not_the_reverse() {
+fn revoking_a_grantee_cancels_its_request_and_a_grantee_cannot_cancel_the_owners() {
     let a = accounts();
     let mut registry = registry_with_snapshots();
     set_caller(a.eve);
     let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
     set_caller(a.django);
     registry.revoke_access(NODE.into(), a.eve).unwrap();
-    registry.cancel_restore_request(id).unwrap();
     assert_last_request_update(id, a.django, RestoreStatus::Cancelled);
+    let revoked: AccessChanged = event_from_end(1);
+    assert_eq!((revoked.grantee, revoked.granted), (a.eve, false));
     assert_eq!(registry.pending_restore_request_count(), 0);
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClosed, |r| {
+        r.fulfil_restore_request(id)
+    });
     // A grantee may not withdraw the owner's own request.
+    set_caller(a.django);
     registry.grant_access(NODE.into(), a.eve).unwrap();
     let own = registry.restore_from_snapshot(cid(2)).unwrap();
     set_caller(a.eve);
     assert_fails_unchanged(&mut registry, Error::NotRequester, |r| {
         r.cancel_restore_request(own)
     });
+    // Revoking eve again leaves the owner's own request open.
+    set_caller(a.django);
+    registry.revoke_access(NODE.into(), a.eve).unwrap();
+    assert_eq!(
+        registry.restore_request(own).unwrap().status,
+        RestoreStatus::Pending
+    );
 }
 
 #[ink::test]
@@ -1460,20 +1502,35 @@ fn delete_user_storage_removes_every_backup() {
     registry.grant_access(NODE.into(), a.eve).unwrap();
     registry.grant_access(OTHER_NODE.into(), a.frank).unwrap();
     registry.set_backup_offchain_worker_frequency(50).unwrap();
+    let events_before = event_count();
     assert_eq!(registry.delete_user_storage(), Ok(0));
     let event: UserStorageDeleted = last_event();
     assert_eq!(
         (event.account, event.backup_count, event.remaining),
         (a.django, 2, 0)
     );
+    // One `BackupDeleted` per backup, then the summary.
+    let deleted: Vec<(String, u32)> = events()[events_before..event_count() - 1]
+        .iter()
+        .map(|event| BackupDeleted::decode(&mut &event.data[..]).unwrap())
+        .map(|deleted| {
+            assert_eq!(deleted.owner, a.django);
+            (deleted.node_id, deleted.snapshot_count)
+        })
+        .collect();
+    assert_eq!(deleted, [(NODE.into(), 3), (OTHER_NODE.into(), 1)]);
     assert!(registry.backups_of(a.django).is_empty());
     for n in [2, 3, 4, 20] {
         assert_eq!(registry.snapshot_by_cid(cid(n)), None);
     }
     assert!(registry.grantees(a.django, NODE.into()).is_empty());
     assert!(registry.grantees(a.django, OTHER_NODE.into()).is_empty());
-    // Only the frequency setting (an account preference, not backup storage) remains.
-    assert_eq!(used_cells(), cells_with_eve + 1);
+    // The frequency setting went with the last backup: nothing of django's remains.
+    assert_eq!(
+        registry.backup_frequency(a.django),
+        TEST_CONFIG.default_frequency
+    );
+    assert_eq!(used_cells(), cells_with_eve);
     assert!(cells_with_eve > cells_before);
     assert_eq!(
         registry
@@ -1587,7 +1644,32 @@ fn admin_transfer_takes_two_steps() {
 }
 
 #[ink::test]
-fn pause_stops_every_write_but_the_admins() {
+fn admin_withdraws_a_proposal() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.alice);
+    assert_fails_unchanged(&mut registry, Error::NotPendingAdmin, |r| {
+        r.cancel_admin_proposal()
+    });
+    registry.propose_admin(a.eve).unwrap();
+    for other in [a.eve, a.bob, a.frank] {
+        set_caller(other);
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
+            r.cancel_admin_proposal()
+        });
+    }
+    set_caller(a.alice);
+    registry.cancel_admin_proposal().unwrap();
+    let event: AdminProposalCancelled = last_event();
+    assert_eq!((event.admin, event.proposed), (a.alice, a.eve));
+    assert_eq!(registry.pending_admin(), None);
+    set_caller(a.eve);
+    assert_fails_unchanged(&mut registry, Error::NotPendingAdmin, |r| r.accept_admin());
+    assert_eq!(registry.admin(), a.alice);
+}
+
+#[ink::test]
+fn pause_stops_authorities_and_new_commitments() {
     let a = accounts();
     let mut registry = registry_with_snapshots();
     set_caller(a.django);
@@ -1595,7 +1677,12 @@ fn pause_stops_every_write_but_the_admins() {
     set_caller(a.alice);
     registry.set_paused(true).unwrap();
     let event: PauseChanged = last_event();
-    assert!(event.paused && registry.is_paused());
+    assert_eq!((event.admin, event.paused), (a.alice, true));
+    // Indexers find it by the admin's account, a topic of its own.
+    let topics = events().pop().unwrap().topics;
+    assert_eq!(topics.len(), 2, "the event's signature and the admin");
+    assert_eq!(topics[1], AsRef::<[u8]>::as_ref(&a.alice).to_vec());
+    assert!(registry.is_paused());
     set_caller(a.django);
     assert_fails_unchanged(&mut registry, Error::Paused, |r| {
         r.create_backup(OTHER_NODE.into(), String::new())
@@ -1607,21 +1694,15 @@ fn pause_stops_every_write_but_the_admins() {
         r.grant_access(NODE.into(), a.frank)
     });
     assert_fails_unchanged(&mut registry, Error::Paused, |r| {
-        r.revoke_access(NODE.into(), a.eve)
-    });
-    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
         r.restore_from_snapshot(cid(2))
     });
     assert_fails_unchanged(&mut registry, Error::Paused, |r| {
         r.restore_latest_snapshot(a.django, NODE.into())
     });
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| r.pin_snapshot(cid(2)));
     assert_fails_unchanged(&mut registry, Error::Paused, |r| {
-        r.cancel_restore_request(id)
+        r.set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
     });
-    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
-        r.delete_backup(NODE.into())
-    });
-    assert_fails_unchanged(&mut registry, Error::Paused, |r| r.delete_user_storage());
     set_caller(a.bob);
     assert_fails_unchanged(&mut registry, Error::Paused, |r| {
         r.add_snapshot(NODE.into(), cid(5), String::new(), 5, a.django, 1)
@@ -1644,6 +1725,43 @@ fn pause_stops_every_write_but_the_admins() {
     registry.claim_restore_request(id).unwrap();
 }
 
+/// While paused, owners still leave: revoke, cancel, unpin, clear the recipient, delete.
+#[ink::test]
+fn owners_exit_while_paused() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    opt_in(&mut registry, a.django, OTHER_NODE);
+    set_caller(a.django);
+    registry.pin_snapshot(cid(1)).unwrap();
+    registry
+        .set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        .unwrap();
+    registry.set_backup_offchain_worker_frequency(50).unwrap();
+    let id = registry.restore_from_snapshot(cid(2)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    set_caller(a.alice);
+    registry.set_paused(true).unwrap();
+    // The claim lapses while the authorities are paused: the owner may cancel it.
+    for _ in 0..TEST_CONFIG.claim_timeout {
+        test::advance_block::<Env>();
+    }
+    set_caller(a.django);
+    registry.cancel_restore_request(id).unwrap();
+    registry.revoke_access(NODE.into(), a.eve).unwrap();
+    registry.unpin_snapshot(cid(1)).unwrap();
+    registry.set_backup_recipient(NODE.into(), None).unwrap();
+    registry.delete_backup(OTHER_NODE.into()).unwrap();
+    assert_eq!(registry.delete_user_storage(), Ok(0));
+    assert!(registry.backups_of(a.django).is_empty());
+    assert_eq!(registry.snapshot_by_cid(cid(2)), None);
+    assert_eq!(
+        registry.backup_frequency(a.django),
+        TEST_CONFIG.default_frequency
+    );
+    assert!(registry.is_paused());
+}
+
 /// Every privileged message, called by each role that may not call it.
 #[ink::test]
 fn privileged_messages_refuse_every_other_role() {
@@ -1661,6 +1779,9 @@ fn privileged_messages_refuse_every_other_role() {
             r.remove_authority(a.charlie)
         });
         assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.propose_admin(caller));
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
+            r.cancel_admin_proposal()
+        });
         assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.set_paused(true));
         assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
             r.set_code([7; 32].into())
