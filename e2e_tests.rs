@@ -416,7 +416,10 @@ scenario! {
         assert_eq!(result, Ok(0), "none left");
         let after = client.free_balance(dave).await.expect("balance");
         assert!(after > before, "the refund ({refund}) reached the owner");
-        if let Some(deleted) = event::<UserStorageDeleted>(&events, 0) {
+        if let Some(deleted) = event::<BackupDeleted>(&events, 0) {
+            assert_eq!((deleted.owner, deleted.snapshot_count), (dave, 2));
+        }
+        if let Some(deleted) = event::<UserStorageDeleted>(&events, 1) {
             assert_eq!((deleted.account, deleted.backup_count, deleted.remaining), (dave, 1, 0));
         }
         assert_eq!(query!(client, registry.backup(dave, NODE.into())), None);
@@ -563,6 +566,47 @@ scenario! {
         )
         .0
         .unwrap();
+        Ok(())
+    }
+}
+
+scenario! {
+    /// An open restore request holds its snapshot: retention prunes the next oldest instead,
+    /// and the requested snapshot goes only when the request closes (the event says so).
+    requested_snapshot_is_held(client) {
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let dave = dave_with_snapshot!(client, registry);
+        let request_id =
+            submit!(client, &ink_e2e::dave(), registry.restore_from_snapshot(cid(1))).0.unwrap();
+        let cap = u64::from(CONFIG.max_snapshots_per_backup);
+        for n in 2..=cap + 2 {
+            let (result, events) = submit!(
+                client,
+                &ink_e2e::bob(),
+                registry.add_snapshot(NODE.into(), cid(n), String::new(), n, dave, n)
+            );
+            assert_eq!(result, Ok(()));
+            if let Some(added) = event::<SnapshotAdded>(&events, 0) {
+                let pruned = (n == cap + 2).then(|| cid(2));
+                assert_eq!(added.pruned_cid, pruned, "cid(1) is held, so cid(2) goes first");
+            }
+        }
+        let kept = |snapshots: Vec<Snapshot>| -> Vec<String> {
+            snapshots.into_iter().map(|snapshot| snapshot.cid).collect()
+        };
+        let expected: Vec<String> = [1].into_iter().chain(3..=cap + 2).map(cid).collect();
+        assert_eq!(kept(query!(client, registry.snapshots(dave, NODE.into(), 0, 10)).unwrap()), expected);
+        submit!(client, &ink_e2e::bob(), registry.claim_restore_request(request_id)).0.unwrap();
+        let (result, events) =
+            submit!(client, &ink_e2e::bob(), registry.fulfil_restore_request(request_id));
+        assert_eq!(result, Ok(()));
+        if let Some(closed) = event::<RestoreRequestUpdated>(&events, 0) {
+            assert_eq!(closed.pruned_cid, Some(cid(1)));
+        }
+        assert_eq!(query!(client, registry.snapshot_by_cid(cid(1))), None);
+        let expected: Vec<String> = (3..=cap + 2).map(cid).collect();
+        assert_eq!(kept(query!(client, registry.snapshots(dave, NODE.into(), 0, 10)).unwrap()), expected);
         Ok(())
     }
 }
@@ -852,6 +896,187 @@ mod claims_lapse {
         )
         .0
         .unwrap();
+        Ok(())
+    }
+}
+
+/// Claims pass on (node only, as they need blocks to go by; every submitted call, refused or
+/// not, is one block): the claimant renews before its claim lapses; once lapsed, the claimant
+/// may neither renew nor claim again for one more `claim_timeout`, while another authority may
+/// take it over; a removed authority's claim is claimed at once; renewals end
+/// `MAX_CLAIM_TIMEOUT` blocks after the claim. Block counts keep a margin of a block on each
+/// side, as a dry run sees the block before the one its transaction lands in.
+mod claims_pass_on {
+    use super::*;
+
+    /// `$blocks` blocks go by, one transaction each.
+    macro_rules! let_blocks_pass {
+        ($client:expr, $registry:expr, $blocks:expr) => {
+            for _ in 0..$blocks {
+                submit!(
+                    $client,
+                    &ink_e2e::eve(),
+                    $registry.set_backup_offchain_worker_frequency(600)
+                )
+                .0
+                .unwrap();
+            }
+        };
+    }
+
+    #[ink_e2e::test]
+    async fn node<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
+        let client = &mut client;
+        let timeout = 10;
+        let contract = deploy!(
+            client,
+            Config {
+                claim_timeout: timeout,
+                ..CONFIG
+            }
+        );
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let (bob, charlie) = (
+            account(AccountKeyring::Bob),
+            account(AccountKeyring::Charlie),
+        );
+        dave_with_snapshot!(client, registry);
+        let request_id = submit!(
+            client,
+            &ink_e2e::dave(),
+            registry.restore_from_snapshot(cid(1))
+        )
+        .0
+        .unwrap();
+        // Claimed in block c.
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.claim_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+        refused!(
+            client,
+            &ink_e2e::charlie(),
+            registry.renew_claim(request_id),
+            Error::NotClaimant
+        );
+        refused!(
+            client,
+            &ink_e2e::ferdie(),
+            registry.renew_claim(request_id),
+            Error::NotAuthorized
+        );
+        let_blocks_pass!(client, registry, 5);
+        // Renewed in block c + 8.
+        let (result, events) = submit!(client, &ink_e2e::bob(), registry.renew_claim(request_id));
+        assert_eq!(result, Ok(()));
+        if let Some(renewed) = event::<RestoreRequestUpdated>(&events, 0) {
+            let in_progress = RestoreStatus::InProgress { authority: bob };
+            assert_eq!((renewed.by, renewed.status), (bob, in_progress));
+        }
+        // Block c + 12: the first claim would have lapsed, the renewed one holds.
+        let_blocks_pass!(client, registry, 3);
+        refused!(
+            client,
+            &ink_e2e::charlie(),
+            registry.claim_restore_request(request_id),
+            Error::RestoreRequestAlreadyClaimed
+        );
+        // Blocks c + 23 and c + 24: lapsed, and bob may neither renew nor claim it again yet.
+        let_blocks_pass!(client, registry, timeout);
+        refused!(
+            client,
+            &ink_e2e::bob(),
+            registry.renew_claim(request_id),
+            Error::ClaimNotRenewable
+        );
+        refused!(
+            client,
+            &ink_e2e::bob(),
+            registry.claim_restore_request(request_id),
+            Error::RestoreRequestAlreadyClaimed
+        );
+        // Block c + 29: one more `claim_timeout` went by; bob's turn again.
+        let_blocks_pass!(client, registry, 4);
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.claim_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+        // Lapsed again: charlie takes it over at once.
+        let_blocks_pass!(client, registry, timeout);
+        let (result, events) = submit!(
+            client,
+            &ink_e2e::charlie(),
+            registry.claim_restore_request(request_id)
+        );
+        assert_eq!(result, Ok(()));
+        if let Some(taken) = event::<RestoreRequestUpdated>(&events, 0) {
+            assert_eq!(
+                taken.status,
+                RestoreStatus::InProgress { authority: charlie }
+            );
+        }
+        // Charlie is removed: bob claims its fresh claim at once.
+        submit!(
+            client,
+            &ink_e2e::alice(),
+            registry.remove_authority(charlie)
+        )
+        .0
+        .unwrap();
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.claim_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.fulfil_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+
+        // With `claim_timeout` at `MAX_CLAIM_TIMEOUT`, a renewal a block or more after the
+        // claim would hold it past the bound.
+        let longest = Config {
+            claim_timeout: crate::MAX_CLAIM_TIMEOUT,
+            ..CONFIG
+        };
+        let contract = deploy!(client, longest);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let dave = dave_with_snapshot!(client, registry);
+        let request_id = submit!(
+            client,
+            &ink_e2e::dave(),
+            registry.restore_from_snapshot(cid(1))
+        )
+        .0
+        .unwrap();
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.claim_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+        let_blocks_pass!(client, registry, 1);
+        refused!(
+            client,
+            &ink_e2e::bob(),
+            registry.renew_claim(request_id),
+            Error::ClaimNotRenewable
+        );
+        let request = query!(client, registry.restore_request(request_id)).unwrap();
+        assert_eq!(request.status, RestoreStatus::InProgress { authority: bob });
+        assert!(query!(client, registry.backup(dave, NODE.into())).is_some());
         Ok(())
     }
 }

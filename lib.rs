@@ -103,9 +103,10 @@ mod backup_registry {
         pub max_frequency: BlockNumber,
         /// Frequency of accounts that never set one, in blocks (between min and max).
         pub default_frequency: BlockNumber,
-        /// Blocks a claim on a restore request holds (1 to `MAX_CLAIM_TIMEOUT`): after that,
-        /// any authority may claim the request again, and its requester or the backup's owner
-        /// may cancel it, so that a bot that stopped cannot hold a restore.
+        /// Blocks a claim on a restore request holds (1 to `MAX_CLAIM_TIMEOUT`) unless its
+        /// claimant renews it: after that, any other authority may claim the request (the
+        /// lapsed claimant only after one more `claim_timeout`), and its requester or the
+        /// backup's owner may cancel it, so that a bot that stopped cannot hold a restore.
         pub claim_timeout: BlockNumber,
     }
 
@@ -144,8 +145,12 @@ mod backup_registry {
         pub next_seq: SnapshotSeq,
         /// Sequence numbers of the snapshots the owner pinned, ascending (at most
         /// `MAX_PINS_PER_BACKUP`): retention never prunes them and they do not count against
-        /// it; those older than `first_seq` are kept only because they are pinned.
+        /// it; those older than `first_seq` are kept only because they are pinned (or held).
         pub pins: Vec<SnapshotSeq>,
+        /// Sequence number of the snapshot the backup's open restore request names: held like
+        /// a pin (retention never prunes it, and it does not count against retention) until
+        /// the request closes.
+        pub held: Option<SnapshotSeq>,
         /// The backup's latest restore request, open or closed. Opening the next one removes
         /// it once closed, so a backup keeps at most one request (the events keep the history).
         pub latest_request: Option<RequestId>,
@@ -155,17 +160,31 @@ mod backup_registry {
         /// Number of snapshots currently kept.
         pub fn snapshot_count(&self) -> u32 {
             self.window_len()
-                .saturating_add(count(self.pins.iter().filter(|seq| **seq < self.first_seq)))
+                .saturating_add(count(self.protected().filter(|seq| *seq < self.first_seq)))
         }
 
-        /// The sequence numbers of the snapshots kept, oldest first: the pinned ones older
-        /// than the retention window, then the window.
+        /// The sequence numbers of the snapshots kept, oldest first: the pinned or held ones
+        /// older than the retention window, then the window.
         pub fn kept_seqs(&self) -> impl Iterator<Item = SnapshotSeq> + '_ {
-            self.pins
-                .iter()
-                .copied()
+            self.protected()
                 .filter(|seq| *seq < self.first_seq)
                 .chain(self.first_seq..self.next_seq)
+        }
+
+        /// Whether retention must keep snapshot `seq` whatever its age: pinned, or held.
+        pub fn is_protected(&self, seq: SnapshotSeq) -> bool {
+            self.held == Some(seq) || self.pins.binary_search(&seq).is_ok()
+        }
+
+        /// The pinned and held sequence numbers, ascending, each once.
+        fn protected(&self) -> impl Iterator<Item = SnapshotSeq> {
+            let mut protected = self.pins.clone();
+            if let Some(seq) = self.held {
+                if let Err(position) = protected.binary_search(&seq) {
+                    protected.insert(position, seq);
+                }
+            }
+            protected.into_iter()
         }
 
         /// Number of snapshots in the retention window.
@@ -173,11 +192,10 @@ mod backup_registry {
             self.next_seq.saturating_sub(self.first_seq)
         }
 
-        /// Number of unpinned snapshots in the retention window.
-        fn unpinned_in_window(&self) -> u32 {
-            self.window_len().saturating_sub(count(
-                self.pins.iter().filter(|seq| **seq >= self.first_seq),
-            ))
+        /// Number of snapshots in the retention window that are neither pinned nor held.
+        fn unprotected_in_window(&self) -> u32 {
+            self.window_len()
+                .saturating_sub(count(self.protected().filter(|seq| *seq >= self.first_seq)))
         }
     }
 
@@ -268,8 +286,11 @@ mod backup_registry {
         pub status: RestoreStatus,
         /// Block in which it was requested.
         pub requested_at: BlockNumber,
-        /// Block of its latest status change.
+        /// Block of its latest status change or claim renewal.
         pub updated_at: BlockNumber,
+        /// Block in which its current claimant claimed it (renewals keep it); the block it
+        /// was requested in until it is claimed.
+        pub claimed_at: BlockNumber,
         /// Position in the list of open requests while pending or in progress.
         pub open_slot: u32,
     }
@@ -352,6 +373,9 @@ mod backup_registry {
         SnapshotNotPinned,
         /// The backup has `MAX_PINS_PER_BACKUP` pinned snapshots already.
         TooManyPins,
+        /// The claim lapsed already, or renewing it would hold the request more than
+        /// `MAX_CLAIM_TIMEOUT` blocks from when it was claimed.
+        ClaimNotRenewable,
     }
 
     /// Result of the registry's messages.
@@ -462,7 +486,8 @@ mod backup_registry {
         pub cid: String,
     }
 
-    /// A restore request changed status (claimed, fulfilled, failed or cancelled).
+    /// A restore request changed status (claimed, fulfilled, failed or cancelled) or its claim
+    /// was renewed.
     #[ink(event)]
     pub struct RestoreRequestUpdated {
         /// The request.
@@ -473,6 +498,10 @@ mod backup_registry {
         pub by: AccountId,
         /// Its new status.
         pub status: RestoreStatus,
+        /// CID of the snapshot retention pruned because the request, closing, no longer holds
+        /// it (the requested one itself when it was older than the retention window), if one
+        /// was.
+        pub pruned_cid: Option<String>,
     }
 
     /// An owner gave an account restore rights on a backup, or took them back.
@@ -810,6 +839,7 @@ mod backup_registry {
                 first_seq: 0,
                 next_seq: 0,
                 pins: Vec::new(),
+                held: None,
                 latest_request: None,
             };
             self.backups.insert(backup_id, &backup);
@@ -930,17 +960,19 @@ mod backup_registry {
         }
 
         /// Requests a restore of the snapshot with CID `cid`, in any of its spellings (its
-        /// backup's owner or a grantee only). Returns the new request's id.
+        /// backup's owner or a grantee only); retention holds the snapshot while the request is
+        /// open. Returns the new request's id.
         #[ink(message)]
         pub fn restore_from_snapshot(&mut self, cid: String) -> Result<RequestId> {
             self.ensure_not_paused()?;
             let (location, backup, snapshot) = self.snapshot_with_cid(&cid)?;
             self.ensure_may_restore(location.backup_id, &backup)?;
-            self.open_restore_request(location.backup_id, backup, snapshot.cid)
+            self.open_restore_request(location.backup_id, backup, location.seq, snapshot.cid)
         }
 
         /// Requests a restore of the newest snapshot of `owner`'s backup of `node_id` (the
-        /// owner or a grantee only). Returns the new request's id.
+        /// owner or a grantee only); retention holds the snapshot while the request is open.
+        /// Returns the new request's id.
         #[ink(message)]
         pub fn restore_latest_snapshot(
             &mut self,
@@ -950,12 +982,15 @@ mod backup_registry {
             self.ensure_not_paused()?;
             let (backup_id, backup) = self.backup_of(owner, &node_id)?;
             self.ensure_may_restore(backup_id, &backup)?;
-            let latest = backup
+            let seq = backup
                 .next_seq
                 .checked_sub(1)
-                .and_then(|seq| self.snapshots.get((backup_id, seq)))
                 .ok_or(Error::SnapshotNotFound)?;
-            self.open_restore_request(backup_id, backup, latest.cid)
+            let latest = self
+                .snapshots
+                .get((backup_id, seq))
+                .ok_or(Error::SnapshotNotFound)?;
+            self.open_restore_request(backup_id, backup, seq, latest.cid)
         }
 
         /// Withdraws a restore request that no authority is serving: one still pending, one
@@ -1010,9 +1045,9 @@ mod backup_registry {
         }
 
         /// Unpins the snapshot with CID `cid` (any spelling) of one of the caller's backups.
-        /// Retention applies to it again at once: if that puts the backup over its limit, the
-        /// oldest unpinned snapshot (maybe this one) is pruned, as `pruned_cid` says. Works
-        /// while paused.
+        /// Retention applies to it again at once (unless an open restore request holds it):
+        /// if that puts the backup over its limit, the oldest unpinned snapshot (maybe this
+        /// one) is pruned, as `pruned_cid` says. Works while paused.
         #[ink(message)]
         pub fn unpin_snapshot(&mut self, cid: String) -> Result<()> {
             let (backup_id, mut backup, seq, snapshot) = self.owned_snapshot(&cid)?;
@@ -1021,12 +1056,7 @@ mod backup_registry {
                 .binary_search(&seq)
                 .map_err(|_| Error::SnapshotNotPinned)?;
             backup.pins.remove(position);
-            let pruned_cid = if seq < backup.first_seq {
-                // Older than the window: only its pin kept it.
-                self.remove_snapshot(backup_id, seq)
-            } else {
-                self.enforce_retention(backup_id, &mut backup)
-            };
+            let pruned_cid = self.release(backup_id, &mut backup, seq);
             self.backups.insert(backup_id, &backup);
             self.env().emit_event(SnapshotPinChanged {
                 owner: backup.owner,
@@ -1139,24 +1169,53 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Claims a pending restore request, or one whose claim lapsed (authorities only): it
-        /// moves to `InProgress` and only the caller may complete it, for `claim_timeout`
-        /// blocks and after that until another authority claims it again.
+        /// Claims a pending restore request (authorities only): it moves to `InProgress` and
+        /// only the caller may complete it, for `claim_timeout` blocks (longer if renewed) and
+        /// after that until another authority claims it. A request may also be claimed when
+        /// its claimant is no longer an authority, or when its claim lapsed; a lapsed claimant
+        /// waits one more `claim_timeout` first, so another authority always gets its turn.
         #[ink(message)]
         pub fn claim_restore_request(&mut self, request_id: RequestId) -> Result<()> {
             self.ensure_not_paused()?;
             let authority = self.ensure_authority()?;
-            let mut request = self.request_with_status(request_id, |request| {
-                request.status == RestoreStatus::Pending || self.claim_lapsed(request)
-            })?;
+            let mut request =
+                self.request_with_status(request_id, |request| match request.status {
+                    RestoreStatus::Pending => true,
+                    RestoreStatus::InProgress {
+                        authority: claimant,
+                    } => {
+                        !self.authorities.contains(claimant)
+                            || self.claim_lapsed(request)
+                                && (claimant != authority
+                                    || self.claim_age(request)
+                                        >= self.config.claim_timeout.saturating_mul(2))
+                    }
+                    _ => false,
+                })?;
+            let now = self.env().block_number();
             request.status = RestoreStatus::InProgress { authority };
-            request.updated_at = self.env().block_number();
-            self.restore_requests.insert(request_id, &request);
-            self.env().emit_event(RestoreRequestUpdated {
-                request_id,
-                by: authority,
-                status: request.status,
-            });
+            request.updated_at = now;
+            request.claimed_at = now;
+            self.store_claim(request_id, &request, authority);
+            Ok(())
+        }
+
+        /// Renews the caller's claim on a restore request before it lapses (the claimant
+        /// only): it holds `claim_timeout` blocks from now, and at most `MAX_CLAIM_TIMEOUT`
+        /// blocks from when it was claimed in all (`ClaimNotRenewable` after that). For
+        /// restores that take longer than one `claim_timeout`.
+        #[ink(message)]
+        pub fn renew_claim(&mut self, request_id: RequestId) -> Result<()> {
+            let (authority, mut request) = self.claimed_request(request_id)?;
+            let now = self.env().block_number();
+            let held_until = now.saturating_add(self.config.claim_timeout);
+            if self.claim_lapsed(&request)
+                || held_until.saturating_sub(request.claimed_at) > MAX_CLAIM_TIMEOUT
+            {
+                return Err(Error::ClaimNotRenewable);
+            }
+            request.updated_at = now;
+            self.store_claim(request_id, &request, authority);
             Ok(())
         }
 
@@ -1454,24 +1513,44 @@ mod backup_registry {
         }
 
         /// Moves `backup`'s retention window past its oldest snapshots until at most
-        /// `max_snapshots_per_backup` unpinned ones are in it: pinned ones stay (outside the
-        /// window), unpinned ones leave storage and the CID index. Returns the CID pruned, if
-        /// one was (one at most, as each call follows one added or unpinned snapshot).
+        /// `max_snapshots_per_backup` unprotected ones are in it: pinned and held ones stay
+        /// (outside the window), the others leave storage and the CID index. Returns the CID
+        /// pruned, if one was (one at most, as each call follows one added or released
+        /// snapshot).
         fn enforce_retention(
             &mut self,
             backup_id: BackupId,
             backup: &mut Backup,
         ) -> Option<String> {
             let mut pruned = None;
-            while backup.unpinned_in_window() > self.config.max_snapshots_per_backup {
+            while backup.unprotected_in_window() > self.config.max_snapshots_per_backup {
                 let oldest = backup.first_seq;
                 // `first_seq < next_seq` here, so this never saturates.
                 backup.first_seq = oldest.saturating_add(1);
-                if backup.pins.binary_search(&oldest).is_err() {
+                if !backup.is_protected(oldest) {
                     pruned = self.remove_snapshot(backup_id, oldest).or(pruned);
                 }
             }
             pruned
+        }
+
+        /// Applies retention to snapshot `seq` of `backup` again, now that a pin or a request
+        /// no longer protects it (unless the other still does): it goes at once when it is
+        /// older than the window, else the window is enforced. Returns the CID pruned, if one
+        /// was.
+        fn release(
+            &mut self,
+            backup_id: BackupId,
+            backup: &mut Backup,
+            seq: SnapshotSeq,
+        ) -> Option<String> {
+            if backup.is_protected(seq) {
+                None
+            } else if seq < backup.first_seq {
+                self.remove_snapshot(backup_id, seq)
+            } else {
+                self.enforce_retention(backup_id, backup)
+            }
         }
 
         /// Removes snapshot `seq` of backup `backup_id` and its CID index entry; returns its
@@ -1519,6 +1598,7 @@ mod backup_registry {
                         request_id,
                         by: backup.owner,
                         status: RestoreStatus::Cancelled,
+                        pruned_cid: None,
                     });
                 }
             }
@@ -1549,12 +1629,14 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Opens a restore request of snapshot `cid` of `backup` for the caller (checked by
-        /// `ensure_may_restore`) and emits `SnapshotRestoreRequested`.
+        /// Opens a restore request of snapshot `seq` (CID `cid`) of `backup` for the caller
+        /// (checked by `ensure_may_restore`), holds that snapshot, and emits
+        /// `SnapshotRestoreRequested`.
         fn open_restore_request(
             &mut self,
             backup_id: BackupId,
             mut backup: Backup,
+            seq: SnapshotSeq,
             cid: String,
         ) -> Result<RequestId> {
             let requester = self.env().caller();
@@ -1580,10 +1662,12 @@ mod backup_registry {
                     status: RestoreStatus::Pending,
                     requested_at: now,
                     updated_at: now,
+                    claimed_at: now,
                     open_slot,
                 },
             );
             backup.latest_request = Some(request_id);
+            backup.held = Some(seq);
             self.backups.insert(backup_id, &backup);
             self.env().emit_event(SnapshotRestoreRequested {
                 request_id,
@@ -1601,11 +1685,32 @@ mod backup_registry {
             Some((request_id, self.restore_requests.get(request_id)?))
         }
 
+        /// Blocks since `request`'s latest change or claim renewal.
+        fn claim_age(&self, request: &RestoreRequest) -> BlockNumber {
+            self.env().block_number().saturating_sub(request.updated_at)
+        }
+
         /// Whether `request` is in progress and its claim is `claim_timeout` blocks old.
         fn claim_lapsed(&self, request: &RestoreRequest) -> bool {
             matches!(request.status, RestoreStatus::InProgress { .. })
-                && self.env().block_number().saturating_sub(request.updated_at)
-                    >= self.config.claim_timeout
+                && self.claim_age(request) >= self.config.claim_timeout
+        }
+
+        /// Stores a request just claimed, or whose claim was renewed, by `authority`, and emits
+        /// `RestoreRequestUpdated`.
+        fn store_claim(
+            &mut self,
+            request_id: RequestId,
+            request: &RestoreRequest,
+            authority: AccountId,
+        ) {
+            self.restore_requests.insert(request_id, request);
+            self.env().emit_event(RestoreRequestUpdated {
+                request_id,
+                by: authority,
+                status: request.status.clone(),
+                pruned_cid: None,
+            });
         }
 
         /// The request `request_id`, if it passes `expected`; otherwise the error that says
@@ -1659,9 +1764,9 @@ mod backup_registry {
             self.open_request_count = last;
         }
 
-        /// Gives an open request its final `status`, takes it off the open list and emits
-        /// `RestoreRequestUpdated`; the closed request stays readable until its backup's next
-        /// request opens.
+        /// Gives an open request its final `status`, takes it off the open list, releases the
+        /// snapshot it held to retention and emits `RestoreRequestUpdated`; the closed request
+        /// stays readable until its backup's next request opens.
         fn close_request(
             &mut self,
             request_id: RequestId,
@@ -1673,10 +1778,18 @@ mod backup_registry {
             request.status = status.clone();
             request.updated_at = self.env().block_number();
             self.restore_requests.insert(request_id, &request);
+            let mut pruned_cid = None;
+            if let Some(mut backup) = self.backups.get(request.backup_id) {
+                if let Some(seq) = backup.held.take() {
+                    pruned_cid = self.release(request.backup_id, &mut backup, seq);
+                }
+                self.backups.insert(request.backup_id, &backup);
+            }
             self.env().emit_event(RestoreRequestUpdated {
                 request_id,
                 by,
                 status,
+                pruned_cid,
             });
         }
     }

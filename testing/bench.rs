@@ -375,6 +375,7 @@ macro_rules! measure_registry {
             &bob,
             registry.claim_restore_request(pending)
         );
+        row!("renew_claim", &bob, registry.renew_claim(claimed));
         row!(
             "fulfil_restore_request",
             &bob,

@@ -135,6 +135,10 @@ enum Op {
         caller: usize,
         request: u64,
     },
+    RenewClaim {
+        caller: usize,
+        request: u64,
+    },
     Fail {
         caller: usize,
         request: u64,
@@ -216,6 +220,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(caller, request)| Op::Claim { caller, request }),
         5 => (authority.clone(), request.clone())
             .prop_map(|(caller, request)| Op::Fulfil { caller, request }),
+        3 => (authority.clone(), request.clone())
+            .prop_map(|(caller, request)| Op::RenewClaim { caller, request }),
         4 => (authority.clone(), request, any::<bool>())
             .prop_map(|(caller, request, long_reason)| Op::Fail { caller, request, long_reason }),
         1 => (owner.clone(), node).prop_map(|(caller, node)| Op::DeleteBackup { caller, node }),
@@ -277,6 +283,11 @@ struct ModelBackup {
     cids: VecDeque<String>,
     /// The kept CIDs the owner pinned.
     pinned: BTreeSet<String>,
+    /// The kept CID the open restore request names.
+    held: Option<String>,
+    /// Protected CIDs retention went past (older than a snapshot it pruned): once released,
+    /// they go at once, whatever room retention has.
+    behind: BTreeSet<String>,
     grantees: BTreeSet<AccountId>,
     recipient: Option<String>,
     latest_request: Option<u64>,
@@ -285,10 +296,13 @@ struct ModelBackup {
 #[derive(Debug, Clone)]
 struct ModelRequest {
     owner: AccountId,
+    node: String,
     cid: String,
     requester: AccountId,
     status: Status,
-    /// Block of the latest claim.
+    /// Block of the latest claim or renewal.
+    updated_at: u32,
+    /// Block of the current claim (renewals keep it).
     claimed_at: u32,
     /// Removed from storage: its backup opened a newer request, or was deleted.
     forgotten: bool,
@@ -336,23 +350,43 @@ fn content(spelling: &str) -> String {
 }
 
 impl ModelBackup {
+    /// Whether retention must keep `cid` whatever its age: pinned, or held by the open
+    /// request.
+    fn is_protected(&self, cid: &str) -> bool {
+        self.pinned.contains(cid) || self.held.as_deref() == Some(cid)
+    }
+
     /// Retention as the owner understands it: while more than `max_snapshots_per_backup`
-    /// unpinned snapshots are kept, the oldest unpinned one goes.
+    /// unprotected snapshots are kept, the oldest unprotected one goes.
     fn apply_retention(&mut self) {
-        let unpinned = |backup: &Self| {
+        let unprotected = |backup: &Self| {
             backup
                 .cids
                 .iter()
-                .filter(|cid| !backup.pinned.contains(*cid))
+                .filter(|cid| !backup.is_protected(cid))
                 .count()
         };
-        while unpinned(self) > CONFIG.max_snapshots_per_backup as usize {
+        while unprotected(self) > CONFIG.max_snapshots_per_backup as usize {
             let oldest = self
                 .cids
                 .iter()
-                .position(|cid| !self.pinned.contains(cid))
+                .position(|cid| !self.is_protected(cid))
                 .unwrap();
+            self.behind.extend(self.cids.range(..oldest).cloned());
             self.cids.remove(oldest);
+        }
+    }
+
+    /// Applies retention to `cid` again after a pin or a request let go of it: unless still
+    /// protected, it goes at once when retention went past it, else retention applies.
+    fn release(&mut self, cid: &str) {
+        if self.is_protected(cid) {
+            return;
+        }
+        if self.behind.remove(cid) {
+            self.cids.retain(|kept| kept != cid);
+        } else {
+            self.apply_retention();
         }
     }
 }
@@ -408,13 +442,17 @@ impl Model {
             self.requests[previous as usize].forgotten = true;
         }
         let id = self.requests.len() as u64;
-        self.backups.get_mut(&key).unwrap().latest_request = Some(id);
+        let backup = self.backups.get_mut(&key).unwrap();
+        backup.latest_request = Some(id);
+        backup.held = Some(cid.clone());
         self.requests.push(ModelRequest {
             owner: key.0,
+            node: key.1,
             cid,
             requester: caller,
             status: Status::Pending,
-            claimed_at: 0,
+            updated_at: self.now,
+            claimed_at: self.now,
             forgotten: false,
         });
         Ok(Value::Request(id))
@@ -437,8 +475,16 @@ impl Model {
         })
     }
 
+    /// Closes request `index` with `status` and releases its snapshot to retention.
     fn close(&mut self, index: usize, status: Status) {
-        self.requests[index].status = status;
+        let request = &mut self.requests[index];
+        request.status = status;
+        let key = (request.owner, request.node.clone());
+        if let Some(backup) = self.backups.get_mut(&key) {
+            if let Some(held) = backup.held.take() {
+                backup.release(&held);
+            }
+        }
     }
 
     /// Removes a backup; with the owner's last backup goes its frequency setting.
@@ -460,7 +506,7 @@ impl Model {
     fn claim_lapsed(&self, index: usize) -> bool {
         let request = &self.requests[index];
         matches!(request.status, Status::InProgress(_))
-            && self.now - request.claimed_at >= CONFIG.claim_timeout
+            && self.now - request.updated_at >= CONFIG.claim_timeout
     }
 
     fn claimed(&self, caller: AccountId, id: u64) -> Result<usize, Error> {
@@ -562,9 +608,9 @@ impl Model {
                 }
                 // The revoked grantee's open request goes with its rights.
                 if let Some(id) = backup.latest_request {
-                    let request = &mut self.requests[id as usize];
+                    let request = &self.requests[id as usize];
                     if request.status.rank() < 2 && request.requester == actor(grantee) {
-                        request.status = Status::Cancelled;
+                        self.close(id as usize, Status::Cancelled);
                     }
                 }
                 Ok(Value::Unit)
@@ -635,11 +681,39 @@ impl Model {
                 if !self.authorities.contains(&actor(caller)) {
                     return Err(Error::NotAuthorized);
                 }
-                let lapsed =
-                    (request as usize) < self.requests.len() && self.claim_lapsed(request as usize);
-                let index = self.request_in(request, |s| *s == Status::Pending || lapsed)?;
-                self.requests[index].status = Status::InProgress(actor(caller));
-                self.requests[index].claimed_at = self.now;
+                let known = (request as usize) < self.requests.len();
+                let lapsed = known && self.claim_lapsed(request as usize);
+                let age = if known {
+                    self.now - self.requests[request as usize].updated_at
+                } else {
+                    0
+                };
+                let index = self.request_in(request, |s| match s {
+                    Status::Pending => true,
+                    // Passes on: a removed claimant's at once, a lapsed one's to any other
+                    // authority, and to the lapsed claimant itself one timeout later.
+                    Status::InProgress(claimant) => {
+                        !self.authorities.contains(claimant)
+                            || lapsed
+                                && (*claimant != actor(caller) || age >= 2 * CONFIG.claim_timeout)
+                    }
+                    _ => false,
+                })?;
+                let request = &mut self.requests[index];
+                request.status = Status::InProgress(actor(caller));
+                request.updated_at = self.now;
+                request.claimed_at = self.now;
+                Ok(Value::Unit)
+            }
+            Op::RenewClaim { caller, request } => {
+                let index = self.claimed(actor(caller), request)?;
+                let held_until = self.now + CONFIG.claim_timeout;
+                if self.claim_lapsed(index)
+                    || held_until - self.requests[index].claimed_at > crate::MAX_CLAIM_TIMEOUT
+                {
+                    return Err(Error::ClaimNotRenewable);
+                }
+                self.requests[index].updated_at = self.now;
                 Ok(Value::Unit)
             }
             Op::Fulfil { caller, request } => {
@@ -686,7 +760,7 @@ impl Model {
                     if !backup.pinned.remove(&recorded) {
                         return Err(Error::SnapshotNotPinned);
                     }
-                    backup.apply_retention();
+                    backup.release(&recorded);
                 }
                 Ok(Value::Unit)
             }
@@ -785,6 +859,8 @@ impl Model {
             id,
             cids: VecDeque::new(),
             pinned: BTreeSet::new(),
+            held: None,
+            behind: BTreeSet::new(),
             grantees: BTreeSet::new(),
             recipient: None,
             latest_request: None,
@@ -878,6 +954,10 @@ fn run_on_contract(registry: &mut BackupRegistry, op: &Op) -> Outcome {
         Op::Fulfil { caller, request } => {
             set_caller(caller);
             unit(registry.fulfil_restore_request(request))
+        }
+        Op::RenewClaim { caller, request } => {
+            set_caller(caller);
+            unit(registry.renew_claim(request))
         }
         Op::Fail {
             caller,
@@ -1061,9 +1141,23 @@ fn check_state(
             .filter(|cid| model_backup.pinned.contains(*cid))
             .cloned()
             .collect();
-        // Retention bounds the unpinned snapshots; pins add at most `MAX_PINS_PER_BACKUP`.
-        let unpinned = kept.len() - pinned.len();
-        prop_assert!(unpinned as u32 <= CONFIG.max_snapshots_per_backup);
+        // Retention bounds the snapshots neither pinned nor held; pins add at most
+        // `MAX_PINS_PER_BACKUP`, the open request's snapshot one more.
+        let held_unpinned = backup
+            .held
+            .is_some_and(|seq| backup.pins.binary_search(&seq).is_err());
+        let unprotected = kept.len() - pinned.len() - usize::from(held_unpinned);
+        prop_assert!(unprotected as u32 <= CONFIG.max_snapshots_per_backup);
+        let held_cid = backup
+            .held
+            .and_then(|seq| backup.kept_seqs().position(|kept| kept == seq))
+            .map(|position| kept[position].clone());
+        prop_assert_eq!(
+            held_cid,
+            model_backup.held.clone(),
+            "held snapshot of {:?}",
+            key
+        );
         prop_assert!(pinned.len() as u32 <= crate::MAX_PINS_PER_BACKUP);
         prop_assert_eq!(pinned, model_pinned);
         prop_assert_eq!(backup.snapshot_count() as usize, kept.len());
@@ -1120,8 +1214,9 @@ fn check_state(
 /// - consent: a backup exists only if its owner opted it in and has not deleted it since
 ///   (so a deletion is final until the owner opts in again);
 /// - nothing lost: a backup that lives through a step keeps its snapshots, except the one
-///   retention prunes when `add_snapshot` records a new one or `unpin_snapshot` lets one count
-///   again, and a pinned snapshot is never pruned.
+///   retention prunes when `add_snapshot` records a new one, or when an unpinning or a closing
+///   request lets one count again; a pinned snapshot is never pruned, nor the one an open
+///   restore request names while it stays open.
 fn check_owner_rules(
     op: &Op,
     opted_in: &BTreeSet<(AccountId, String)>,
@@ -1142,7 +1237,15 @@ fn check_owner_rules(
             .iter()
             .filter(|snapshot| !kept_after.contains(snapshot))
             .collect();
-        let prunes = matches!(op, Op::AddSnapshot { .. } | Op::Unpin { .. });
+        let prunes = matches!(
+            op,
+            Op::AddSnapshot { .. }
+                | Op::Unpin { .. }
+                | Op::Cancel { .. }
+                | Op::Fulfil { .. }
+                | Op::Fail { .. }
+                | Op::Revoke { .. }
+        );
         prop_assert!(
             lost.is_empty() || (prunes && lost.len() == 1),
             "{:?}: {} lost by {:?}",
@@ -1151,9 +1254,22 @@ fn check_owner_rules(
             op
         );
         for snapshot in lost {
+            // The snapshot an unpinning released is no longer pinned.
+            let unpinned_now = matches!(*op, Op::Unpin { cid, .. } if content(&cid_at(cid)) == content(&snapshot.cid));
             prop_assert!(
-                !before.pinned[index].contains(snapshot),
+                unpinned_now || !before.pinned[index].contains(snapshot),
                 "{:?}: a pinned snapshot was pruned by {:?}",
+                key,
+                op
+            );
+            let held_by_open_request = after
+                .requests
+                .iter()
+                .flatten()
+                .any(|request| request.status.is_open() && request.cid == snapshot.cid);
+            prop_assert!(
+                !held_by_open_request,
+                "{:?}: {:?} pruned the snapshot an open request names",
                 key,
                 op
             );
@@ -1310,7 +1426,7 @@ fn generated_sequences_reach_every_success_path() {
         succeeded.contains_key(LAPSED_CLAIM_TAKEN),
         "no lapsed claim was ever taken over"
     );
-    assert_eq!(kinds.len(), 23, "every kind of step is generated");
+    assert_eq!(kinds.len(), 24, "every kind of step is generated");
 }
 
 proptest! {
@@ -1327,4 +1443,37 @@ proptest! {
     fn random_sequences_match_the_model(ops in prop::collection::vec(op_strategy(), 1..MAX_STEPS)) {
         run_sequence(&ops)?;
     }
+}
+
+/// A pinned snapshot that retention's window passed, unpinned while the window has room
+/// (another snapshot in it was pinned since): it is older than the window, so it goes.
+#[test]
+fn unpinning_behind_the_window_prunes_it_even_with_room() {
+    let (owner, authority) = (3, 1);
+    let add = |cid| Op::AddSnapshot {
+        caller: authority,
+        owner,
+        node: 0,
+        cid,
+    };
+    let mut ops = vec![Op::CreateBackup {
+        caller: owner,
+        node: 0,
+        long_description: false,
+    }];
+    ops.extend([add(0), add(1), add(2)]);
+    ops.push(Op::Pin {
+        caller: owner,
+        cid: 0,
+    });
+    ops.extend([add(3), add(4)]);
+    ops.push(Op::Pin {
+        caller: owner,
+        cid: 2,
+    });
+    ops.push(Op::Unpin {
+        caller: owner,
+        cid: 0,
+    });
+    run_sequence(&ops).unwrap();
 }

@@ -91,6 +91,13 @@ fn assert_last_request_update(request_id: RequestId, by: AccountId, status: Rest
     );
 }
 
+/// Lets `blocks` blocks go by.
+fn advance_blocks(blocks: u32) {
+    for _ in 0..blocks {
+        test::advance_block::<Env>();
+    }
+}
+
 fn used_cells() -> usize {
     test::count_used_storage_cells::<Env>(&test::callee::<Env>()).unwrap_or(0)
 }
@@ -737,6 +744,218 @@ fn pin_errors_leave_storage_unchanged() {
     set_caller(a.django);
     registry.unpin_snapshot(cid(8)).unwrap();
     assert_fails_unchanged(&mut registry, Error::Paused, |r| r.pin_snapshot(cid(9)));
+}
+
+/// An open restore request holds its snapshot like a pin: retention prunes the next oldest
+/// instead, and the held snapshot goes only when the request closes and it is older than the
+/// window.
+#[ink::test]
+fn an_open_request_holds_its_snapshot_until_it_closes() {
+    let a = accounts();
+    let mut registry = registry();
+    for n in 1..=3 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    assert_eq!(
+        registry.backup(a.django, NODE.into()).unwrap().held,
+        Some(0)
+    );
+    add_snapshot(&mut registry, 4).unwrap();
+    let added: SnapshotAdded = event_from_end(1);
+    assert_eq!(added.pruned_cid, None, "the held snapshot does not count");
+    add_snapshot(&mut registry, 5).unwrap();
+    let added: SnapshotAdded = event_from_end(1);
+    assert_eq!(added.pruned_cid, Some(cid(2)), "the oldest unheld one goes");
+    assert_eq!(kept_cids(&registry), [cid(1), cid(3), cid(4), cid(5)]);
+    assert_eq!(
+        registry
+            .backup(a.django, NODE.into())
+            .unwrap()
+            .snapshot_count(),
+        4
+    );
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    registry.fulfil_restore_request(id).unwrap();
+    let closed: RestoreRequestUpdated = last_event();
+    assert_eq!(
+        closed.pruned_cid,
+        Some(cid(1)),
+        "released, it is older than the window"
+    );
+    assert_eq!(kept_cids(&registry), [cid(3), cid(4), cid(5)]);
+    assert_eq!(registry.snapshot_by_cid(cid(1)), None);
+    assert_eq!(registry.backup(a.django, NODE.into()).unwrap().held, None);
+}
+
+/// A request closed while its snapshot is still in the window prunes nothing; a snapshot both
+/// pinned and requested stays until both let go.
+#[ink::test]
+fn a_held_snapshot_that_is_also_pinned_stays_until_unpinned() {
+    let a = accounts();
+    let mut registry = registry();
+    for n in 1..=3 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(3)).unwrap();
+    registry.cancel_restore_request(id).unwrap();
+    let closed: RestoreRequestUpdated = last_event();
+    assert_eq!(closed.pruned_cid, None);
+    assert_eq!(kept_cids(&registry), [cid(1), cid(2), cid(3)]);
+
+    registry.pin_snapshot(cid(1)).unwrap();
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    for n in 4..=6 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    assert_eq!(kept_cids(&registry), [cid(1), cid(4), cid(5), cid(6)]);
+    set_caller(a.django);
+    registry.cancel_restore_request(id).unwrap();
+    let closed: RestoreRequestUpdated = last_event();
+    assert_eq!(closed.pruned_cid, None, "still pinned");
+    registry.unpin_snapshot(cid(1)).unwrap();
+    let unpinned: SnapshotPinChanged = last_event();
+    assert_eq!(unpinned.pruned_cid, Some(cid(1)));
+    assert_eq!(kept_cids(&registry), [cid(4), cid(5), cid(6)]);
+}
+
+/// A lapsed claim passes on: another authority may claim it at once, its claimant only after
+/// one more `claim_timeout`, so that a bot that keeps failing cannot keep a request forever.
+#[ink::test]
+fn a_lapsed_claimant_waits_one_more_timeout() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    advance_blocks(TEST_CONFIG.claim_timeout);
+    for _ in 0..TEST_CONFIG.claim_timeout {
+        assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+            r.claim_restore_request(id)
+        });
+        advance_blocks(1);
+    }
+    registry.claim_restore_request(id).unwrap();
+    assert_last_request_update(id, a.bob, RestoreStatus::InProgress { authority: a.bob });
+    // Once lapsed, another authority's claim is never refused.
+    advance_blocks(TEST_CONFIG.claim_timeout);
+    set_caller(a.charlie);
+    registry.claim_restore_request(id).unwrap();
+    assert_last_request_update(
+        id,
+        a.charlie,
+        RestoreStatus::InProgress {
+            authority: a.charlie,
+        },
+    );
+}
+
+/// A claim held by an account that is no longer an authority may be claimed at once.
+#[ink::test]
+fn a_claim_of_a_removed_authority_is_claimed_at_once() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.charlie);
+    registry.claim_restore_request(id).unwrap();
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.claim_restore_request(id)
+    });
+    set_caller(a.alice);
+    registry.remove_authority(a.charlie).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    assert_last_request_update(id, a.bob, RestoreStatus::InProgress { authority: a.bob });
+}
+
+/// The claimant renews its claim before it lapses, for restores longer than `claim_timeout`;
+/// nobody else may, and a lapsed claim cannot be renewed.
+#[ink::test]
+fn the_claimant_renews_its_claim_before_it_lapses() {
+    let a = accounts();
+    let mut registry = registry_with_snapshots();
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestNotClaimed, |r| {
+        r.renew_claim(id)
+    });
+    registry.claim_restore_request(id).unwrap();
+    let claimed_at = registry.restore_request(id).unwrap().claimed_at;
+    advance_blocks(TEST_CONFIG.claim_timeout - 1);
+    for (caller, error) in [
+        (a.charlie, Error::NotClaimant),
+        (a.django, Error::NotAuthorized),
+        (a.frank, Error::NotAuthorized),
+    ] {
+        set_caller(caller);
+        assert_fails_unchanged(&mut registry, error, |r| r.renew_claim(id));
+    }
+    set_caller(a.bob);
+    registry.renew_claim(id).unwrap();
+    assert_last_request_update(id, a.bob, RestoreStatus::InProgress { authority: a.bob });
+    let request = registry.restore_request(id).unwrap();
+    assert_eq!(
+        request.claimed_at, claimed_at,
+        "a renewal keeps the claim's start"
+    );
+    assert_eq!(
+        request.updated_at,
+        claimed_at + TEST_CONFIG.claim_timeout - 1
+    );
+    // Renewed: one more full `claim_timeout` before anyone may take it over or cancel it.
+    advance_blocks(TEST_CONFIG.claim_timeout - 1);
+    set_caller(a.charlie);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.claim_restore_request(id)
+    });
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::RestoreRequestAlreadyClaimed, |r| {
+        r.cancel_restore_request(id)
+    });
+    advance_blocks(1);
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::ClaimNotRenewable, |r| {
+        r.renew_claim(id)
+    });
+    set_caller(a.alice);
+    registry.set_paused(true).unwrap();
+    set_caller(a.bob);
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| r.renew_claim(id));
+}
+
+/// Renewals hold a claim at most `MAX_CLAIM_TIMEOUT` blocks from when it was made.
+#[ink::test]
+fn renewals_end_at_max_claim_timeout() {
+    let a = accounts();
+    set_caller(a.alice);
+    let claim_timeout = crate::MAX_CLAIM_TIMEOUT / 2;
+    let config = Config {
+        claim_timeout,
+        ..TEST_CONFIG
+    };
+    let mut registry = BackupRegistry::new(vec![a.bob], config).unwrap();
+    add_snapshot(&mut registry, 1).unwrap();
+    set_caller(a.django);
+    let id = registry.restore_from_snapshot(cid(1)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(id).unwrap();
+    advance_blocks(claim_timeout - 1);
+    registry.renew_claim(id).unwrap();
+    // Held until exactly `MAX_CLAIM_TIMEOUT` blocks after the claim: the last renewal.
+    advance_blocks(1);
+    registry.renew_claim(id).unwrap();
+    advance_blocks(1);
+    assert_fails_unchanged(&mut registry, Error::ClaimNotRenewable, |r| {
+        r.renew_claim(id)
+    });
+    registry.fulfil_restore_request(id).unwrap();
 }
 
 // ----- Frequency -----
@@ -1743,9 +1962,7 @@ fn owners_exit_while_paused() {
     set_caller(a.alice);
     registry.set_paused(true).unwrap();
     // The claim lapses while the authorities are paused: the owner may cancel it.
-    for _ in 0..TEST_CONFIG.claim_timeout {
-        test::advance_block::<Env>();
-    }
+    advance_blocks(TEST_CONFIG.claim_timeout);
     set_caller(a.django);
     registry.cancel_restore_request(id).unwrap();
     registry.revoke_access(NODE.into(), a.eve).unwrap();

@@ -10,7 +10,7 @@ use crate::chain::Chain;
 use crate::config::ServedNode;
 use crate::keys::{self, Keyring};
 use crate::pipeline::{self, BackupSecret, Expected, Invalid, SnapshotStats};
-use crate::registry::{ink_account, refusal, Registry};
+use crate::registry::{chain_account, ink_account, refusal, Registry};
 use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted};
 use crate::store::{ContentStore, GarbageReport};
 use crate::tree::Skipped;
@@ -556,7 +556,8 @@ impl<C: Chain> Bot<C> {
     }
 
     /// Serves the open restore requests of served nodes: pending ones, its own claims (say,
-    /// after a restart), and claims of other authorities that lapsed (`claim_timeout`).
+    /// after a restart), and claims of other authorities that lapsed (`claim_timeout`) or
+    /// whose claimant is no longer an authority.
     async fn serve_restores(&mut self, report: &mut PassReport) -> Result<()> {
         let me = ink_account(&self.registry.account());
         let now = self.registry.block_number().await?;
@@ -566,9 +567,16 @@ impl<C: Chain> Bot<C> {
             let resume = match &request.status {
                 RestoreStatus::Pending => false,
                 RestoreStatus::InProgress { authority } if *authority == me => true,
-                RestoreStatus::InProgress { .. }
-                    if now.saturating_sub(request.updated_at) >= claim_timeout =>
-                {
+                RestoreStatus::InProgress { authority } => {
+                    let lapsed = now.saturating_sub(request.updated_at) >= claim_timeout;
+                    if !lapsed
+                        && self
+                            .registry
+                            .is_authority(&chain_account(authority))
+                            .await?
+                    {
+                        continue;
+                    }
                     false
                 }
                 _ => continue,

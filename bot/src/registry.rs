@@ -63,6 +63,11 @@ pub fn ink_account(value: &AccountId32) -> ink::primitives::AccountId {
     value.0.into()
 }
 
+/// The chain client's form of a contract's account.
+pub fn chain_account(value: &ink::primitives::AccountId) -> AccountId32 {
+    AccountId32(*value.as_ref())
+}
+
 /// Decodes a message's return value, `Result<T, ink::LangError>` on the wire.
 fn decode<T: Decode>(message: &str, data: &[u8]) -> Result<T> {
     let value = <core::result::Result<T, ink::LangError>>::decode(&mut &data[..])
@@ -322,6 +327,11 @@ impl<C: Chain> Registry<C> {
     /// Adds `authority` to the registry's authority set (the admin only).
     pub async fn add_authority(&mut self, authority: &AccountId32) -> Result<()> {
         self.call("add_authority", &[account(authority)]).await
+    }
+
+    /// Removes `authority` from the registry's authority set (the admin only).
+    pub async fn remove_authority(&mut self, authority: &AccountId32) -> Result<()> {
+        self.call("remove_authority", &[account(authority)]).await
     }
 
     /// Opts the caller's node `node_id` in for backups.

@@ -478,6 +478,23 @@ async fn a_lapsed_claim_of_another_authority_is_taken_over() {
     assert_eq!(report.fulfilled, [request_id], "{report:?}");
 }
 
+/// A request claimed by an account that is no longer an authority: the bot takes it over at
+/// once, without waiting for the claim to lapse.
+#[tokio::test]
+async fn a_claim_of_a_removed_authority_is_taken_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut world, request_id, _) = world_with_request(dir.path()).await;
+    let other = world.node.owner.clone();
+    world.bot.registry().add_authority(&other).await.unwrap();
+    let mut other_bot = Registry::new(world.owner.chain().as_account(other.clone()));
+    other_bot.claim_restore_request(request_id).await.unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert!(report.fulfilled.is_empty(), "{report:?}");
+    world.bot.registry().remove_authority(&other).await.unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.fulfilled, [request_id], "{report:?}");
+}
+
 /// A `keys/` folder that went away (unmounted, moved) between two passes: the bot creates no
 /// new identity in its place while the registry keeps snapshots sealed with the old one. The
 /// pass records nothing and says why, and a restarted bot refuses to start.
