@@ -157,6 +157,22 @@ macro_rules! dave_with_snapshot {
     }};
 }
 
+/// Dave asks for an early snapshot of `NODE` (`request_snapshot`), so that the next
+/// `add_snapshot` need not wait for his frequency: the sandbox's chain never moves on, so every
+/// snapshot of a backup after its first needs one (and on the node, blocks come one per
+/// transaction, far fewer than the owner's frequency).
+macro_rules! allow_early {
+    ($client:expr, $registry:expr) => {
+        submit!(
+            $client,
+            &ink_e2e::dave(),
+            $registry.request_snapshot(NODE.into())
+        )
+        .0
+        .expect("request_snapshot")
+    };
+}
+
 /// Instantiates the registry as alice with bob and charlie as authorities.
 macro_rules! deploy {
     ($client:expr, $config:expr) => {{
@@ -350,6 +366,7 @@ scenario! {
         opt_in!(client, registry, &ink_e2e::dave());
         let cap = u64::from(CONFIG.max_snapshots_per_backup);
         for n in 1..=cap + 1 {
+            allow_early!(client, registry);
             let (result, events) = submit!(
                 client,
                 &ink_e2e::bob(),
@@ -394,6 +411,7 @@ scenario! {
         charged += deposit(&dry_run!(client, &ink_e2e::dave(), create));
         submit!(client, &ink_e2e::dave(), create).0.unwrap();
         for n in 1..=2 {
+            allow_early!(client, registry);
             let add = registry.add_snapshot(NODE.into(), cid(n), String::new(), n, dave, n);
             charged += deposit(&dry_run!(client, &ink_e2e::bob(), add));
             submit!(client, &ink_e2e::bob(), add).0.unwrap();
@@ -454,6 +472,7 @@ scenario! {
             assert_eq!((pinned.owner, pinned.cid, pinned.pinned), (dave, cid(1), true));
         }
         for n in 2..=cap + 3 {
+            allow_early!(client, registry);
             submit!(
                 client,
                 &ink_e2e::bob(),
@@ -527,6 +546,7 @@ scenario! {
         let dave = account(AccountKeyring::Dave);
         opt_in!(client, registry, &ink_e2e::dave());
         for n in 1..=2 {
+            allow_early!(client, registry);
             submit!(
                 client,
                 &ink_e2e::bob(),
@@ -559,6 +579,7 @@ scenario! {
             cid(2)
         );
         assert_eq!(query!(client, registry.admin()), account(AccountKeyring::Alice));
+        allow_early!(client, registry);
         submit!(
             client,
             &ink_e2e::bob(),
@@ -581,6 +602,7 @@ scenario! {
             submit!(client, &ink_e2e::dave(), registry.restore_from_snapshot(cid(1))).0.unwrap();
         let cap = u64::from(CONFIG.max_snapshots_per_backup);
         for n in 2..=cap + 2 {
+            allow_early!(client, registry);
             let (result, events) = submit!(
                 client,
                 &ink_e2e::bob(),
@@ -900,6 +922,71 @@ mod claims_lapse {
     }
 }
 
+/// `$blocks` blocks go by on the node, one transaction each.
+macro_rules! let_blocks_pass {
+    ($client:expr, $registry:expr, $blocks:expr) => {
+        for _ in 0..$blocks {
+            submit!(
+                $client,
+                &ink_e2e::eve(),
+                $registry.set_backup_offchain_worker_frequency(600)
+            )
+            .0
+            .unwrap();
+        }
+    };
+}
+
+/// Snapshots of a backup come no sooner than its owner's frequency, or once earlier when the
+/// owner asks (`request_snapshot`). Node only, as it needs blocks to go by.
+mod snapshots_wait_for_the_frequency {
+    use super::*;
+
+    #[ink_e2e::test]
+    async fn node<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
+        let client = &mut client;
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let dave = dave_with_snapshot!(client, registry);
+        macro_rules! add {
+            ($n:expr) => {
+                registry.add_snapshot(NODE.into(), cid($n), String::new(), $n, dave, $n)
+            };
+        }
+        refused!(client, &ink_e2e::bob(), add!(2), Error::TooSoon);
+        submit!(
+            client,
+            &ink_e2e::dave(),
+            registry.set_backup_offchain_worker_frequency(CONFIG.min_frequency)
+        )
+        .0
+        .unwrap();
+        let (result, events) = submit!(
+            client,
+            &ink_e2e::dave(),
+            registry.request_snapshot(NODE.into())
+        );
+        assert_eq!(result, Ok(()));
+        let requested = event::<SnapshotRequested>(&events, 0).expect("the node reports events");
+        assert_eq!((requested.owner, requested.node_id.as_str()), (dave, NODE));
+        refused!(
+            client,
+            &ink_e2e::ferdie(),
+            registry.request_snapshot(NODE.into()),
+            Error::BackupNotFound
+        );
+        submit!(client, &ink_e2e::bob(), add!(2)).0.unwrap();
+        // One early snapshot only.
+        refused!(client, &ink_e2e::bob(), add!(3), Error::TooSoon);
+        let_blocks_pass!(client, registry, CONFIG.min_frequency);
+        submit!(client, &ink_e2e::bob(), add!(3)).0.unwrap();
+        let kept = query!(client, registry.snapshots(dave, NODE.into(), 0, 10)).unwrap();
+        assert_eq!(kept.len(), 3);
+        assert!(kept[2].block_number - kept[1].block_number >= CONFIG.min_frequency);
+        Ok(())
+    }
+}
+
 /// Claims pass on (node only, as they need blocks to go by; every submitted call, refused or
 /// not, is one block): the claimant renews before its claim lapses; once lapsed, the claimant
 /// may neither renew nor claim again for one more `claim_timeout`, while another authority may
@@ -908,21 +995,6 @@ mod claims_lapse {
 /// side, as a dry run sees the block before the one its transaction lands in.
 mod claims_pass_on {
     use super::*;
-
-    /// `$blocks` blocks go by, one transaction each.
-    macro_rules! let_blocks_pass {
-        ($client:expr, $registry:expr, $blocks:expr) => {
-            for _ in 0..$blocks {
-                submit!(
-                    $client,
-                    &ink_e2e::eve(),
-                    $registry.set_backup_offchain_worker_frequency(600)
-                )
-                .0
-                .unwrap();
-            }
-        };
-    }
 
     #[ink_e2e::test]
     async fn node<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {

@@ -151,6 +151,9 @@ mod backup_registry {
         /// a pin (retention never prunes it, and it does not count against retention) until
         /// the request closes.
         pub held: Option<SnapshotSeq>,
+        /// Whether the owner asked for a snapshot before its frequency has passed
+        /// (`request_snapshot`): the next `add_snapshot` may come early, and clears it.
+        pub snapshot_requested: bool,
         /// The backup's latest restore request, open or closed. Opening the next one removes
         /// it once closed, so a backup keeps at most one request (the events keep the history).
         pub latest_request: Option<RequestId>,
@@ -376,6 +379,9 @@ mod backup_registry {
         /// The claim lapsed already, or renewing it would hold the request more than
         /// `MAX_CLAIM_TIMEOUT` blocks from when it was claimed.
         ClaimNotRenewable,
+        /// The owner's backup frequency has not passed since the backup's latest snapshot, and
+        /// the owner asked for no early one (`request_snapshot`).
+        TooSoon,
     }
 
     /// Result of the registry's messages.
@@ -417,6 +423,17 @@ mod backup_registry {
         /// CID of the oldest snapshot, pruned to keep the retention limit (no longer
         /// restorable), if one was.
         pub pruned_cid: Option<String>,
+    }
+
+    /// An owner asked for a snapshot of a backup before its frequency has passed.
+    #[ink(event)]
+    pub struct SnapshotRequested {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
     }
 
     /// An existing backup received a new snapshot.
@@ -840,6 +857,7 @@ mod backup_registry {
                 next_seq: 0,
                 pins: Vec::new(),
                 held: None,
+                snapshot_requested: false,
                 latest_request: None,
             };
             self.backups.insert(backup_id, &backup);
@@ -868,6 +886,19 @@ mod backup_registry {
                 account,
                 frequency: new_frequency,
             });
+            Ok(())
+        }
+
+        /// Allows one snapshot of the caller's backup of `node_id` before its frequency has
+        /// passed: the bots take it on their next pass.
+        #[ink(message)]
+        pub fn request_snapshot(&mut self, node_id: String) -> Result<()> {
+            self.ensure_not_paused()?;
+            let owner = self.env().caller();
+            let (backup_id, mut backup) = self.backup_of(owner, &node_id)?;
+            backup.snapshot_requested = true;
+            self.backups.insert(backup_id, &backup);
+            self.env().emit_event(SnapshotRequested { owner, node_id });
             Ok(())
         }
 
@@ -1115,9 +1146,10 @@ mod backup_registry {
 
         /// Records snapshot `snapshot_cid` of `account_id`'s node `node_id` (authorities
         /// only), into the backup its owner created with `create_backup` (`BackupNotFound`
-        /// otherwise: no backup is ever opened without its owner). Prunes the oldest unpinned
-        /// snapshot beyond the retention limit and stamps the snapshot with the current block
-        /// and time.
+        /// otherwise: no backup is ever opened without its owner), once the owner's frequency
+        /// has passed since the backup's latest snapshot, or earlier once if the owner asked
+        /// (`request_snapshot`; `TooSoon` otherwise). Prunes the oldest unpinned snapshot beyond
+        /// the retention limit and stamps the snapshot with the current block and time.
         #[ink(message)]
         pub fn add_snapshot(
             &mut self,
@@ -1136,6 +1168,19 @@ mod backup_registry {
                 return Err(Error::CidAlreadyRecorded);
             }
             let (backup_id, mut backup) = self.backup_of(account_id, &node_id)?;
+            let now = self.env().block_number();
+            let latest_at = backup
+                .next_seq
+                .checked_sub(1)
+                .and_then(|latest| self.snapshots.get((backup_id, latest)))
+                .map(|latest| latest.block_number);
+            let too_soon = latest_at.is_some_and(|latest_at| {
+                now.saturating_sub(latest_at) < self.backup_frequency(account_id)
+            });
+            if too_soon && !backup.snapshot_requested {
+                return Err(Error::TooSoon);
+            }
+            backup.snapshot_requested = false;
             let seq = backup.next_seq;
             backup.next_seq = seq.checked_add(1).ok_or(Error::Overflow)?;
             let pruned = self.enforce_retention(backup_id, &mut backup);
@@ -1144,7 +1189,7 @@ mod backup_registry {
                 description,
                 size_bytes,
                 request_id,
-                block_number: self.env().block_number(),
+                block_number: now,
                 timestamp: self.env().block_timestamp(),
             };
             self.snapshots.insert((backup_id, seq), &snapshot);

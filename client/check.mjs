@@ -140,6 +140,11 @@ await refused(ferdie, 'addSnapshot', 'NotAuthorized', NODE, CID(9), '', 9, bob.a
 await refused(alice, 'addSnapshot', 'BackupNotFound', NODE, CID(9), '', 9, bob.address, 1);
 await call(bob, 'createBackup', NODE, 'laptop');
 for (const n of [1, 2, 3]) {
+  // Each snapshot after the first comes before bob's frequency: bob allows it.
+  if (n > 1) {
+    await refused(alice, 'addSnapshot', 'TooSoon', NODE, CID(n), '', n, bob.address, 1);
+    await call(bob, 'requestSnapshot', NODE);
+  }
   await call(alice, 'addSnapshot', NODE, CID(n), 'nightly', n, bob.address, 1000 * n);
 }
 await call(bob, 'setBackupOffchainWorkerFrequency', 600);
@@ -179,6 +184,7 @@ await call(bob, 'setBackupRecipient', NODE, null);
 // ---- Pins: kept beyond retention (2 here) ----
 await refused(charlie, 'pinSnapshot', 'NotBackupOwner', CID(2));
 await call(bob, 'pinSnapshot', CID(2));
+await call(bob, 'requestSnapshot', NODE);
 await call(alice, 'addSnapshot', NODE, CID(4), 'nightly', 4, bob.address, 4000);
 if ((await read('snapshots', bob.address, NODE, 0, 10)).ok.length !== 3) fail('pinned one kept');
 if ((await read('pinnedSnapshots', bob.address, NODE))[0]?.cid !== CID(2)) fail('CID(2) pinned');
@@ -198,6 +204,7 @@ await call(alice, 'claimRestoreRequest', failed);
 await call(alice, 'failRestoreRequest', failed, 'cid mismatch');
 const fulfilled = await call(bob, 'restoreLatestSnapshot', bob.address, NODE);
 await call(alice, 'claimRestoreRequest', fulfilled);
+await call(alice, 'renewClaim', fulfilled);
 await call(alice, 'fulfilRestoreRequest', fulfilled);
 await refused(alice, 'fulfilRestoreRequest', 'RestoreRequestAlreadyClosed', fulfilled);
 await read('restoreRequest', fulfilled);
@@ -214,6 +221,9 @@ await call(alice, 'setPaused', true);
 await refused(bob, 'createBackup', 'Paused', NODE, '');
 await call(alice, 'setPaused', false);
 await call(alice, 'setCode', bundle.source.hash);
+await call(alice, 'proposeAdmin', charlie.address);
+await call(alice, 'cancelAdminProposal');
+await refused(charlie, 'acceptAdmin', 'NotPendingAdmin');
 await call(alice, 'proposeAdmin', dave.address);
 await call(dave, 'acceptAdmin');
 if ((await read('admin')) !== dave.address) fail('admin did not move to dave');

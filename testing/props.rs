@@ -10,7 +10,7 @@
     clippy::cast_sign_loss
 )]
 
-use super::support::{cid, TEST_CONFIG as CONFIG};
+use super::support::{cid, TEST_CONFIG};
 use crate::backup_registry::*;
 use crate::{MAX_AUTHORITIES, MAX_GRANTS_PER_BACKUP, MAX_REASON_LEN};
 use ink::env::test;
@@ -19,6 +19,14 @@ use ink::primitives::AccountId;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::result::Result;
+
+/// The test limits, with the lowest frequency as the default: snapshots of a backup come
+/// every few steps, so sequences reach deep states, while owners who set a higher frequency
+/// meet `TooSoon`.
+const CONFIG: Config = Config {
+    default_frequency: TEST_CONFIG.min_frequency,
+    ..TEST_CONFIG
+};
 
 /// Cases run when `PROPTEST_CASES` is not set: a few minutes on 2 cores.
 const DEFAULT_CASES: u32 = 1024;
@@ -98,6 +106,10 @@ enum Op {
     SetFrequency {
         caller: usize,
         frequency: u32,
+    },
+    RequestSnapshot {
+        caller: usize,
+        node: usize,
     },
     Grant {
         caller: usize,
@@ -196,7 +208,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     let node = prop_oneof![6 => 0..3usize, 1 => 3..NODES.len()];
     let cid = prop_oneof![6 => 0..8usize, 1 => 8..CIDS, 1 => 10..12usize];
     let request = prop_oneof![6 => 0u64..4, 1 => 4u64..16, 1 => Just(u64::MAX)];
-    let frequency = prop_oneof![Just(0u32), 0u32..1_200, Just(u32::MAX)];
+    // The lowest frequency most often, so that snapshots come without waiting for long.
+    let frequency = prop_oneof![
+        1 => Just(0u32),
+        3 => Just(CONFIG.min_frequency),
+        2 => 0u32..1_200,
+        1 => Just(u32::MAX),
+    ];
     prop_oneof![
         4 => (owner.clone(), node.clone(), any::<bool>()).prop_map(|(caller, node, long)| {
             Op::CreateBackup { caller, node, long_description: long && node == 0 }
@@ -205,6 +223,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(caller, owner, node, cid)| Op::AddSnapshot { caller, owner, node, cid }),
         2 => (who.clone(), frequency)
             .prop_map(|(caller, frequency)| Op::SetFrequency { caller, frequency }),
+        10 => (owner.clone(), node.clone())
+            .prop_map(|(caller, node)| Op::RequestSnapshot { caller, node }),
         3 => (owner.clone(), node.clone(), who.clone())
             .prop_map(|(caller, node, grantee)| Op::Grant { caller, node, grantee }),
         2 => (owner.clone(), node.clone(), who.clone())
@@ -226,7 +246,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(caller, request, long_reason)| Op::Fail { caller, request, long_reason }),
         1 => (owner.clone(), node).prop_map(|(caller, node)| Op::DeleteBackup { caller, node }),
         3 => (owner.clone(), cid.clone()).prop_map(|(caller, cid)| Op::Pin { caller, cid }),
-        2 => (owner.clone(), cid).prop_map(|(caller, cid)| Op::Unpin { caller, cid }),
+        3 => (owner.clone(), cid).prop_map(|(caller, cid)| Op::Unpin { caller, cid }),
         1 => owner.prop_map(|caller| Op::DeleteUserStorage { caller }),
         3 => (admin.clone(), authority.clone())
             .prop_map(|(caller, account)| Op::AddAuthority { caller, account }),
@@ -238,7 +258,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(caller, account)| Op::ProposeAdmin { caller, account }),
         1 => admin.clone().prop_map(|caller| Op::CancelAdminProposal { caller }),
         1 => who.prop_map(|caller| Op::AcceptAdmin { caller }),
-        2 => (1u8..20).prop_map(|blocks| Op::AdvanceBlocks { blocks }),
+        3 => (1u8..40).prop_map(|blocks| Op::AdvanceBlocks { blocks }),
     ]
 }
 
@@ -288,6 +308,10 @@ struct ModelBackup {
     /// Protected CIDs retention went past (older than a snapshot it pruned): once released,
     /// they go at once, whatever room retention has.
     behind: BTreeSet<String>,
+    /// Block of the latest snapshot.
+    latest_at: Option<u32>,
+    /// Whether the owner asked for an early snapshot since.
+    snapshot_requested: bool,
     grantees: BTreeSet<AccountId>,
     recipient: Option<String>,
     latest_request: Option<u64>,
@@ -404,6 +428,14 @@ impl Model {
             requests: Vec::new(),
             now: 0,
         }
+    }
+
+    /// The backup frequency of `account`'s backups.
+    fn frequency(&self, account: AccountId) -> u32 {
+        self.frequencies
+            .get(&account)
+            .copied()
+            .unwrap_or(CONFIG.default_frequency)
     }
 
     fn owned_count(&self, owner: AccountId) -> u32 {
@@ -565,9 +597,27 @@ impl Model {
                     return Err(Error::CidAlreadyRecorded);
                 }
                 // Only into a backup its owner created: no backup without consent.
+                let frequency = self.frequency(key.0);
+                let now = self.now;
                 let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
+                // No sooner than the owner's frequency, unless the owner asked for one.
+                let too_soon = backup
+                    .latest_at
+                    .is_some_and(|latest_at| now - latest_at < frequency);
+                if too_soon && !backup.snapshot_requested {
+                    return Err(Error::TooSoon);
+                }
+                backup.snapshot_requested = false;
+                backup.latest_at = Some(now);
                 backup.cids.push_back(cid);
                 backup.apply_retention();
+                Ok(Value::Unit)
+            }
+            Op::RequestSnapshot { caller, node: n } => {
+                not_paused()?;
+                let key = (actor(caller), node(n));
+                let backup = self.backups.get_mut(&key).ok_or(Error::BackupNotFound)?;
+                backup.snapshot_requested = true;
                 Ok(Value::Unit)
             }
             Op::SetFrequency { caller, frequency } => {
@@ -861,6 +911,8 @@ impl Model {
             pinned: BTreeSet::new(),
             held: None,
             behind: BTreeSet::new(),
+            latest_at: None,
+            snapshot_requested: false,
             grantees: BTreeSet::new(),
             recipient: None,
             latest_request: None,
@@ -901,6 +953,10 @@ fn run_on_contract(registry: &mut BackupRegistry, op: &Op) -> Outcome {
         Op::SetFrequency { caller, frequency } => {
             set_caller(caller);
             unit(registry.set_backup_offchain_worker_frequency(frequency))
+        }
+        Op::RequestSnapshot { caller, node: n } => {
+            set_caller(caller);
+            unit(registry.request_snapshot(node(n)))
         }
         Op::Grant {
             caller,
@@ -1162,6 +1218,7 @@ fn check_state(
         prop_assert_eq!(pinned, model_pinned);
         prop_assert_eq!(backup.snapshot_count() as usize, kept.len());
         prop_assert_eq!(backup.latest_request, model_backup.latest_request);
+        prop_assert_eq!(backup.snapshot_requested, model_backup.snapshot_requested);
         let grantees = registry.grantees(key.0, key.1.clone());
         prop_assert_eq!(grantees.len(), model_backup.grantees.len());
         prop_assert_eq!(
@@ -1426,7 +1483,7 @@ fn generated_sequences_reach_every_success_path() {
         succeeded.contains_key(LAPSED_CLAIM_TAKEN),
         "no lapsed claim was ever taken over"
     );
-    assert_eq!(kinds.len(), 24, "every kind of step is generated");
+    assert_eq!(kinds.len(), 25, "every kind of step is generated");
 }
 
 proptest! {
@@ -1450,30 +1507,46 @@ proptest! {
 #[test]
 fn unpinning_behind_the_window_prunes_it_even_with_room() {
     let (owner, authority) = (3, 1);
-    let add = |cid| Op::AddSnapshot {
-        caller: authority,
-        owner,
-        node: 0,
-        cid,
+    // Each snapshot once the owner's (default) frequency has passed.
+    let add = |cid| {
+        [
+            Op::AdvanceBlocks {
+                blocks: CONFIG.default_frequency as u8,
+            },
+            Op::AddSnapshot {
+                caller: authority,
+                owner,
+                node: 0,
+                cid,
+            },
+        ]
     };
-    let mut ops = vec![Op::CreateBackup {
+    let pin = |cid| Op::Pin { caller: owner, cid };
+    let create = Op::CreateBackup {
         caller: owner,
         node: 0,
         long_description: false,
-    }];
-    ops.extend([add(0), add(1), add(2)]);
-    ops.push(Op::Pin {
-        caller: owner,
-        cid: 0,
-    });
-    ops.extend([add(3), add(4)]);
-    ops.push(Op::Pin {
-        caller: owner,
-        cid: 2,
-    });
-    ops.push(Op::Unpin {
-        caller: owner,
-        cid: 0,
-    });
+    };
+    let ops = [
+        vec![create],
+        [add(0), add(1), add(2)].concat(),
+        vec![pin(0)],
+        [add(3), add(4)].concat(),
+        vec![
+            pin(2),
+            Op::Unpin {
+                caller: owner,
+                cid: 0,
+            },
+        ],
+    ]
+    .concat();
+    let mut model = Model::new();
+    for op in &ops {
+        assert_eq!(model.apply(op), Ok(Value::Unit), "{op:?}");
+    }
+    let key = (actor(owner), node(0));
+    let kept: Vec<String> = model.backups[&key].cids.iter().cloned().collect();
+    assert_eq!(kept, [cid(2), cid(3), cid(4)]);
     run_sequence(&ops).unwrap();
 }

@@ -36,12 +36,14 @@ fn opt_in(registry: &mut BackupRegistry, owner: AccountId, node: &str) {
     registry.create_backup(node.into(), String::new()).unwrap();
 }
 
-/// `add_snapshot` by bob of django's `NODE`, which django opts in first if it has not yet.
+/// `add_snapshot` by bob of django's `NODE`, which django opts in first if it has not yet,
+/// once django's frequency has passed.
 fn add_snapshot(registry: &mut BackupRegistry, n: u64) -> Result<()> {
     let a = accounts();
     if registry.backup(a.django, NODE.into()).is_none() {
         opt_in(registry, a.django, NODE);
     }
+    advance_blocks(registry.backup_frequency(a.django));
     set_caller(a.bob);
     registry.add_snapshot(
         NODE.into(),
@@ -356,15 +358,83 @@ fn add_snapshot_records_into_the_owners_backup() {
             description: "nightly".into(),
             size_bytes: 1_002,
             request_id: 2,
-            block_number: 5,
-            timestamp: 1_700_000_000_000,
+            block_number: ink::env::block_number::<Env>(),
+            timestamp: ink::env::block_timestamp::<Env>(),
         }
     );
+    assert!(snapshot.block_number > 5 && snapshot.timestamp > 1_700_000_000_000);
     let (backup, by_cid) = registry.snapshot_by_cid(cid(2)).unwrap();
     assert_eq!((backup.owner, backup.node_id.as_str()), (a.django, NODE));
     assert_eq!(backup.description, "mine");
     assert_eq!(by_cid.cid, cid(2));
     assert_eq!(registry.backups_of(a.django).len(), 1);
+}
+
+/// An authority records a backup's snapshots no sooner than its owner's frequency, or once
+/// earlier when the owner asks (`request_snapshot`); a backup's first snapshot is never early.
+#[ink::test]
+fn snapshots_come_no_sooner_than_the_owners_frequency() {
+    let a = accounts();
+    let mut registry = registry();
+    add_snapshot(&mut registry, 1).unwrap();
+    set_caller(a.django);
+    registry.set_backup_offchain_worker_frequency(20).unwrap();
+    fn call(n: u64, owner: AccountId) -> impl FnOnce(&mut BackupRegistry) -> Result<()> {
+        move |r| r.add_snapshot(NODE.into(), cid(n), String::new(), n, owner, 1)
+    }
+    set_caller(a.bob);
+    advance_blocks(19);
+    assert_fails_unchanged(&mut registry, Error::TooSoon, call(2, a.django));
+    advance_blocks(1);
+    call(2, a.django)(&mut registry).unwrap();
+    assert_fails_unchanged(&mut registry, Error::TooSoon, call(3, a.django));
+
+    // The owner allows one early snapshot.
+    set_caller(a.django);
+    registry.request_snapshot(NODE.into()).unwrap();
+    let requested: SnapshotRequested = last_event();
+    assert_eq!(
+        (requested.owner, requested.node_id.as_str()),
+        (a.django, NODE)
+    );
+    assert!(
+        registry
+            .backup(a.django, NODE.into())
+            .unwrap()
+            .snapshot_requested
+    );
+    set_caller(a.bob);
+    call(3, a.django)(&mut registry).unwrap();
+    assert!(
+        !registry
+            .backup(a.django, NODE.into())
+            .unwrap()
+            .snapshot_requested
+    );
+    assert_fails_unchanged(&mut registry, Error::TooSoon, call(4, a.django));
+
+    // Only the owner asks, for a backup that exists, and not while paused.
+    for other in [a.eve, a.bob, a.frank] {
+        set_caller(other);
+        assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+            r.request_snapshot(NODE.into())
+        });
+    }
+    set_caller(a.alice);
+    registry.set_paused(true).unwrap();
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.request_snapshot(NODE.into())
+    });
+    set_caller(a.alice);
+    registry.set_paused(false).unwrap();
+
+    // Another backup's first snapshot comes at once.
+    opt_in(&mut registry, a.eve, OTHER_NODE);
+    set_caller(a.bob);
+    registry
+        .add_snapshot(OTHER_NODE.into(), cid(9), String::new(), 9, a.eve, 1)
+        .unwrap();
 }
 
 #[ink::test]

@@ -294,12 +294,7 @@ impl<C: Chain> Bot<C> {
         report: &mut PassReport,
     ) -> Result<()> {
         let key = node_key(node);
-        if self
-            .registry
-            .backup(&node.owner, &node.node_id)
-            .await?
-            .is_none()
-        {
+        let Some(backup) = self.registry.backup(&node.owner, &node.node_id).await? else {
             if self.reported_without_backup.insert(key) {
                 warn!(
                     node = %node.node_id,
@@ -310,7 +305,7 @@ impl<C: Chain> Bot<C> {
             }
             report.no_backup.push(node.node_id.clone());
             return Ok(());
-        }
+        };
         if self.reported_without_backup.remove(&key) {
             info!(node = %node.node_id, "its owner opted in: snapshots resume");
         }
@@ -321,9 +316,14 @@ impl<C: Chain> Bot<C> {
             .await?;
         let last_block = latest.as_ref().map(|snapshot| snapshot.block_number);
         let last = last_block.max(self.unchanged_at.get(&key).copied());
-        if !snapshot_due(now, last, frequency) {
+        // The owner may ask for one snapshot before its frequency has passed.
+        let requested = backup.snapshot_requested;
+        if !requested && !snapshot_due(now, last, frequency) {
             report.not_due.push(node.node_id.clone());
             return Ok(());
+        }
+        if requested {
+            info!(node = %node.node_id, "the owner asked for a snapshot (request_snapshot)");
         }
         let identity = self
             .identity_to_seal(node, true)?
@@ -361,8 +361,11 @@ impl<C: Chain> Bot<C> {
             warn!(node = %node.node_id, path = %skipped.path, "left out: {}", skipped.reason);
         }
         let manifest_sha256 = hex::encode(scanned.manifest.digest()?);
-        // Unchanged: same tree, same recipients as the latest snapshot on chain.
-        if cache.is_some_and(|cache| cache.describes(&manifest_sha256, &recipient_names)) {
+        // Unchanged: same tree, same recipients as the latest snapshot on chain (unless the
+        // owner asked for a snapshot: then it gets one, and its request is done).
+        if !requested
+            && cache.is_some_and(|cache| cache.describes(&manifest_sha256, &recipient_names))
+        {
             info!(node = %node.node_id, "content unchanged since the last snapshot");
             self.unchanged_at.insert(key, now);
             report.unchanged.push(node.node_id.clone());

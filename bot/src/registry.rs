@@ -334,6 +334,12 @@ impl<C: Chain> Registry<C> {
         self.call("remove_authority", &[account(authority)]).await
     }
 
+    /// Asks for one snapshot of the caller's backup of `node_id` before its frequency has
+    /// passed.
+    pub async fn request_snapshot(&mut self, node_id: &str) -> Result<()> {
+        self.call("request_snapshot", &[text(node_id)]).await
+    }
+
     /// Opts the caller's node `node_id` in for backups.
     pub async fn create_backup(&mut self, node_id: &str, description: &str) -> Result<()> {
         self.call("create_backup", &[text(node_id), text(description)])

@@ -78,10 +78,11 @@ async fn crafted_snapshot(
     root.to_string()
 }
 
-/// Records `cid` as a snapshot of the world's node (as the bot), and has the owner request a
-/// restore of it; returns the request's id.
+/// Records `cid` as a snapshot of the world's node (as the bot, once the owner allowed an
+/// early one), and has the owner request a restore of it; returns the request's id.
 async fn record_and_request(world: &mut DemoWorld, cid: &str) -> u64 {
     let owner = world.node.owner.clone();
+    world.owner.request_snapshot(DEMO_NODE).await.unwrap();
     world
         .bot
         .registry()
@@ -478,6 +479,34 @@ async fn a_lapsed_claim_of_another_authority_is_taken_over() {
     assert_eq!(report.fulfilled, [request_id], "{report:?}");
 }
 
+/// The owner's `request_snapshot` is honoured on the bot's next pass, before the frequency
+/// has passed and even with the content unchanged; then snapshots wait for the frequency again.
+#[tokio::test]
+async fn a_requested_snapshot_is_taken_on_the_next_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.not_due, [DEMO_NODE], "{report:?}");
+
+    world.owner.request_snapshot(DEMO_NODE).await.unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    let owner = world.node.owner.clone();
+    let backup = world
+        .owner
+        .backup(&owner, DEMO_NODE)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!backup.snapshot_requested);
+    assert_eq!(backup.snapshot_count(), 2);
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.not_due, [DEMO_NODE], "{report:?}");
+}
+
 /// A request claimed by an account that is no longer an authority: the bot takes it over at
 /// once, without waiting for the claim to lapse.
 #[tokio::test]
@@ -686,8 +715,9 @@ async fn a_submitted_snapshot_stays_pinned_while_it_may_still_land() {
 
     let report = world.bot.pass().await.unwrap();
     assert!(report.unpinned.is_empty(), "{report:?}");
-    // The first one's transaction lands now.
+    // The first one's transaction lands now (early, as the owner allows).
     let owner = world.node.owner.clone();
+    world.owner.request_snapshot(DEMO_NODE).await.unwrap();
     world
         .bot
         .registry()
