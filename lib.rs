@@ -212,11 +212,13 @@ mod backup_registry {
     #[ink::scale_derive(Encode, Decode, TypeInfo)]
     #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
     pub struct Snapshot {
-        /// IPFS CID of the snapshot's archive.
+        /// IPFS CID of the snapshot's root block (for the bot: its sealed manifest, which
+        /// names every other block).
         pub cid: String,
         /// Free text from the authority (may be empty).
         pub description: String,
-        /// Size of the archive in bytes, as reported by the authority.
+        /// Size of the snapshot in bytes (for the bot: all its blocks), as reported by the
+        /// authority.
         pub size_bytes: u64,
         /// The authority's own identifier of the backup run that produced it.
         pub request_id: u64,
@@ -418,7 +420,7 @@ mod backup_registry {
         pub seq: SnapshotSeq,
         /// The authority's identifier of the backup run.
         pub request_id: u64,
-        /// Size of the archive in bytes.
+        /// Size of the snapshot in bytes, as reported by the authority.
         pub size_bytes: u64,
         /// CID of the oldest snapshot, pruned to keep the retention limit (no longer
         /// restorable), if one was.

@@ -4,7 +4,7 @@
 //! trees share content. The model tracks which roots are pinned and which blocks each root
 //! references (its DAG, walked when it was made). After every step, each block a pinned root
 //! references is in the store; after every collection, nothing else is; at the end, every
-//! pinned snapshot restores.
+//! pinned snapshot restores to the files its backup held when it was taken.
 
 use backup_bot::bench::random_bytes;
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
@@ -12,7 +12,7 @@ use backup_bot::store::{ContentStore, LocalStore};
 use backup_bot::unixfs::{self, DAG_PB};
 use cid::Cid;
 use proptest::prelude::*;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -80,8 +80,19 @@ struct World {
     sources: Vec<PathBuf>,
     secrets: Vec<BackupSecret>,
     identity: age::x25519::Identity,
-    /// Pinned roots per backup, oldest first, with the blocks each references.
-    pinned: Vec<VecDeque<(Cid, BTreeSet<Cid>)>>,
+    /// Pinned roots per backup, oldest first, with the blocks each references and the files
+    /// (name, content number) it holds.
+    pinned: Vec<VecDeque<(Cid, BTreeSet<Cid>, Files)>>,
+    /// The files each backup's folder holds now.
+    files: Vec<Files>,
+}
+
+/// A backup folder's files: file number to content number.
+type Files = BTreeMap<usize, u8>;
+
+/// The name of file number `file` in a backup folder.
+fn file_name(file: usize) -> String {
+    format!("file-{file}")
 }
 
 impl World {
@@ -102,6 +113,7 @@ impl World {
             sources,
             identity,
             pinned: vec![VecDeque::new(), VecDeque::new()],
+            files: vec![Files::new(), Files::new()],
             _dir: dir,
         }
     }
@@ -115,7 +127,8 @@ impl World {
 
     async fn snapshot(&mut self, backup: usize, file: usize, number: u8) -> Cid {
         let source: &Path = &self.sources[backup];
-        fs::write(source.join(format!("file-{file}")), content(number)).unwrap();
+        fs::write(source.join(file_name(file)), content(number)).unwrap();
+        self.files[backup].insert(file, number);
         let node = format!("node-{backup}");
         let secret = &self.secrets[backup];
         let scanned = pipeline::scan(
@@ -139,7 +152,7 @@ impl World {
         self.pinned
             .iter()
             .flatten()
-            .flat_map(|(_, blocks)| blocks.iter().copied())
+            .flat_map(|(_, blocks, _)| blocks.iter().copied())
             .collect()
     }
 
@@ -157,7 +170,8 @@ impl World {
                 let root = self.snapshot(backup, file, content).await;
                 self.store.pin(&root).await.unwrap();
                 let blocks = referenced(self.local(), &root);
-                self.pinned[backup].push_back((root, blocks));
+                let files = self.files[backup].clone();
+                self.pinned[backup].push_back((root, blocks, files));
             }
             Step::CrashBeforePin {
                 backup,
@@ -167,12 +181,12 @@ impl World {
                 self.snapshot(backup, file, content).await;
             }
             Step::Prune { backup } => {
-                if let Some((root, _)) = self.pinned[backup].pop_front() {
+                if let Some((root, ..)) = self.pinned[backup].pop_front() {
                     self.unpin_if_unused(&root).await;
                 }
             }
             Step::Delete { backup } => {
-                for (root, _) in std::mem::take(&mut self.pinned[backup]) {
+                for (root, ..) in std::mem::take(&mut self.pinned[backup]) {
                     self.unpin_if_unused(&root).await;
                 }
             }
@@ -195,7 +209,7 @@ impl World {
     /// Unpins `root` unless another snapshot kept in the model has the same root (one pin
     /// per CID, as in IPFS).
     async fn unpin_if_unused(&self, root: &Cid) {
-        if !self.pinned.iter().flatten().any(|(kept, _)| kept == root) {
+        if !self.pinned.iter().flatten().any(|(kept, ..)| kept == root) {
             self.store.unpin(root).await.unwrap();
         }
     }
@@ -215,15 +229,22 @@ proptest! {
                 world.apply(step).await;
             }
             world.apply(&Step::Collect).await;
-            let mut restored = HashMap::new();
-            for (index, (root, _)) in world.pinned.iter().flatten().enumerate() {
+            for (index, (root, _, files)) in world.pinned.iter().flatten().enumerate() {
                 let target = world._dir.path().join(format!("restored-{index}"));
-                let stats = pipeline::restore(&world.store, root, &world.identity, None, &target)
+                pipeline::restore(&world.store, root, &world.identity, None, &target)
                     .await
                     .unwrap();
-                restored.insert(*root, stats.files);
+                let restored: BTreeSet<String> = fs::read_dir(&target)
+                    .unwrap()
+                    .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                    .collect();
+                let expected: BTreeSet<String> = files.keys().map(|file| file_name(*file)).collect();
+                assert_eq!(restored, expected, "the files of {root}");
+                for (file, number) in files {
+                    let bytes = fs::read(target.join(file_name(*file))).unwrap();
+                    assert!(bytes == content(*number), "{} of {root}", file_name(*file));
+                }
             }
-            assert_eq!(restored.len(), world.pinned.iter().flatten().map(|(r, _)| r).collect::<BTreeSet<_>>().len());
         });
     }
 }
