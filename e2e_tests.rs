@@ -173,6 +173,29 @@ macro_rules! allow_early {
     };
 }
 
+/// Dave opts `NODE` in, bob records `cid(1)` of it, dave requests its restore and bob claims
+/// the request; returns the request's id.
+macro_rules! claimed_by_bob {
+    ($client:expr, $registry:expr) => {{
+        dave_with_snapshot!($client, $registry);
+        let request_id = submit!(
+            $client,
+            &ink_e2e::dave(),
+            $registry.restore_from_snapshot(cid(1))
+        )
+        .0
+        .unwrap();
+        submit!(
+            $client,
+            &ink_e2e::bob(),
+            $registry.claim_restore_request(request_id)
+        )
+        .0
+        .unwrap();
+        request_id
+    }};
+}
+
 /// Instantiates the registry as alice with bob and charlie as authorities.
 macro_rules! deploy {
     ($client:expr, $config:expr) => {{
@@ -846,82 +869,6 @@ scenario! {
     }
 }
 
-/// Claims lapse after `claim_timeout` blocks. Node only: a node seals a block per
-/// transaction, while ink_e2e 5.1's sandbox client cannot move its chain on (the bot's
-/// in-process tests run the same rule on pallet-contracts with blocks built).
-mod claims_lapse {
-    use super::*;
-
-    #[ink_e2e::test]
-    async fn node<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
-        let client = &mut client;
-        let contract = deploy!(client, CONFIG);
-        let mut registry = contract.call_builder::<BackupRegistry>();
-        let charlie = account(AccountKeyring::Charlie);
-        dave_with_snapshot!(client, registry);
-        let request_id = submit!(
-            client,
-            &ink_e2e::dave(),
-            registry.restore_from_snapshot(cid(1))
-        )
-        .0
-        .unwrap();
-        submit!(
-            client,
-            &ink_e2e::bob(),
-            registry.claim_restore_request(request_id)
-        )
-        .0
-        .unwrap();
-        // Before the timeout: held by bob.
-        refused!(
-            client,
-            &ink_e2e::charlie(),
-            registry.claim_restore_request(request_id),
-            Error::RestoreRequestAlreadyClaimed
-        );
-        refused!(
-            client,
-            &ink_e2e::dave(),
-            registry.cancel_restore_request(request_id),
-            Error::RestoreRequestAlreadyClaimed
-        );
-        // `claim_timeout` blocks go by, one transaction each.
-        for _ in 0..CONFIG.claim_timeout {
-            submit!(
-                client,
-                &ink_e2e::eve(),
-                registry.set_backup_offchain_worker_frequency(600)
-            )
-            .0
-            .unwrap();
-        }
-        let (result, events) = submit!(
-            client,
-            &ink_e2e::charlie(),
-            registry.claim_restore_request(request_id)
-        );
-        assert_eq!(result, Ok(()));
-        let taken_over = RestoreStatus::InProgress { authority: charlie };
-        let updated = event::<RestoreRequestUpdated>(&events, 0).expect("the node reports events");
-        assert_eq!((updated.by, updated.status), (charlie, taken_over));
-        refused!(
-            client,
-            &ink_e2e::bob(),
-            registry.fulfil_restore_request(request_id),
-            Error::NotClaimant
-        );
-        submit!(
-            client,
-            &ink_e2e::charlie(),
-            registry.fulfil_restore_request(request_id)
-        )
-        .0
-        .unwrap();
-        Ok(())
-    }
-}
-
 /// `$blocks` blocks go by on the node, one transaction each.
 macro_rules! let_blocks_pass {
     ($client:expr, $registry:expr, $blocks:expr) => {
@@ -1012,22 +959,14 @@ mod claims_pass_on {
             account(AccountKeyring::Bob),
             account(AccountKeyring::Charlie),
         );
-        dave_with_snapshot!(client, registry);
-        let request_id = submit!(
+        // Claimed in block c.
+        let request_id = claimed_by_bob!(client, registry);
+        refused!(
             client,
             &ink_e2e::dave(),
-            registry.restore_from_snapshot(cid(1))
-        )
-        .0
-        .unwrap();
-        // Claimed in block c.
-        submit!(
-            client,
-            &ink_e2e::bob(),
-            registry.claim_restore_request(request_id)
-        )
-        .0
-        .unwrap();
+            registry.cancel_restore_request(request_id),
+            Error::RestoreRequestAlreadyClaimed
+        );
         refused!(
             client,
             &ink_e2e::charlie(),
@@ -1041,14 +980,14 @@ mod claims_pass_on {
             Error::NotAuthorized
         );
         let_blocks_pass!(client, registry, 5);
-        // Renewed in block c + 8.
+        // Renewed in block c + 9.
         let (result, events) = submit!(client, &ink_e2e::bob(), registry.renew_claim(request_id));
         assert_eq!(result, Ok(()));
         if let Some(renewed) = event::<RestoreRequestUpdated>(&events, 0) {
             let in_progress = RestoreStatus::InProgress { authority: bob };
             assert_eq!((renewed.by, renewed.status), (bob, in_progress));
         }
-        // Block c + 12: the first claim would have lapsed, the renewed one holds.
+        // Block c + 13: the first claim would have lapsed, the renewed one holds.
         let_blocks_pass!(client, registry, 3);
         refused!(
             client,
@@ -1056,7 +995,7 @@ mod claims_pass_on {
             registry.claim_restore_request(request_id),
             Error::RestoreRequestAlreadyClaimed
         );
-        // Blocks c + 23 and c + 24: lapsed, and bob may neither renew nor claim it again yet.
+        // Blocks c + 24 and c + 25: lapsed, and bob may neither renew nor claim it again yet.
         let_blocks_pass!(client, registry, timeout);
         refused!(
             client,
@@ -1070,7 +1009,7 @@ mod claims_pass_on {
             registry.claim_restore_request(request_id),
             Error::RestoreRequestAlreadyClaimed
         );
-        // Block c + 29: one more `claim_timeout` went by; bob's turn again.
+        // Block c + 30: one more `claim_timeout` went by; bob's turn again.
         let_blocks_pass!(client, registry, 4);
         submit!(
             client,
@@ -1093,6 +1032,12 @@ mod claims_pass_on {
                 RestoreStatus::InProgress { authority: charlie }
             );
         }
+        refused!(
+            client,
+            &ink_e2e::bob(),
+            registry.fulfil_restore_request(request_id),
+            Error::NotClaimant
+        );
         // Charlie is removed: bob claims its fresh claim at once.
         submit!(
             client,
@@ -1124,21 +1069,7 @@ mod claims_pass_on {
         };
         let contract = deploy!(client, longest);
         let mut registry = contract.call_builder::<BackupRegistry>();
-        let dave = dave_with_snapshot!(client, registry);
-        let request_id = submit!(
-            client,
-            &ink_e2e::dave(),
-            registry.restore_from_snapshot(cid(1))
-        )
-        .0
-        .unwrap();
-        submit!(
-            client,
-            &ink_e2e::bob(),
-            registry.claim_restore_request(request_id)
-        )
-        .0
-        .unwrap();
+        let request_id = claimed_by_bob!(client, registry);
         let_blocks_pass!(client, registry, 1);
         refused!(
             client,
@@ -1148,7 +1079,7 @@ mod claims_pass_on {
         );
         let request = query!(client, registry.restore_request(request_id)).unwrap();
         assert_eq!(request.status, RestoreStatus::InProgress { authority: bob });
-        assert!(query!(client, registry.backup(dave, NODE.into())).is_some());
+        assert_eq!(request.updated_at, request.claimed_at, "not renewed");
         Ok(())
     }
 }

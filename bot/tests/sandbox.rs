@@ -17,6 +17,7 @@ use backup_registry::RestoreStatus;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use subxt::utils::AccountId32;
 
 /// A world whose owner opted its node in (`create_backup`).
 async fn opted_in_world(work_dir: &Path) -> DemoWorld {
@@ -33,6 +34,18 @@ async fn world_with_request(work_dir: &std::path::Path) -> (DemoWorld, u64, Stri
     let cid = report.snapshots[0].cid.clone();
     let request_id = request_latest(&mut world).await;
     (world, request_id, cid)
+}
+
+/// A world with an open restore request that a second authority claimed (the owner's
+/// account, funded on this chain, serves as that authority); returns the world, the
+/// request's id and that authority.
+async fn claimed_by_another_authority(work_dir: &Path) -> (DemoWorld, u64, AccountId32) {
+    let (mut world, request_id, _) = world_with_request(work_dir).await;
+    let other = world.node.owner.clone();
+    world.bot.registry().add_authority(&other).await.unwrap();
+    let mut other_bot = Registry::new(world.owner.chain().as_account(other.clone()));
+    other_bot.claim_restore_request(request_id).await.unwrap();
+    (world, request_id, other)
 }
 
 /// Has the owner request a restore of the latest snapshot; returns the request's id.
@@ -456,12 +469,7 @@ async fn an_extra_recipient_restores_alone() {
 #[tokio::test]
 async fn a_lapsed_claim_of_another_authority_is_taken_over() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut world, request_id, _) = world_with_request(dir.path()).await;
-    // The owner's account (funded on this chain) serves as the second authority.
-    let other = world.node.owner.clone();
-    world.bot.registry().add_authority(&other).await.unwrap();
-    let mut other_bot = Registry::new(world.owner.chain().as_account(other.clone()));
-    other_bot.claim_restore_request(request_id).await.unwrap();
+    let (mut world, request_id, other) = claimed_by_another_authority(dir.path()).await;
     let timeout = world.owner.config().await.unwrap().claim_timeout;
 
     world.advance_blocks(timeout - 1);
@@ -512,11 +520,7 @@ async fn a_requested_snapshot_is_taken_on_the_next_pass() {
 #[tokio::test]
 async fn a_claim_of_a_removed_authority_is_taken_over_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut world, request_id, _) = world_with_request(dir.path()).await;
-    let other = world.node.owner.clone();
-    world.bot.registry().add_authority(&other).await.unwrap();
-    let mut other_bot = Registry::new(world.owner.chain().as_account(other.clone()));
-    other_bot.claim_restore_request(request_id).await.unwrap();
+    let (mut world, request_id, other) = claimed_by_another_authority(dir.path()).await;
     let report = world.bot.pass().await.unwrap();
     assert!(report.fulfilled.is_empty(), "{report:?}");
     world.bot.registry().remove_authority(&other).await.unwrap();
