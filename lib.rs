@@ -323,7 +323,7 @@ mod backup_registry {
         /// Only the proposed admin may accept the admin role; or no admin is proposed, so
         /// there is no proposal to cancel.
         NotPendingAdmin,
-        /// Writes are paused by the admin.
+        /// The admin paused the authorities and new commitments (`set_paused`).
         Paused,
         /// The account is already an authority.
         AuthorityAlreadyExists,
@@ -805,7 +805,7 @@ mod backup_registry {
 
         /// Pauses (`true`) or resumes (`false`) the authorities and every new commitment:
         /// creating backups, setting frequencies, granting, registering a recipient, requesting
-        /// restores and pinning (admin only). Owners may still leave while paused: delete
+        /// restores or early snapshots, and pinning (admin only). Owners may still leave while paused: delete
         /// backups, revoke access, clear the recipient, cancel requests and unpin.
         #[ink(message)]
         pub fn set_paused(&mut self, paused: bool) -> Result<()> {
