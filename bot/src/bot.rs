@@ -280,6 +280,7 @@ impl<C: Chain> Bot<C> {
                     removed_blocks = garbage.removed_blocks,
                     removed_bytes = garbage.removed_bytes,
                     kept_blocks = garbage.kept_blocks,
+                    young_blocks = garbage.young_blocks,
                     "embedded store collected"
                 );
             }

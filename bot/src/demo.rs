@@ -18,6 +18,7 @@ use backup_registry::RestoreStatus;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use subxt::utils::AccountId32;
 use subxt_signer::sr25519::dev;
 
@@ -53,7 +54,7 @@ pub fn write_sample_tree(root: &Path) -> Result<()> {
     fs::write(root.join("run.sh"), b"#!/bin/sh\n")?;
     fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o700))?;
     std::os::unix::fs::symlink("data/nested/deep.txt", root.join("latest"))?;
-    let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
     for file in ["README", "data/blob.bin", "data/nested/deep.txt", "run.sh"] {
         fs::File::options()
             .write(true)
@@ -109,14 +110,16 @@ impl DemoWorld {
         })
     }
 
-    /// A bot signing with `chain`'s caller, serving `node`, with its data in `data_dir`.
+    /// A bot signing with `chain`'s caller, serving `node`, with its data in `data_dir`. Its
+    /// store has no grace period: the demo's chain moves in seconds, so what a collection
+    /// removes shows at once.
     fn start_bot(
         chain: SandboxChain,
         store_dir: &Path,
         node: &ServedNode,
         data_dir: &Path,
     ) -> Result<Bot<SandboxChain>> {
-        let store = ContentStore::Local(LocalStore::open(store_dir)?);
+        let store = ContentStore::Local(LocalStore::open(store_dir)?.with_grace(Duration::ZERO));
         Bot::new(Registry::new(chain), store, vec![node.clone()], data_dir)
     }
 
@@ -253,7 +256,7 @@ pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
         "   prunes the first: the bot unpins it and the store removes the {} blocks ({} bytes)",
         garbage.removed_blocks, garbage.removed_bytes
     );
-    println!("   no kept snapshot needs.");
+    println!("   no kept snapshot needs (the demo's store has no grace period; a bot's keeps them an hour).");
 
     let bob = world.node.owner.clone();
     let request_id = world.owner.restore_latest_snapshot(&bob, DEMO_NODE).await?;

@@ -2,7 +2,7 @@
 //!
 //! The embedded [`LocalStore`] needs nothing installed: a directory of blocks named by CID and
 //! a directory of pins; [`LocalStore::collect_garbage`] removes every block no pinned root
-//! reaches. [`KuboStore`] talks to an IPFS node's HTTP RPC API (Kubo's, or any implementation
+//! reaches once it is older than a grace period. [`KuboStore`] talks to an IPFS node's HTTP RPC API (Kubo's, or any implementation
 //! of it, js-ipfs among them): `block/put`, `block/get`, `pin/add`, `pin/rm`, `pin/ls`; that
 //! node's own garbage collector reclaims what is unpinned. Both name blocks by the same CIDv1 (sha2-256), so
 //! blocks moved between them, or to any IPFS node, keep their CIDs.
@@ -13,7 +13,13 @@ use cid::Cid;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+/// How long the embedded store keeps a block no pinned root reaches, counted from when it
+/// was written. A pass interrupted before its pin leaves blocks no pin reaches; kept for an
+/// hour, the next pass finds them whole and does not write them again. (kopia likewise
+/// keeps unreferenced blobs for a while; restic keeps unreferenced packs until `prune`.)
+pub const GC_GRACE: Duration = Duration::from_secs(60 * 60);
 
 /// A place to put blocks, fetch them back by CID and pin the roots of snapshots.
 pub enum ContentStore {
@@ -112,6 +118,9 @@ pub struct GarbageReport {
     pub removed_bytes: u64,
     /// Blocks kept (reached from a pinned root).
     pub kept_blocks: u64,
+    /// Blocks no pinned root reaches, kept because they were written within the grace
+    /// period.
+    pub young_blocks: u64,
 }
 
 /// A directory holding one file per block (`blocks/CID`) and one empty file per pinned root
@@ -119,20 +128,30 @@ pub struct GarbageReport {
 pub struct LocalStore {
     blocks: PathBuf,
     pins: PathBuf,
+    /// How long a block no pinned root reaches is kept after it was written.
+    grace: Duration,
 }
 
 impl LocalStore {
-    /// A store in `root` (created if missing).
+    /// A store in `root` (created if missing), collecting with the [`GC_GRACE`] period.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
         let store = Self {
             blocks: root.join("blocks"),
             pins: root.join("pins"),
+            grace: GC_GRACE,
         };
         for dir in [&store.blocks, &store.pins] {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         Ok(store)
+    }
+
+    /// The same store, keeping blocks no pinned root reaches for `grace` instead (zero: the
+    /// next collection removes them).
+    pub fn with_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// Where the block named `cid` lives.
@@ -250,13 +269,15 @@ impl LocalStore {
         Ok(reached)
     }
 
-    /// Removes every block (and leftover partial write) that no pinned root reaches. Never
-    /// deletes on doubt: any pin or dag-pb block it cannot read and decode fails the whole
-    /// collection before anything is removed. Safe to interrupt: it only ever removes
-    /// unreachable blocks, and pins are taken before a snapshot is recorded, after its
-    /// blocks are stored and synced.
+    /// Removes every block (and leftover partial write) that no pinned root reaches and
+    /// that was written longer ago than the grace period. Never deletes on doubt: any pin or
+    /// dag-pb block it cannot read and decode fails the whole collection before anything is
+    /// removed, and so does a block whose age cannot be read. Safe to interrupt: it only
+    /// ever removes unreachable blocks, and pins are taken before a snapshot is recorded,
+    /// after its blocks are stored and synced.
     pub fn collect_garbage(&self) -> Result<GarbageReport> {
         let reachable = self.reachable()?;
+        let started = SystemTime::now();
         let mut report = GarbageReport::default();
         for entry in fs::read_dir(&self.blocks)? {
             let entry = entry?;
@@ -267,10 +288,18 @@ impl LocalStore {
                 report.kept_blocks += 1;
                 continue;
             }
-            let size = entry.metadata()?.len();
+            let meta = entry.metadata()?;
+            // A time in the future counts as young, as does an age within the grace.
+            let young = started
+                .duration_since(meta.modified()?)
+                .map_or(true, |age| age < self.grace);
+            if young {
+                report.young_blocks += 1;
+                continue;
+            }
             fs::remove_file(entry.path())?;
             report.removed_blocks += 1;
-            report.removed_bytes += size;
+            report.removed_bytes += meta.len();
         }
         Ok(report)
     }
@@ -531,7 +560,9 @@ mod tests {
     #[test]
     fn garbage_collection_with_an_unreadable_block_removes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = LocalStore::open(dir.path())
+            .unwrap()
+            .with_grace(Duration::ZERO);
         let (leaf, unreferenced) = (raw(b"leaf"), raw(b"unreferenced"));
         let link = |block: &Block| Link {
             cid: block.cid,
@@ -583,7 +614,9 @@ mod tests {
     #[test]
     fn garbage_collection_keeps_what_pins_reach() {
         let dir = tempfile::tempdir().unwrap();
-        let store = LocalStore::open(dir.path()).unwrap();
+        let store = LocalStore::open(dir.path())
+            .unwrap()
+            .with_grace(Duration::ZERO);
         let (kept, dropped) = (raw(b"kept"), raw(b"dropped"));
         let link = |block: &Block| Link {
             cid: block.cid,
@@ -606,5 +639,34 @@ mod tests {
         let mut expected = vec![kept.cid, root.cid];
         expected.sort();
         assert_eq!(left, expected);
+    }
+
+    /// A block no pin reaches stays while it is younger than the grace period (a pass
+    /// interrupted before its pin finds it again), and goes once older.
+    #[test]
+    fn unreferenced_blocks_stay_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let (recent, old) = (raw(b"written just now"), raw(b"written two hours ago"));
+        for block in [&recent, &old] {
+            store.put_block(block).unwrap();
+        }
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 60 * 60);
+        fs::File::options()
+            .write(true)
+            .open(store.path_of(&old.cid))
+            .and_then(|file| file.set_modified(two_hours_ago))
+            .unwrap();
+        let report = store.collect_garbage().unwrap();
+        assert_eq!(
+            (
+                report.removed_blocks,
+                report.young_blocks,
+                report.kept_blocks
+            ),
+            (1, 1, 0)
+        );
+        assert_eq!(report.removed_bytes, old.data.len() as u64);
+        assert_eq!(store.block_cids().unwrap(), [recent.cid]);
     }
 }

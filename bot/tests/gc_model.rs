@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -106,7 +107,11 @@ impl World {
             fs::create_dir_all(source).unwrap();
         }
         Self {
-            store: ContentStore::Local(LocalStore::open(dir.path().join("store")).unwrap()),
+            store: ContentStore::Local(
+                LocalStore::open(dir.path().join("store"))
+                    .unwrap()
+                    .with_grace(Duration::ZERO),
+            ),
             secrets: (0..2)
                 .map(|b| BackupSecret::derive(&identity, "owner", &format!("node-{b}")))
                 .collect(),
