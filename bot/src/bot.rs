@@ -480,9 +480,9 @@ impl<C: Chain> Bot<C> {
     /// Unpins the roots pinned under `key` (see [`node_key`]) that the registry no longer
     /// keeps. A root missing from `listed` (the backup's snapshots, read in pages that shift
     /// while an owner unpins or another authority adds) is unpinned only once the registry
-    /// confirms, by its CID, that it keeps no such snapshot, and never while an open restore
-    /// request names it, this pass recorded it, or it was submitted less than
-    /// [`SUBMITTED_GRACE_BLOCKS`] before block `now` and may still land.
+    /// confirms, by its CID at the finalized block, that it keeps no such snapshot, and never
+    /// while an open restore request names it, this pass recorded it, or it was submitted
+    /// less than [`SUBMITTED_GRACE_BLOCKS`] before block `now` and may still land.
     async fn unpin_unkept(
         &mut self,
         key: &str,
@@ -503,7 +503,7 @@ impl<C: Chain> Bot<C> {
             let cid = Cid::try_from(root.as_str())?;
             if listed.contains(&cid)
                 || recorded_now.contains(root.as_str())
-                || self.registry.snapshot_by_cid(&root).await?.is_some()
+                || self.registry.keeps_finalized(&root).await?
             {
                 // Recorded: no longer waiting to land.
                 if self.submitted.remove(&root).is_some() {

@@ -1,11 +1,12 @@
 //! Access to the registry contract on a chain, behind one small trait with two
-//! implementations: a live node over RPC (`subxt` through cargo-contract's
+//! implementations: a live node over RPC (`subxt`; transactions through cargo-contract's
 //! `contract-extrinsics`) and an in-process chain (pallet-contracts in `ink_sandbox`).
 //!
 //! Both take a message name and its arguments as text, and encode them with
 //! `contract-transcode` from the contract's metadata, exactly as `cargo contract call` does.
 
 use anyhow::{anyhow, bail, Context, Result};
+use contract_extrinsics::pallet_contracts_primitives::ContractExecResult;
 use contract_extrinsics::{
     CallCommandBuilder, ContractArtifacts, ContractMessageTranscoder, ExtrinsicOptsBuilder,
 };
@@ -17,6 +18,8 @@ use ink_sandbox::{
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
+use subxt::backend::{legacy::LegacyRpcMethods, rpc::RpcClient};
+use subxt::ext::codec::{Decode, Encode};
 use subxt::utils::AccountId32;
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::Keypair;
@@ -29,29 +32,55 @@ pub struct Outcome {
     pub reverted: bool,
 }
 
+/// The state of the chain a dry run reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
+    /// The best block: the newest state, which a fork may still replace.
+    Best,
+    /// The latest finalized block: a state no fork replaces, a little older.
+    Finalized,
+}
+
 /// A chain with the registry deployed, seen by one account.
 #[allow(async_fn_in_trait)]
 pub trait Chain {
     /// The account that signs this handle's calls.
     fn account(&self) -> AccountId32;
 
-    /// The number of the chain's latest block.
+    /// The number of the chain's latest finalized block.
     async fn block_number(&mut self) -> Result<u32>;
 
-    /// Runs `message` without committing anything and returns what it returned.
-    async fn dry_run(&mut self, message: &str, args: &[String]) -> Result<Outcome>;
+    /// Runs `message` on the state `at` without committing anything and returns what it
+    /// returned.
+    async fn dry_run(&mut self, message: &str, args: &[String], at: At) -> Result<Outcome>;
 
     /// Runs `message` in a transaction (after a successful dry run).
     async fn submit(&mut self, message: &str, args: &[String]) -> Result<()>;
 }
 
-/// The registry on a live node, reached over its RPC endpoint.
+/// The registry on a live node, reached over its RPC endpoint: one connection and one
+/// transcoder for every query.
 pub struct NodeChain {
     url: url::Url,
     contract: AccountId32,
     metadata: std::path::PathBuf,
     signer: Keypair,
     client: OnlineClient<PolkadotConfig>,
+    rpc: LegacyRpcMethods<PolkadotConfig>,
+    transcoder: ContractMessageTranscoder,
+}
+
+/// The arguments of the runtime API `ContractsApi_call` (pallet-contracts' dry run).
+#[derive(Encode)]
+struct CallRequest {
+    origin: AccountId32,
+    dest: AccountId32,
+    value: u128,
+    /// `None`: as much as a block allows.
+    gas_limit: Option<Weight>,
+    /// `None`: no limit.
+    storage_deposit_limit: Option<u128>,
+    input_data: Vec<u8>,
 }
 
 impl NodeChain {
@@ -63,19 +92,23 @@ impl NodeChain {
         metadata: &Path,
         signer: Keypair,
     ) -> Result<Self> {
-        let client = OnlineClient::<PolkadotConfig>::from_url(url)
+        let connecting = || format!("connecting to {}", crate::config::without_credentials(url));
+        let rpc_client = RpcClient::from_url(url).await.with_context(connecting)?;
+        let client = OnlineClient::<PolkadotConfig>::from_rpc_client(rpc_client.clone())
             .await
-            .with_context(|| {
-                format!("connecting to {}", crate::config::without_credentials(url))
-            })?;
-        ContractArtifacts::from_manifest_or_file(None, Some(&metadata.to_path_buf()))
-            .with_context(|| format!("loading contract metadata {}", metadata.display()))?;
+            .with_context(connecting)?;
+        let transcoder =
+            ContractArtifacts::from_manifest_or_file(None, Some(&metadata.to_path_buf()))
+                .and_then(|artifacts| artifacts.contract_transcoder())
+                .with_context(|| format!("loading contract metadata {}", metadata.display()))?;
         Ok(Self {
             url: url.parse()?,
             contract,
             metadata: metadata.to_path_buf(),
             signer,
             client,
+            rpc: LegacyRpcMethods::new(rpc_client),
+            transcoder,
         })
     }
 
@@ -104,9 +137,27 @@ impl Chain for NodeChain {
         Ok(self.client.blocks().at_latest().await?.number())
     }
 
-    async fn dry_run(&mut self, message: &str, args: &[String]) -> Result<Outcome> {
-        let exec = self.call_exec(message, args).await?;
-        let result = exec.call_dry_run().await?;
+    async fn dry_run(&mut self, message: &str, args: &[String], at: At) -> Result<Outcome> {
+        let request = CallRequest {
+            origin: self.account(),
+            dest: self.contract.clone(),
+            value: 0,
+            gas_limit: None,
+            storage_deposit_limit: None,
+            input_data: self.transcoder.encode(message, args)?,
+        };
+        let block = match at {
+            At::Best => None,
+            At::Finalized => Some(self.rpc.chain_get_finalized_head().await?),
+        };
+        let answer = self
+            .rpc
+            .state_call("ContractsApi_call", Some(&request.encode()), block)
+            .await
+            .with_context(|| format!("dry run of {message}"))?;
+        // The answer may carry fields newer than this client knows of, after the result.
+        let result = ContractExecResult::<u128>::decode(&mut answer.as_slice())
+            .with_context(|| format!("decoding the dry run of {message}"))?;
         let value = result
             .result
             .map_err(|error| anyhow!("dry run of {message} failed: {error:?}"))?;
@@ -251,7 +302,8 @@ impl Chain for SandboxChain {
         Ok(self.sandbox.borrow_mut().block_number())
     }
 
-    async fn dry_run(&mut self, message: &str, args: &[String]) -> Result<Outcome> {
+    /// Every block of the in-process chain is final: `at` reads the same state.
+    async fn dry_run(&mut self, message: &str, args: &[String], _at: At) -> Result<Outcome> {
         self.call(message, args, false)
     }
 

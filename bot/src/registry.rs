@@ -2,7 +2,7 @@
 //! `contract-transcode` parses (as `cargo contract call --args` takes them), and return values
 //! are decoded with the contract crate's own types.
 
-use crate::chain::Chain;
+use crate::chain::{At, Chain};
 use anyhow::{anyhow, Result};
 use backup_registry::{
     Backup, BackupId, Config, Error as ContractError, RequestId, RestoreRequest, Snapshot,
@@ -96,16 +96,21 @@ impl<C: Chain> Registry<C> {
         self.chain.account()
     }
 
-    /// Runs a query and decodes its value.
+    /// Runs a query on the best block and decodes its value.
     async fn query<T: Decode>(&mut self, message: &str, args: &[String]) -> Result<T> {
-        let outcome = self.chain.dry_run(message, args).await?;
+        self.query_at(message, args, At::Best).await
+    }
+
+    /// Runs a query on the state `at` and decodes its value.
+    async fn query_at<T: Decode>(&mut self, message: &str, args: &[String], at: At) -> Result<T> {
+        let outcome = self.chain.dry_run(message, args, at).await?;
         decode(message, &outcome.data)
     }
 
     /// Runs a message returning `Result<T, Error>`: dry run first, and submitted only if the
     /// contract accepts it. Returns the dry run's value.
     async fn call<T: Decode>(&mut self, message: &str, args: &[String]) -> Result<T> {
-        let outcome = self.chain.dry_run(message, args).await?;
+        let outcome = self.chain.dry_run(message, args, At::Best).await?;
         let result: core::result::Result<T, ContractError> = decode(message, &outcome.data)?;
         let value = result.map_err(Refused)?;
         if outcome.reverted {
@@ -223,10 +228,14 @@ impl<C: Chain> Registry<C> {
         ))
     }
 
-    /// The snapshot with CID `cid` (any spelling) and the backup holding it, if the registry
-    /// keeps it.
-    pub async fn snapshot_by_cid(&mut self, cid: &str) -> Result<Option<(Backup, Snapshot)>> {
-        self.query("snapshot_by_cid", &[text(cid)]).await
+    /// Whether the registry keeps a snapshot with CID `cid` (any spelling) at the latest
+    /// finalized block: a snapshot gone there is gone for good, whatever fork the best
+    /// block is on.
+    pub async fn keeps_finalized(&mut self, cid: &str) -> Result<bool> {
+        let kept: Option<(Backup, Snapshot)> = self
+            .query_at("snapshot_by_cid", &[text(cid)], At::Finalized)
+            .await?;
+        Ok(kept.is_some())
     }
 
     /// Every backup of `owner`.

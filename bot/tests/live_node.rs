@@ -131,6 +131,7 @@ async fn live_node_round_trip() {
         .unwrap()
         .cid;
     owner.delete_backup("node-b").await.unwrap();
+    node.wait_for_finality().await;
     let log = run_bot_once(&config);
     assert!(log.contains(&format!("cid={deleted}")), "{log}");
     assert!(

@@ -437,7 +437,9 @@ async fn kills_and_a_second_process_lose_nothing() {
                 assert_eq!(status.code(), Some(0), "round {round}: {text}");
             }
         }
-        // A clean pass after all that.
+        // A clean pass after all that, on a final chain (the bot unpins only what is gone
+        // at the finalized block).
+        chain_node.wait_for_finality().await;
         let (code, _, log) = node::bot_command(&["run", "--once"], &config);
         assert_eq!(code, Some(0), "round {round}: {log}");
 

@@ -6,18 +6,23 @@
 
 mod common;
 
-use backup_bot::bot;
+use backup_bot::bot::{self, Bot};
+use backup_bot::chain::{At, Chain, Outcome, SandboxChain};
+use backup_bot::config::ServedNode;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
 use backup_bot::registry::Registry;
 use backup_bot::state::{self, StateDir};
-use backup_bot::store::LocalStore;
+use backup_bot::store::{ContentStore, LocalStore};
 use backup_bot::tree;
+use backup_bot::unixfs::{Block, RAW};
 use backup_registry::RestoreStatus;
+use cid::Cid;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use subxt::utils::AccountId32;
+use subxt_signer::sr25519::dev;
 
 /// A world whose owner opted its node in (`create_backup`).
 async fn opted_in_world(work_dir: &Path) -> DemoWorld {
@@ -737,4 +742,138 @@ async fn a_submitted_snapshot_stays_pinned_while_it_may_still_land() {
     pipeline::restore(world.bot.store(), &root, &identity, None, &target)
         .await
         .unwrap();
+}
+
+/// The in-process chain, on which the owner unpins a snapshot just before the bot reads the
+/// second page of a backup's snapshots: the page shifts by one under the reader.
+struct ShiftingChain {
+    chain: SandboxChain,
+    /// The owner's handle and the CID it unpins, until it has.
+    unpin: Option<(Registry<SandboxChain>, String)>,
+}
+
+impl Chain for ShiftingChain {
+    fn account(&self) -> AccountId32 {
+        self.chain.account()
+    }
+
+    async fn block_number(&mut self) -> anyhow::Result<u32> {
+        self.chain.block_number().await
+    }
+
+    async fn dry_run(&mut self, message: &str, args: &[String], at: At) -> anyhow::Result<Outcome> {
+        // `snapshots(owner, node_id, offset, limit)` from offset 32: the second page.
+        if message == "snapshots" && args.get(2).is_some_and(|offset| offset == "32") {
+            if let Some((mut owner, cid)) = self.unpin.take() {
+                owner.unpin_snapshot(&cid).await?;
+            }
+        }
+        self.chain.dry_run(message, args, at).await
+    }
+
+    async fn submit(&mut self, message: &str, args: &[String]) -> anyhow::Result<()> {
+        self.chain.submit(message, args).await
+    }
+}
+
+/// Records a snapshot of content no bot stored, as another authority would, once the owner's
+/// frequency has passed; returns its CID.
+async fn add_foreign_snapshot(
+    authority: &mut Registry<SandboxChain>,
+    owner: &AccountId32,
+    n: u32,
+) -> String {
+    authority.chain().advance_blocks(10);
+    let cid = Block::new(RAW, format!("foreign {n}").into_bytes())
+        .unwrap()
+        .cid
+        .to_string();
+    authority
+        .add_snapshot(owner, DEMO_NODE, &cid, "", u64::from(n), 1)
+        .await
+        .unwrap();
+    cid
+}
+
+/// The bot's snapshot sits at index 32 of a backup's 41 kept snapshots (40 in the window, one
+/// pinned before it). While the bot reads the list, after its first page of 32 and before
+/// the second, the owner unpins the pinned one, which leaves the window and is pruned: the
+/// bot's snapshot moves to index 31 and is on neither page the bot read. The bot confirms by
+/// CID before unpinning, and keeps it.
+#[tokio::test]
+async fn a_page_shifted_by_a_concurrent_unpin_unpins_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = dev::alice().public_key().to_account_id();
+    let bob = dev::bob().public_key().to_account_id();
+    let config = "Config { max_snapshots_per_backup: 40, max_backups_per_account: 16, \
+                  min_frequency: 10, max_frequency: 5256000, default_frequency: 10, \
+                  claim_timeout: 600 }";
+    let admin = SandboxChain::deploy(
+        &common::bundle(),
+        alice.clone(),
+        &[bob.clone()],
+        "new",
+        &[format!("[{alice}]"), config.to_string()],
+    )
+    .unwrap();
+    let owner_handle = || Registry::new(admin.as_account(bob.clone()));
+    let mut owner = owner_handle();
+    owner.create_backup(DEMO_NODE, "").await.unwrap();
+    let mut other_authority = Registry::new(admin.as_account(alice.clone()));
+    let pinned = add_foreign_snapshot(&mut other_authority, &bob, 0).await;
+    owner.pin_snapshot(&pinned).await.unwrap();
+    for n in 1..32 {
+        add_foreign_snapshot(&mut other_authority, &bob, n).await;
+    }
+
+    let node = ServedNode {
+        node_id: DEMO_NODE.to_string(),
+        owner: bob.clone(),
+        source: dir.path().join("source"),
+        restore_to: dir.path().join("restored"),
+    };
+    demo::write_sample_tree(&node.source).unwrap();
+    let chain = ShiftingChain {
+        chain: admin.as_account(alice.clone()),
+        unpin: None,
+    };
+    let store = ContentStore::Local(LocalStore::open(dir.path().join("store")).unwrap());
+    let mut bot = Bot::new(
+        Registry::new(chain),
+        store,
+        vec![node],
+        &dir.path().join("bot"),
+    )
+    .unwrap();
+    admin.advance_blocks(10);
+    let report = bot.pass().await.unwrap();
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    let ours = report.snapshots[0].cid.clone();
+    for n in 33..41 {
+        add_foreign_snapshot(&mut other_authority, &bob, n).await;
+    }
+    let index_of_ours = |listed: &[backup_registry::Snapshot]| {
+        listed.iter().position(|snapshot| snapshot.cid == ours)
+    };
+    let listed = owner.snapshots(&bob, DEMO_NODE).await.unwrap();
+    assert_eq!((listed.len(), index_of_ours(&listed)), (41, Some(32)));
+
+    bot.registry().chain().unpin = Some((owner_handle(), pinned.clone()));
+    let report = bot.pass().await.unwrap();
+    assert!(
+        bot.registry().chain().unpin.is_none(),
+        "the owner unpinned during the pass"
+    );
+    let listed = owner.snapshots(&bob, DEMO_NODE).await.unwrap();
+    assert_eq!(
+        (listed.len(), index_of_ours(&listed)),
+        (40, Some(31)),
+        "the page shifted: ours was on neither page the bot read"
+    );
+    assert!(
+        report.unpinned.is_empty() && report.errors.is_empty(),
+        "{report:?}"
+    );
+    let root = Cid::try_from(ours.as_str()).unwrap();
+    assert!(bot.store().is_pinned(&root).await.unwrap());
 }

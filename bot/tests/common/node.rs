@@ -9,6 +9,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use subxt::backend::{legacy::LegacyRpcMethods, rpc::RpcClient};
 use subxt::PolkadotConfig;
 use subxt_signer::sr25519::{dev, Keypair};
 
@@ -54,6 +55,27 @@ impl DevNode {
             "the node did not start: {}",
             fs::read_to_string(&log).unwrap_or_default()
         );
+    }
+
+    /// Waits until the node has finalized its best block: it finalizes each block a second
+    /// after making it (`--finalize-delay-sec 1`), and the bot unpins a snapshot only once
+    /// it is gone at the finalized block.
+    pub async fn wait_for_finality(&self) {
+        let client = RpcClient::from_url(&self.url).await.unwrap();
+        let rpc = LegacyRpcMethods::<PolkadotConfig>::new(client);
+        let number_of = |hash| {
+            let rpc = &rpc;
+            async move { rpc.chain_get_header(hash).await.unwrap().unwrap().number }
+        };
+        for _ in 0..120 {
+            let best = number_of(None).await;
+            let finalized = number_of(Some(rpc.chain_get_finalized_head().await.unwrap())).await;
+            if finalized >= best {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("the node did not finalize its best block within 30 s");
     }
 }
 
