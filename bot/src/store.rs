@@ -13,6 +13,7 @@ use cid::Cid;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// How long the embedded store keeps a block no pinned root reaches, counted from when it
@@ -56,8 +57,9 @@ impl ContentStore {
     }
 
     /// Whether a block of a pinned snapshot, `cid` of `size` bytes, is still whole, before a
-    /// file cache reuses it. The embedded store checks the file's size (a pin there is a
-    /// marker, and a power cut or a hand can remove or truncate a block); an IPFS node keeps
+    /// file cache reuses it. The embedded store checks the file's size, and the bytes of a
+    /// block written since its last sync (a pin there is a marker, and a power cut or a hand
+    /// can remove, truncate or garble a block); an IPFS node keeps
     /// every block a recursive pin reaches, so it is not asked.
     pub fn pinned_block_whole(&self, cid: &Cid, size: u64) -> Result<bool> {
         match self {
@@ -123,22 +125,44 @@ pub struct GarbageReport {
     pub young_blocks: u64,
 }
 
-/// A directory holding one file per block (`blocks/CID`) and one empty file per pinned root
-/// (`pins/CID`).
+/// A directory holding one file per block (`blocks/CID`), one empty file per pinned root
+/// (`pins/CID`), and an empty file (`synced`) touched after each sync.
 pub struct LocalStore {
     blocks: PathBuf,
     pins: PathBuf,
+    synced: PathBuf,
+    /// When the last sync ended (the mtime of `synced`), in nanoseconds since the epoch;
+    /// zero before the first.
+    synced_at: AtomicU64,
     /// How long a block no pinned root reaches is kept after it was written.
     grace: Duration,
+}
+
+/// Nanoseconds from the epoch to `time` (zero before it).
+fn nanos_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 impl LocalStore {
     /// A store in `root` (created if missing), collecting with the [`GC_GRACE`] period.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref();
+        let synced = root.join("synced");
+        let synced_at = match fs::metadata(&synced) {
+            Ok(meta) => nanos_since_epoch(meta.modified()?),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", synced.display()))
+            }
+        };
         let store = Self {
             blocks: root.join("blocks"),
             pins: root.join("pins"),
+            synced,
+            synced_at: AtomicU64::new(synced_at),
             grace: GC_GRACE,
         };
         for dir in [&store.blocks, &store.pins] {
@@ -180,17 +204,30 @@ impl LocalStore {
         Ok(total)
     }
 
-    /// Whether the block `cid` is there with `size` bytes.
+    /// Whether the block `cid` is there, whole, with `size` bytes. A block written since the
+    /// last sync is in doubt (a power cut can leave a file its full size with other bytes
+    /// in it): it is read and checked against its CID. A synced one is trusted by its size.
     fn holds_whole(&self, cid: &Cid, size: u64) -> Result<bool> {
-        match fs::symlink_metadata(self.path_of(cid)) {
-            Ok(meta) => Ok(meta.is_file() && meta.len() == size),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(error) => Err(error).with_context(|| format!("reading block {cid}")),
+        let meta = match fs::symlink_metadata(self.path_of(cid)) {
+            Ok(meta) => meta,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error).with_context(|| format!("reading block {cid}")),
+        };
+        if !meta.is_file() || meta.len() != size {
+            return Ok(false);
         }
+        if nanos_since_epoch(meta.modified()?) < self.synced_at.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        Ok(self
+            .get_block(cid)
+            .and_then(|bytes| Block::verified(cid, bytes))
+            .is_ok())
     }
 
-    /// Stores `block` unless a whole copy is there (a block cut short by a power cut is
-    /// written again); returns whether it wrote it. Durable only after [`LocalStore::sync`].
+    /// Stores `block` unless a whole copy is there (a block cut short or garbled by a power
+    /// cut is written again); returns whether it wrote it. Durable only after
+    /// [`LocalStore::sync`].
     fn put_block(&self, block: &Block) -> Result<bool> {
         let target = self.path_of(&block.cid);
         if self.holds_whole(&block.cid, block.data.len() as u64)? {
@@ -210,10 +247,19 @@ impl LocalStore {
     }
 
     /// Syncs the file system holding the blocks (`syncfs`: one call for every block written,
-    /// with their directory entries).
+    /// with their directory entries), then touches `synced`: every block older than it is
+    /// durable.
     fn sync(&self) -> Result<()> {
         let blocks = fs::File::open(&self.blocks)?;
-        rustix::fs::syncfs(&blocks).with_context(|| format!("syncing {}", self.blocks.display()))
+        rustix::fs::syncfs(&blocks)
+            .with_context(|| format!("syncing {}", self.blocks.display()))?;
+        let marker = fs::File::create(&self.synced)
+            .with_context(|| format!("writing {}", self.synced.display()))?;
+        let now = SystemTime::now();
+        marker.set_modified(now)?;
+        self.synced_at
+            .store(nanos_since_epoch(now), Ordering::Relaxed);
+        Ok(())
     }
 
     fn pin(&self, root: &Cid) -> Result<()> {
@@ -540,6 +586,25 @@ mod tests {
         let bytes = store.get_block(&block.cid).unwrap();
         assert_eq!(Block::verified(&block.cid, bytes).unwrap(), block);
         assert!(store.get_block(&raw(b"never stored").cid).is_err());
+    }
+
+    /// A power cut can leave a block written before it its full size, with zeros in it: until
+    /// the store is synced, such a block is checked against its CID before it is trusted.
+    #[test]
+    fn a_garbled_block_written_since_the_last_sync_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let block = raw(b"a block a power cut garbled");
+        assert!(store.put_block(&block).unwrap());
+        fs::write(store.path_of(&block.cid), vec![0; block.data.len()]).unwrap();
+        assert!(store.put_block(&block).unwrap(), "rewritten");
+        assert_eq!(store.get_block(&block.cid).unwrap(), block.data);
+        store.sync().unwrap();
+        assert!(!store.put_block(&block).unwrap(), "whole and synced");
+        let reopened = LocalStore::open(dir.path()).unwrap();
+        assert!(reopened
+            .holds_whole(&block.cid, block.data.len() as u64)
+            .unwrap());
     }
 
     #[test]
