@@ -59,7 +59,7 @@ const NONCE_LEN: usize = 24;
 const BLOCK_OVERHEAD: u64 = NONCE_LEN as u64 + 16;
 /// The manifest format this code writes: 3 keeps symbolic links, permission bits,
 /// modification times and names that are not UTF-8.
-pub const MANIFEST_FORMAT: u32 = 3;
+pub const MANIFEST_FORMAT: u32 = 4;
 /// The oldest manifest format this code reads (2: folders and files, execute bits only).
 const OLDEST_MANIFEST_FORMAT: u32 = 2;
 /// Smallest page of the manifest's entry list (but for the last).
@@ -270,6 +270,10 @@ pub struct ManifestEntry {
     /// For a symbolic link, its target's bytes in hex (restored as a link, never followed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_hex: Option<String>,
+    /// For a second name of a file (a hard link), the path bytes in hex of the file's first
+    /// name in the snapshot, an earlier entry; restored as a hard link to it (format 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_link_hex: Option<String>,
     /// Whether any execute bit is set (what format 2 kept: restored 0755, else 0644).
     #[serde(default)]
     pub executable: bool,
@@ -288,6 +292,14 @@ pub struct ManifestEntry {
 }
 
 impl ManifestEntry {
+    /// The entry of the listed `entry`, another name of the file first named `first`.
+    fn hard_link(entry: &TreeEntry, first: &[u8]) -> Self {
+        Self {
+            hard_link_hex: Some(hex::encode(first)),
+            ..Self::of(entry, Vec::new())
+        }
+    }
+
     /// The entry of the listed `entry`, whose content is `chunks`.
     fn of(entry: &TreeEntry, chunks: Vec<ChunkRef>) -> Self {
         let (path, path_hex) = match std::str::from_utf8(&entry.relative) {
@@ -303,6 +315,7 @@ impl ManifestEntry {
             path_hex,
             dir: entry.kind == EntryKind::Dir,
             link_hex,
+            hard_link_hex: None,
             executable: entry.mode & 0o111 != 0,
             mode: Some(entry.mode),
             mtime_ns: Some(entry.mtime_ns),
@@ -401,6 +414,8 @@ pub struct SnapshotStats {
     pub directories: u64,
     /// Symbolic links in the tree.
     pub symlinks: u64,
+    /// Second and later names of files in the tree (hard links), kept as links.
+    pub hard_links: u64,
     /// Entries left out (see [`Scanned::skipped`]).
     pub skipped: u64,
     /// Bytes of file content in the tree.
@@ -509,8 +524,19 @@ pub async fn scan(
     let mut stats = SnapshotStats::default();
     let mut cache = FileCache::new();
     let mut manifest_entries = Vec::with_capacity(entries.len());
+    // Files with more than one name, by device and inode: the first name kept, and its stamp.
+    let mut first_names: HashMap<(u64, u64), (Vec<u8>, FileStamp)> = HashMap::new();
     for entry in entries {
         progress.inc(entry.size());
+        let file = (entry.stamp.device, entry.stamp.inode);
+        if let Some((first, stamp)) = first_names.get(&file) {
+            // The same file, unchanged since its first name was read: a link to it.
+            if *stamp == entry.stamp {
+                stats.hard_links += 1;
+                manifest_entries.push(ManifestEntry::hard_link(&entry, first));
+                continue;
+            }
+        }
         let chunks = match &entry.kind {
             EntryKind::Dir => {
                 stats.directories += 1;
@@ -545,6 +571,9 @@ pub async fn scan(
                 };
                 stats.files += 1;
                 stats.content_bytes += size;
+                if entry.links > 1 {
+                    first_names.insert(file, (entry.relative.clone(), entry.stamp));
+                }
                 if entry.stamp.mtime_ns < settled_before {
                     let stamp = entry.stamp;
                     cache.insert(
@@ -850,6 +879,8 @@ pub struct RestoreStats {
     pub directories: u64,
     /// Symbolic links restored.
     pub symlinks: u64,
+    /// Hard links restored (second and later names of a file).
+    pub hard_links: u64,
     /// Bytes of file content restored.
     pub content_bytes: u64,
 }
@@ -983,8 +1014,14 @@ fn check_sizes(manifest: &Manifest, target: &Path) -> Result<()> {
     let mut total = 0u64;
     for entry in &manifest.entries {
         let listed: u64 = entry.chunks.iter().map(|chunk| u64::from(chunk.len)).sum();
+        // A hard link takes no space: its size is its first name's, checked when it is made.
+        let size = if entry.hard_link_hex.is_some() {
+            0
+        } else {
+            entry.size
+        };
         ensure!(
-            listed == entry.size,
+            listed == size,
             Invalid::new(format!("{} has the wrong size", entry.path))
         );
         total = total.saturating_add(listed);
@@ -1024,10 +1061,25 @@ async fn write_tree(
         node_id: manifest.node_id.clone(),
         ..RestoreStats::default()
     };
+    // The size of every file written so far, by path: what a hard link may name.
+    let mut written: HashMap<Vec<u8>, u64> = HashMap::new();
     for entry in &manifest.entries {
         let path = entry.path_bytes()?;
         tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
         let mode = entry.permissions();
+        if let Some(first) = &entry.hard_link_hex {
+            let first = hex::decode(first).map_err(|_| invalid("hard link path is not hex"))?;
+            ensure!(
+                written.get(&first) == Some(&entry.size),
+                Invalid::new(format!(
+                    "{} names no file of its size written before it",
+                    entry.path
+                ))
+            );
+            staging.create_hard_link(&path, &first)?;
+            stats.hard_links += 1;
+            continue;
+        }
         if entry.dir {
             staging.create_dir(&path, mode, entry.mtime_ns)?;
             stats.directories += 1;
@@ -1050,6 +1102,7 @@ async fn write_tree(
             progress.inc(plaintext.len() as u64);
         }
         Staging::finish_file(&file, mode, entry.mtime_ns)?;
+        written.insert(path, entry.size);
         stats.files += 1;
         stats.content_bytes += entry.size;
     }
@@ -1305,6 +1358,62 @@ mod tests {
                 .contains(".restoring-")
         });
         assert!(!staging_left, "the staging folder is removed");
+    }
+
+    /// Names of one file in the tree come back as names of one file. Listed in byte order,
+    /// `data/small.2` is the first name of `small.txt`'s file. A file whose other name is
+    /// outside the tree comes back as a plain file.
+    #[tokio::test]
+    async fn hard_links_are_restored_as_hard_links() {
+        use std::os::unix::fs::MetadataExt;
+        let fixture = fixture();
+        let source = &fixture.source;
+        fs::hard_link(source.join("small.txt"), source.join("data/small.2")).unwrap();
+        fs::hard_link(source.join("small.txt"), source.join("small.3")).unwrap();
+        fs::hard_link(source.join("run.sh"), fixture.root.join("outside")).unwrap();
+        let (root, scanned, stats) = fixture.snapshot().await;
+        assert_eq!((stats.files, stats.hard_links), (3, 2));
+        assert!(
+            chunks_of(&scanned, "small.txt").is_empty(),
+            "not stored twice"
+        );
+        let target = fixture.root.join("restored");
+        let restored = fixture.restore(&root, &target).await.unwrap();
+        assert_eq!((restored.files, restored.hard_links), (3, 2));
+        assert_eq!(tree::first_difference(source, &target).unwrap(), None);
+        let inode = |path: &str| fs::metadata(target.join(path)).unwrap().ino();
+        assert_eq!(inode("small.txt"), inode("data/small.2"));
+        assert_eq!(inode("small.3"), inode("data/small.2"));
+        assert_eq!(fs::metadata(target.join("run.sh")).unwrap().nlink(), 1);
+    }
+
+    /// A hard link must name a file written before it, of its size: not a later entry, not
+    /// a folder, not a path outside the snapshot.
+    #[tokio::test]
+    async fn a_hard_link_to_no_earlier_file_is_refused() {
+        let fixture = fixture();
+        let (_, scanned, _) = fixture.snapshot().await;
+        for first in ["small.txt", "data", "../outside"] {
+            let mut edited = fixture.scan(&scanned.cache).await;
+            let entry = edited
+                .manifest
+                .entries
+                .iter_mut()
+                .find(|entry| entry.path == "run.sh")
+                .unwrap();
+            entry.hard_link_hex = Some(hex::encode(first));
+            entry.chunks.clear();
+            entry.size = 11;
+            let (root, _) = seal(&fixture.store, &edited, &[fixture.identity.to_public()])
+                .await
+                .unwrap();
+            assert_refused(
+                &fixture,
+                &root,
+                "names no file of its size written before it",
+            )
+            .await;
+        }
     }
 
     #[tokio::test]

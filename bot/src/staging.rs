@@ -217,6 +217,14 @@ impl Staging {
         })
     }
 
+    /// Opens the folder `path` of the staging folder, through no symbolic link.
+    fn open_dir(&self, path: &[u8]) -> rustix::io::Result<OwnedFd> {
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat2(&self.root, path, flags, Mode::empty(), resolve)
+    }
+
     /// The folder `path`'s entry goes in, and its name there.
     fn dir_of<'a>(&mut self, path: &'a [u8]) -> Result<(&OwnedFd, &'a [u8])> {
         let Some(slash) = path.iter().rposition(|byte| *byte == b'/') else {
@@ -225,10 +233,8 @@ impl Staging {
         let (dir_path, name) = (&path[..slash], &path[slash + 1..]);
         let cached = matches!(&self.last_dir, Some((cached, _)) if cached == dir_path);
         if !cached {
-            let resolve =
-                ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let dir = rustix::fs::openat2(&self.root, dir_path, flags, Mode::empty(), resolve)
+            let dir = self
+                .open_dir(dir_path)
                 .map_err(|error| bad_entry(error, path, "opening the folder of"))?;
             self.last_dir = Some((dir_path.to_vec(), dir));
         }
@@ -261,6 +267,23 @@ impl Staging {
         Ok(())
     }
 
+    /// Makes `path` a second name of the file `first`, made before in this folder: a hard
+    /// link, through no symbolic link.
+    pub fn create_hard_link(&mut self, path: &[u8], first: &[u8]) -> Result<()> {
+        let (first_dir, first_name) = match first.iter().rposition(|byte| *byte == b'/') {
+            Some(slash) => {
+                let dir = self
+                    .open_dir(&first[..slash])
+                    .map_err(|error| bad_entry(error, first, "opening the folder of"))?;
+                (dir, &first[slash + 1..])
+            }
+            None => (self.root.try_clone()?, first),
+        };
+        let (dir, name) = self.dir_of(path)?;
+        rustix::fs::linkat(&first_dir, first_name, dir, name, AtFlags::empty())
+            .map_err(|error| bad_entry(error, path, "creating"))
+    }
+
     /// Makes the empty file `path` (mode 0600 until [`Staging::finish_file`]).
     pub fn create_file(&mut self, path: &[u8]) -> Result<File> {
         let (dir, name) = self.dir_of(path)?;
@@ -284,12 +307,8 @@ impl Staging {
     /// `target` in one step and removes what was there.
     pub fn replace(mut self, target: &Path) -> Result<()> {
         self.last_dir = None;
-        let resolve =
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         for (path, mode, mtime) in self.dirs.iter().rev() {
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let dir =
-                rustix::fs::openat2(&self.root, path.as_slice(), flags, Mode::empty(), resolve)?;
+            let dir = self.open_dir(path)?;
             rustix::fs::fchmod(&dir, Mode::from_raw_mode(mode & 0o777))?;
             if let Some(mtime) = mtime {
                 rustix::fs::futimens(&dir, &timespec(*mtime))?;

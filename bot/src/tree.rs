@@ -14,6 +14,7 @@
 use anyhow::{bail, Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
+use std::collections::HashMap;
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -88,8 +89,10 @@ pub struct TreeEntry {
     /// Modification time, nanoseconds since the epoch.
     pub mtime_ns: i64,
     /// What tells whether the entry changed (its device and inode also tell that a file
-    /// opened later is the one listed).
+    /// opened later is the one listed, and which entries are names of one file).
     pub stamp: FileStamp,
+    /// Number of names the file has (hard links), in the tree or outside it.
+    pub links: u64,
 }
 
 impl TreeEntry {
@@ -267,6 +270,8 @@ fn list_dir(listing: &mut Listing, dir: &OwnedFd, relative: &[u8], depth: usize)
             mode: stat.st_mode & 0o7777,
             mtime_ns: i64::try_from(stamp.mtime_ns).unwrap_or(0),
             stamp,
+            #[allow(clippy::useless_conversion)]
+            links: stat.st_nlink.into(),
         };
         if entry.kind != EntryKind::Dir {
             listing.entries.push(entry);
@@ -335,10 +340,14 @@ pub fn safe_relative_path(path: &[u8]) -> Result<&[u8]> {
 }
 
 /// Whether two trees hold the same entries with the same kinds, permission bits, modification
-/// times, link targets and bytes; returns the first difference found.
+/// times, link targets, bytes and hard links (which names are one file); returns the first
+/// difference found.
 pub fn first_difference(left: &Path, right: &Path) -> Result<Option<String>> {
     let left_tree = list_tree(left)?;
     let right_tree = list_tree(right)?;
+    // For each file, the first path in the tree naming the same file: the hard links.
+    let mut left_names = HashMap::new();
+    let mut right_names = HashMap::new();
     if left_tree.entries.len() != right_tree.entries.len() {
         return Ok(Some(format!(
             "{} entries against {}",
@@ -381,6 +390,16 @@ pub fn first_difference(left: &Path, right: &Path) -> Result<Option<String>> {
             };
             if read(&left_tree, a)? != read(&right_tree, b)? {
                 return Ok(Some(format!("content of {}", a.display())));
+            }
+            let first_name = |names: &mut HashMap<(u64, u64), Vec<u8>>, entry: &TreeEntry| {
+                let file = (entry.stamp.device, entry.stamp.inode);
+                names
+                    .entry(file)
+                    .or_insert_with(|| entry.relative.clone())
+                    .clone()
+            };
+            if first_name(&mut left_names, a) != first_name(&mut right_names, b) {
+                return Ok(Some(format!("hard links of {}", a.display())));
             }
         }
     }
@@ -639,6 +658,22 @@ mod tests {
             first_difference(root.path(), other.path()).unwrap(),
             Some("content of data/blob.bin".to_string())
         );
+        fs::copy(
+            root.path().join("data/blob.bin"),
+            other.path().join("data/blob.bin"),
+        )
+        .unwrap();
+        // A second name of README on one side, a copy of it on the other.
+        fs::hard_link(root.path().join("README"), root.path().join("README.2")).unwrap();
+        fs::copy(root.path().join("README"), other.path().join("README.2")).unwrap();
+        copy_times();
+        assert_eq!(
+            first_difference(root.path(), other.path()).unwrap(),
+            Some("hard links of README.2".to_string())
+        );
+        fs::remove_file(other.path().join("README.2")).unwrap();
+        fs::hard_link(other.path().join("README"), other.path().join("README.2")).unwrap();
+        assert_eq!(first_difference(root.path(), other.path()).unwrap(), None);
     }
 
     #[test]
