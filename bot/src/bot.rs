@@ -8,8 +8,9 @@
 
 use crate::chain::Chain;
 use crate::config::ServedNode;
+use crate::invalid::Invalid;
 use crate::keys::{self, Keyring};
-use crate::pipeline::{self, BackupSecret, Expected, Invalid, SnapshotStats};
+use crate::pipeline::{self, BackupSecret, Expected, SnapshotStats};
 use crate::registry::{chain_account, ink_account, refusal, Registry};
 use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted};
 use crate::store::{ContentStore, GarbageReport};

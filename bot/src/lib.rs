@@ -5,6 +5,7 @@
 //!   encryption, manifest, DAG, restore);
 //! - [`tree`]: a directory tree as the snapshots see it, read without following links;
 //! - [`staging`]: where a restore writes, and how the result takes the target's place;
+//! - [`invalid`]: the error of a bad snapshot, which retrying cannot mend;
 //! - [`unixfs`]: dag-pb and UnixFS blocks as `ipfs add --cid-version=1` makes them;
 //! - [`store`]: block stores with pins (embedded directory with garbage collection, IPFS RPC);
 //! - [`state`]: what the bot keeps between passes (file cache, pins);
@@ -22,6 +23,7 @@ pub mod bot;
 pub mod chain;
 pub mod config;
 pub mod demo;
+pub mod invalid;
 pub mod keys;
 pub mod pipeline;
 pub mod progress;

@@ -29,8 +29,9 @@
 //! the tree into a staging folder next to the target ([`crate::staging`]), which replaces the
 //! target only once complete.
 
+use crate::invalid::{invalid, Invalid};
 use crate::keys;
-use crate::staging::{self, BadEntry, Staging};
+use crate::staging::{self, Staging};
 use crate::store::ContentStore;
 use crate::tree::{self, EntryKind, FileStamp, Skipped, TreeEntry};
 use crate::unixfs::{self, Block, Child, Link, UnixfsHasher, DAG_PB, RAW};
@@ -88,31 +89,6 @@ const MANIFEST_LINK: &str = "manifest.age";
 /// What a restore with an identity the snapshot is not sealed to says.
 pub const NOT_A_RECIPIENT: &str =
     "decrypt failed: this identity is not a recipient of the snapshot";
-
-/// A snapshot's content is bad: wrong CIDs, failed decryption, a malformed manifest or DAG.
-/// Retrying cannot help; other errors (an unreachable store) may pass.
-#[derive(Debug)]
-pub struct Invalid(pub String);
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Invalid {}
-
-impl Invalid {
-    /// The refusal `message`.
-    fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-/// An [`Invalid`] error with `message`.
-fn invalid(message: impl Into<String>) -> anyhow::Error {
-    Invalid::new(message).into()
-}
 
 /// The secret of one backup, from which its chunks' keys and nonces derive.
 #[derive(Clone, PartialEq, Eq)]
@@ -997,12 +973,7 @@ pub async fn restore(
     }
     check_sizes(&manifest, target)?;
     let mut staging = Staging::create(target)?;
-    let stats = write_tree(store, &manifest, &mut staging)
-        .await
-        .map_err(|error| match error.downcast::<BadEntry>() {
-            Ok(bad) => invalid(bad.0),
-            Err(error) => error,
-        })?;
+    let stats = write_tree(store, &manifest, &mut staging).await?;
     staging.replace(target)?;
     Ok(stats)
 }

@@ -6,6 +6,7 @@
 //! removes the staging folder; one left by a killed process is removed by the next restore
 //! into the same target.
 
+use crate::invalid::invalid;
 use anyhow::{anyhow, bail, Context, Result};
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps,
@@ -21,19 +22,6 @@ use std::path::{Path, PathBuf};
 /// Mode of a restored folder whose snapshot does not say (format 2), and of the restored
 /// tree's top folder.
 pub const DEFAULT_DIR_MODE: u32 = 0o755;
-
-/// A write the snapshot itself made impossible (an entry twice, an entry under a link or a
-/// file, a folder missing): retrying cannot help.
-#[derive(Debug)]
-pub struct BadEntry(pub String);
-
-impl std::fmt::Display for BadEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadEntry {}
 
 /// A staging folder being filled.
 pub struct Staging {
@@ -118,11 +106,10 @@ pub fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<()> {
 fn bad_entry(error: Errno, path: &[u8], what: &str) -> anyhow::Error {
     let path = String::from_utf8_lossy(path);
     match error {
-        Errno::EXIST => BadEntry(format!("{path} is in the snapshot twice")).into(),
-        Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV => BadEntry(format!(
+        Errno::EXIST => invalid(format!("{path} is in the snapshot twice")),
+        Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV => invalid(format!(
             "{path}: its folder is not a folder of the snapshot"
-        ))
-        .into(),
+        )),
         error => anyhow::Error::from(error).context(format!("{what} {path}")),
     }
 }
