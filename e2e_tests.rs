@@ -561,12 +561,14 @@ scenario! {
 }
 
 scenario! {
-    /// Upgrade: `set_code` to freshly uploaded code keeps every backup readable; only the
-    /// admin may upgrade, and only to uploaded code.
+    /// Upgrade: the admin proposes freshly uploaded code and applies it (here with no delay:
+    /// the sandbox's chain does not move on); every backup stays readable and writable. Only
+    /// the admin may propose, cancel or apply, and only uploaded code is applied.
     upgrade_keeps_backups(client) {
-        let contract = deploy!(client, CONFIG);
+        let contract = deploy!(client, Config { upgrade_delay: 0, ..CONFIG });
         let mut registry = contract.call_builder::<BackupRegistry>();
         let dave = account(AccountKeyring::Dave);
+        let alice = account(AccountKeyring::Alice);
         opt_in!(client, registry, &ink_e2e::dave());
         for n in 1..=2 {
             allow_early!(client, registry);
@@ -584,24 +586,41 @@ scenario! {
             .await
             .expect("upload failed")
             .code_hash;
-        refused!(client, &ink_e2e::bob(), registry.set_code(code_hash), Error::NotAdmin);
-        refused!(
-            client,
-            &ink_e2e::alice(),
-            registry.set_code([0xab; 32].into()),
-            Error::CodeUpgradeFailed
-        );
-        let (result, events) = submit!(client, &ink_e2e::alice(), registry.set_code(code_hash));
+        for stranger in [ink_e2e::bob(), ink_e2e::dave()] {
+            refused!(client, &stranger, registry.propose_upgrade(code_hash), Error::NotAdmin);
+        }
+        refused!(client, &ink_e2e::alice(), registry.apply_upgrade(), Error::NoUpgradeProposed);
+
+        // Code never uploaded: proposed, then refused by the pallet, then withdrawn.
+        submit!(client, &ink_e2e::alice(), registry.propose_upgrade([0xab; 32].into())).0.unwrap();
+        refused!(client, &ink_e2e::alice(), registry.apply_upgrade(), Error::CodeUpgradeFailed);
+        refused!(client, &ink_e2e::bob(), registry.cancel_upgrade(), Error::NotAdmin);
+        let (result, events) = submit!(client, &ink_e2e::alice(), registry.cancel_upgrade());
+        assert_eq!(result, Ok(()));
+        if let Some(cancelled) = event::<UpgradeCancelled>(&events, 0) {
+            assert_eq!((cancelled.admin, cancelled.code_hash), (alice, [0xab; 32].into()));
+        }
+
+        let (result, events) = submit!(client, &ink_e2e::alice(), registry.propose_upgrade(code_hash));
+        assert_eq!(result, Ok(()));
+        let pending = query!(client, registry.pending_upgrade()).unwrap();
+        if let Some(proposed) = event::<UpgradeProposed>(&events, 0) {
+            assert_eq!((proposed.code_hash, proposed.applies_at), (code_hash, pending.applies_at));
+        }
+        refused!(client, &ink_e2e::bob(), registry.apply_upgrade(), Error::NotAdmin);
+        let (result, events) = submit!(client, &ink_e2e::alice(), registry.apply_upgrade());
         assert_eq!(result, Ok(()));
         if let Some(upgraded) = event::<CodeUpgraded>(&events, 0) {
-            assert_eq!((upgraded.admin, upgraded.code_hash), (account(AccountKeyring::Alice), code_hash));
+            assert_eq!((upgraded.admin, upgraded.code_hash), (alice, code_hash));
         }
+        assert_eq!(query!(client, registry.pending_upgrade()), None);
+        assert_eq!(query!(client, registry.storage_version()), crate::STORAGE_VERSION);
         assert_eq!(query!(client, registry.backup(dave, NODE.into())), Some(backup_before));
         assert_eq!(
             query!(client, registry.latest_snapshot(dave, NODE.into())).unwrap().cid,
             cid(2)
         );
-        assert_eq!(query!(client, registry.admin()), account(AccountKeyring::Alice));
+        assert_eq!(query!(client, registry.admin()), alice);
         allow_early!(client, registry);
         submit!(
             client,
@@ -882,6 +901,54 @@ macro_rules! let_blocks_pass {
             .unwrap();
         }
     };
+}
+
+/// An upgrade is applied no sooner than `upgrade_delay` blocks after its proposal, and owners
+/// may leave in between. Node only, as it needs blocks to go by.
+mod upgrades_wait_for_the_delay {
+    use super::*;
+
+    #[ink_e2e::test]
+    async fn node<Client: E2EBackend>(mut client: Client) -> E2EResult<()> {
+        let client = &mut client;
+        let contract = deploy!(client, CONFIG);
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        opt_in!(client, registry, &ink_e2e::dave());
+        let code_hash =
+            ContractsBackend::<Env>::upload(client, "backup_registry", &ink_e2e::alice())
+                .submit()
+                .await
+                .expect("upload failed")
+                .code_hash;
+        submit!(
+            client,
+            &ink_e2e::alice(),
+            registry.propose_upgrade(code_hash)
+        )
+        .0
+        .unwrap();
+        refused!(
+            client,
+            &ink_e2e::alice(),
+            registry.apply_upgrade(),
+            Error::UpgradeNotDue
+        );
+        // An owner who objects leaves before the new code runs.
+        submit!(
+            client,
+            &ink_e2e::dave(),
+            registry.delete_backup(NODE.into())
+        )
+        .0
+        .unwrap();
+        let_blocks_pass!(client, registry, CONFIG.upgrade_delay);
+        let (result, events) = submit!(client, &ink_e2e::alice(), registry.apply_upgrade());
+        assert_eq!(result, Ok(()));
+        let upgraded = event::<CodeUpgraded>(&events, 0).expect("the node reports events");
+        assert_eq!(upgraded.code_hash, code_hash);
+        assert!(query!(client, registry.backups_of(account(AccountKeyring::Dave))).is_empty());
+        Ok(())
+    }
 }
 
 /// Snapshots of a backup come no sooner than its owner's frequency, or once earlier when the

@@ -4,8 +4,9 @@
 //! of the snapshots (IPFS CIDs) that trusted off-chain bots take of each user's storage nodes.
 //!
 //! - **Admin** (the instantiator): manages the authority set, hands admin over in two steps,
-//!   pauses authorities and new commitments (owners may still leave), upgrades the code with
-//!   `set_code_hash`.
+//!   pauses authorities and new commitments (owners may still leave), upgrades the code in two
+//!   steps `upgrade_delay` blocks apart (`propose_upgrade`, then `apply_upgrade`), so owners
+//!   who object have time to leave.
 //! - **Authorities** (the off-chain bots): add snapshots and drive restore requests through
 //!   `Pending → InProgress → Fulfilled | Failed`.
 //! - **Owners**: opt their nodes in with `create_backup`, set how often they are snapshotted,
@@ -24,6 +25,11 @@
 //!
 //! Owners are in control: authorities record snapshots only into backups their owners
 //! created, and a deleted backup stays deleted until its owner creates it again.
+//!
+//! Upgrades keep the storage: the packed fields of [`BackupRegistry`] (the root, decoded whole
+//! by every message) are frozen. A later version keeps them as they are, puts new state in
+//! new `Lazy` or `Mapping` fields (their keys derive from their names, so no field moves),
+//! and migrates what it changes once, raising `storage_version`.
 #![cfg_attr(not(feature = "std"), no_std, no_main)]
 // The lints cargo-contract denies when it builds the contract, checked by plain clippy too.
 #![deny(
@@ -37,8 +43,8 @@ mod cid;
 mod recipient;
 
 pub use self::backup_registry::{
-    Backup, BackupId, BackupRegistry, Config, Error, RequestId, RestoreRequest, RestoreStatus,
-    Snapshot, SnapshotRef, SnapshotSeq,
+    Backup, BackupId, BackupRegistry, Config, Error, PendingUpgrade, RequestId, RestoreRequest,
+    RestoreStatus, Snapshot, SnapshotRef, SnapshotSeq,
 };
 
 /// Most authorities the registry holds.
@@ -68,6 +74,10 @@ pub const MAX_PAGE_SIZE: u32 = 32;
 pub const MAX_FREQUENCY_LIMIT: u32 = 52_560_000;
 /// Longest `claim_timeout` a deployment may configure, in blocks (two weeks of 6 s blocks).
 pub const MAX_CLAIM_TIMEOUT: u32 = 201_600;
+/// Longest `upgrade_delay` a deployment may configure, in blocks (a year of 6 s blocks).
+pub const MAX_UPGRADE_DELAY: u32 = 5_256_000;
+/// Layout version of the storage this code writes (see the crate's notes on upgrades).
+pub const STORAGE_VERSION: u32 = 1;
 
 #[ink::contract]
 mod backup_registry {
@@ -75,6 +85,7 @@ mod backup_registry {
         MAX_AUTHORITIES, MAX_BACKUPS_DELETED_PER_CALL, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN,
         MAX_CLAIM_TIMEOUT, MAX_DESCRIPTION_LEN, MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP,
         MAX_NODE_ID_LEN, MAX_PAGE_SIZE, MAX_PINS_PER_BACKUP, MAX_REASON_LEN, MAX_RETENTION,
+        MAX_UPGRADE_DELAY, STORAGE_VERSION,
     };
     use ink::prelude::{string::String, vec::Vec};
     use ink::storage::Mapping;
@@ -108,11 +119,15 @@ mod backup_registry {
         /// lapsed claimant only after one more `claim_timeout`), and its requester or the
         /// backup's owner may cancel it, so that a bot that stopped cannot hold a restore.
         pub claim_timeout: BlockNumber,
+        /// Blocks from an upgrade's proposal to the first block it may be applied in (at most
+        /// `MAX_UPGRADE_DELAY`): owners who object to the new code have that long to leave.
+        pub upgrade_delay: BlockNumber,
     }
 
     impl Default for Config {
         /// 32 snapshots per backup, 16 backups per account, frequencies from 10 blocks to a
-        /// year, one day by default, claims that lapse after an hour (6 s blocks).
+        /// year, one day by default, claims that lapse after an hour, upgrades a week after
+        /// their proposal (6 s blocks).
         fn default() -> Self {
             Self {
                 max_snapshots_per_backup: 32,
@@ -121,8 +136,20 @@ mod backup_registry {
                 max_frequency: 5_256_000,
                 default_frequency: 14_400,
                 claim_timeout: 600,
+                upgrade_delay: 100_800,
             }
         }
+    }
+
+    /// An upgrade the admin proposed.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct PendingUpgrade {
+        /// Hash of the code proposed (uploaded, or to be uploaded before it is applied).
+        pub code_hash: Hash,
+        /// First block in which `apply_upgrade` may switch to it.
+        pub applies_at: BlockNumber,
     }
 
     /// A backup: one storage node of one owner, opted in for snapshots.
@@ -384,6 +411,10 @@ mod backup_registry {
         /// The owner's backup frequency has not passed since the backup's latest snapshot, and
         /// the owner asked for no early one (`request_snapshot`).
         TooSoon,
+        /// No upgrade is proposed.
+        NoUpgradeProposed,
+        /// The proposed upgrade's `applies_at` block has not come yet.
+        UpgradeNotDue,
     }
 
     /// Result of the registry's messages.
@@ -624,7 +655,32 @@ mod backup_registry {
         pub paused: bool,
     }
 
-    /// The admin replaced the contract's code; storage is kept.
+    /// The admin proposed new code: it may be applied from block `applies_at` on.
+    #[ink(event)]
+    pub struct UpgradeProposed {
+        /// The admin.
+        #[ink(topic)]
+        pub admin: AccountId,
+        /// Hash of the code proposed.
+        #[ink(topic)]
+        pub code_hash: Hash,
+        /// First block in which it may be applied.
+        pub applies_at: BlockNumber,
+    }
+
+    /// The admin withdrew the proposed upgrade.
+    #[ink(event)]
+    pub struct UpgradeCancelled {
+        /// The admin.
+        #[ink(topic)]
+        pub admin: AccountId,
+        /// Hash of the code that was proposed.
+        #[ink(topic)]
+        pub code_hash: Hash,
+    }
+
+    /// The admin applied the proposed upgrade: the contract runs the new code; storage is
+    /// kept.
     #[ink(event)]
     pub struct CodeUpgraded {
         /// The admin.
@@ -656,6 +712,10 @@ mod backup_registry {
         paused: bool,
         /// Limits chosen at instantiation.
         config: Config,
+        /// Layout version of this storage (`STORAGE_VERSION` of the code that last migrated it).
+        storage_version: u32,
+        /// The upgrade the admin proposed, until applied or cancelled.
+        pending_upgrade: Option<PendingUpgrade>,
         /// The authority set.
         authorities: Mapping<AccountId, ()>,
         /// Size of the authority set.
@@ -701,7 +761,8 @@ mod backup_registry {
                 && config.min_frequency <= config.default_frequency
                 && config.default_frequency <= config.max_frequency
                 && config.max_frequency <= MAX_FREQUENCY_LIMIT
-                && (1..=MAX_CLAIM_TIMEOUT).contains(&config.claim_timeout);
+                && (1..=MAX_CLAIM_TIMEOUT).contains(&config.claim_timeout)
+                && config.upgrade_delay <= MAX_UPGRADE_DELAY;
             if !limits_ok {
                 return Err(Error::InvalidConfig);
             }
@@ -712,6 +773,8 @@ mod backup_registry {
                 pending_admin: None,
                 paused: false,
                 config,
+                storage_version: STORAGE_VERSION,
+                pending_upgrade: None,
                 authorities: Mapping::default(),
                 authority_count: 0,
                 next_backup_id: 0,
@@ -736,7 +799,8 @@ mod backup_registry {
 
         /// Instantiates the registry with the caller as admin, the given authorities and the
         /// default limits (32 snapshots per backup, 16 backups per account, frequencies from
-        /// 10 blocks to a year, one day by default, claims that lapse after 600 blocks).
+        /// 10 blocks to a year, one day by default, claims that lapse after 600 blocks,
+        /// upgrades 100,800 blocks after their proposal).
         #[ink(constructor)]
         pub fn with_default_config(authorities: Vec<AccountId>) -> Result<Self> {
             Self::new(authorities, Config::default())
@@ -815,15 +879,62 @@ mod backup_registry {
             Ok(())
         }
 
-        /// Replaces the contract's code with code already uploaded under `code_hash` (admin
-        /// only). The new code must keep this storage layout.
+        /// Proposes replacing the contract's code with the code under `code_hash` (admin only):
+        /// `apply_upgrade` may switch to it `upgrade_delay` blocks from now. A new proposal
+        /// replaces the previous one, and its delay starts again. The new code must keep this
+        /// storage's packed fields (see the crate's notes on upgrades).
         #[ink(message)]
-        pub fn set_code(&mut self, code_hash: Hash) -> Result<()> {
+        pub fn propose_upgrade(&mut self, code_hash: Hash) -> Result<()> {
             let admin = self.ensure_admin()?;
+            let applies_at = self
+                .env()
+                .block_number()
+                .checked_add(self.config.upgrade_delay)
+                .ok_or(Error::Overflow)?;
+            self.pending_upgrade = Some(PendingUpgrade {
+                code_hash,
+                applies_at,
+            });
+            self.env().emit_event(UpgradeProposed {
+                admin,
+                code_hash,
+                applies_at,
+            });
+            Ok(())
+        }
+
+        /// Withdraws the proposed upgrade (admin only).
+        #[ink(message)]
+        pub fn cancel_upgrade(&mut self) -> Result<()> {
+            let admin = self.ensure_admin()?;
+            let pending = self
+                .pending_upgrade
+                .take()
+                .ok_or(Error::NoUpgradeProposed)?;
+            self.env().emit_event(UpgradeCancelled {
+                admin,
+                code_hash: pending.code_hash,
+            });
+            Ok(())
+        }
+
+        /// Switches the contract to the proposed code once its `applies_at` block has come
+        /// (admin only); the code must be uploaded by then. Storage is kept.
+        #[ink(message)]
+        pub fn apply_upgrade(&mut self) -> Result<()> {
+            let admin = self.ensure_admin()?;
+            let pending = self.pending_upgrade.ok_or(Error::NoUpgradeProposed)?;
+            if self.env().block_number() < pending.applies_at {
+                return Err(Error::UpgradeNotDue);
+            }
             self.env()
-                .set_code_hash(&code_hash)
+                .set_code_hash(&pending.code_hash)
                 .map_err(|_| Error::CodeUpgradeFailed)?;
-            self.env().emit_event(CodeUpgraded { admin, code_hash });
+            self.pending_upgrade = None;
+            self.env().emit_event(CodeUpgraded {
+                admin,
+                code_hash: pending.code_hash,
+            });
             Ok(())
         }
 
@@ -1324,6 +1435,18 @@ mod backup_registry {
         #[ink(message)]
         pub fn config(&self) -> Config {
             self.config
+        }
+
+        /// The upgrade the admin proposed, if any.
+        #[ink(message)]
+        pub fn pending_upgrade(&self) -> Option<PendingUpgrade> {
+            self.pending_upgrade
+        }
+
+        /// Layout version of the registry's storage.
+        #[ink(message)]
+        pub fn storage_version(&self) -> u32 {
+            self.storage_version
         }
 
         /// Whether `account` is an authority.

@@ -70,6 +70,7 @@ const config = {
   maxFrequency: 1000,
   defaultFrequency: 100,
   claimTimeout: 600,
+  upgradeDelay: 0,
 };
 // Dry runs may use up to a block's weight; the instantiation gets a fixed, ample limit.
 const maxGas = api.registry.createType('WeightV2', api.consts.system.blockWeights.maxBlock);
@@ -220,7 +221,14 @@ if ((await read('backupsOf', bob.address)).length !== 0) fail('deletion left bac
 await call(alice, 'setPaused', true);
 await refused(bob, 'createBackup', 'Paused', NODE, '');
 await call(alice, 'setPaused', false);
-await call(alice, 'setCode', bundle.source.hash);
+// The registry was instantiated with `upgradeDelay: 0`, so a proposal may be applied at once.
+await refused(alice, 'applyUpgrade', 'NoUpgradeProposed');
+await call(alice, 'proposeUpgrade', `0x${'ab'.repeat(32)}`);
+await call(alice, 'cancelUpgrade');
+await call(alice, 'proposeUpgrade', bundle.source.hash);
+if ((await read('pendingUpgrade'))?.codeHash !== bundle.source.hash) fail('no pending upgrade');
+await call(alice, 'applyUpgrade');
+if ((await read('storageVersion')) !== 1) fail('storage version is not 1');
 await call(alice, 'proposeAdmin', charlie.address);
 await call(alice, 'cancelAdminProposal');
 await refused(charlie, 'acceptAdmin', 'NotPendingAdmin');

@@ -209,7 +209,14 @@ async fn build_other_backups<Client>(
 /// measures every message with a dry run. Returns `(label, cost)` rows in a fixed order.
 macro_rules! measure_registry {
     ($client:expr, $large:expr) => {{
-        let contract = deploy!($client, Config::default());
+        // No upgrade delay: `apply_upgrade` is measured switching code, not refusing.
+        let contract = deploy!(
+            $client,
+            Config {
+                upgrade_delay: 0,
+                ..Config::default()
+            }
+        );
         let mut registry = contract.call_builder::<BackupRegistry>();
         let (dave, eve, frank) = (
             account(AccountKeyring::Dave),
@@ -471,13 +478,14 @@ macro_rules! measure_registry {
             registry.backup_frequency(dave)
         );
         row!(
-            "set_code (the code it runs)",
+            "propose_upgrade",
             &alice,
-            registry.set_code(code_hash)
+            registry.propose_upgrade(code_hash)
         );
         row!("query admin", &alice, registry.admin());
         row!("query is_paused", &alice, registry.is_paused());
         row!("query config", &alice, registry.config());
+        row!("query storage_version", &alice, registry.storage_version());
         row!(
             "query is_authority",
             &alice,
@@ -515,6 +523,17 @@ macro_rules! measure_registry {
             registry.cancel_admin_proposal()
         );
         row!("accept_admin", &ink_e2e::ferdie(), registry.accept_admin());
+        // Last, as they need a proposed upgrade.
+        submit!($client, &alice, registry.propose_upgrade(code_hash))
+            .0
+            .unwrap();
+        row!("query pending_upgrade", &alice, registry.pending_upgrade());
+        row!(
+            "apply_upgrade (to the code it runs)",
+            &alice,
+            registry.apply_upgrade()
+        );
+        row!("cancel_upgrade", &alice, registry.cancel_upgrade());
         rows
     }};
 }

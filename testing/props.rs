@@ -190,6 +190,13 @@ enum Op {
     CancelAdminProposal {
         caller: usize,
     },
+    ProposeUpgrade {
+        caller: usize,
+        code: u8,
+    },
+    CancelUpgrade {
+        caller: usize,
+    },
     AcceptAdmin {
         caller: usize,
     },
@@ -257,6 +264,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (who.clone(), who.clone())
             .prop_map(|(caller, account)| Op::ProposeAdmin { caller, account }),
         1 => admin.clone().prop_map(|caller| Op::CancelAdminProposal { caller }),
+        1 => (admin.clone(), 0u8..2)
+            .prop_map(|(caller, code)| Op::ProposeUpgrade { caller, code }),
+        1 => admin.clone().prop_map(|caller| Op::CancelUpgrade { caller }),
         1 => who.prop_map(|caller| Op::AcceptAdmin { caller }),
         3 => (1u8..40).prop_map(|blocks| Op::AdvanceBlocks { blocks }),
     ]
@@ -338,6 +348,7 @@ struct Model {
     admin: AccountId,
     pending_admin: Option<AccountId>,
     paused: bool,
+    pending_upgrade: Option<PendingUpgrade>,
     authorities: BTreeSet<AccountId>,
     backups: BTreeMap<(AccountId, String), ModelBackup>,
     next_backup_id: u64,
@@ -421,6 +432,7 @@ impl Model {
             admin: actor(0),
             pending_admin: None,
             paused: false,
+            pending_upgrade: None,
             authorities: [actor(1), actor(2)].into(),
             backups: BTreeMap::new(),
             next_backup_id: 0,
@@ -877,6 +889,21 @@ impl Model {
                 self.pending_admin.take().ok_or(Error::NotPendingAdmin)?;
                 Ok(Value::Unit)
             }
+            Op::ProposeUpgrade { caller, code } => {
+                self.ensure_admin(caller)?;
+                self.pending_upgrade = Some(PendingUpgrade {
+                    code_hash: [code; 32].into(),
+                    applies_at: self.now + CONFIG.upgrade_delay,
+                });
+                Ok(Value::Unit)
+            }
+            Op::CancelUpgrade { caller } => {
+                self.ensure_admin(caller)?;
+                self.pending_upgrade
+                    .take()
+                    .ok_or(Error::NoUpgradeProposed)?;
+                Ok(Value::Unit)
+            }
             Op::AcceptAdmin { caller } => {
                 if self.pending_admin != Some(actor(caller)) {
                     return Err(Error::NotPendingAdmin);
@@ -1064,6 +1091,14 @@ fn run_on_contract(registry: &mut BackupRegistry, op: &Op) -> Outcome {
             set_caller(caller);
             unit(registry.cancel_admin_proposal())
         }
+        Op::ProposeUpgrade { caller, code } => {
+            set_caller(caller);
+            unit(registry.propose_upgrade([code; 32].into()))
+        }
+        Op::CancelUpgrade { caller } => {
+            set_caller(caller);
+            unit(registry.cancel_upgrade())
+        }
         Op::AcceptAdmin { caller } => {
             set_caller(caller);
             unit(registry.accept_admin())
@@ -1085,6 +1120,7 @@ struct Observation {
     admin: AccountId,
     pending_admin: Option<AccountId>,
     paused: bool,
+    pending_upgrade: Option<PendingUpgrade>,
     authorities: Vec<bool>,
     backups: Vec<Option<Backup>>,
     recipients: Vec<Option<String>>,
@@ -1109,6 +1145,7 @@ fn observe(registry: &BackupRegistry, request_ids: u64) -> Observation {
         admin: registry.admin(),
         pending_admin: registry.pending_admin(),
         paused: registry.is_paused(),
+        pending_upgrade: registry.pending_upgrade(),
         authorities: (0..ACTORS)
             .map(|a| registry.is_authority(actor(a)))
             .collect(),
@@ -1146,6 +1183,7 @@ fn check_state(
     prop_assert_eq!(seen.admin, model.admin);
     prop_assert_eq!(seen.pending_admin, model.pending_admin);
     prop_assert_eq!(seen.paused, model.paused);
+    prop_assert_eq!(seen.pending_upgrade, model.pending_upgrade);
     for a in 0..ACTORS {
         prop_assert_eq!(seen.authorities[a], model.authorities.contains(&actor(a)));
         let frequency = model.frequencies.get(&actor(a)).copied();
@@ -1483,7 +1521,7 @@ fn generated_sequences_reach_every_success_path() {
         succeeded.contains_key(LAPSED_CLAIM_TAKEN),
         "no lapsed claim was ever taken over"
     );
-    assert_eq!(kinds.len(), 25, "every kind of step is generated");
+    assert_eq!(kinds.len(), 27, "every kind of step is generated");
 }
 
 proptest! {

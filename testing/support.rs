@@ -11,6 +11,7 @@ pub(crate) const TEST_CONFIG: Config = Config {
     max_frequency: 1_000,
     default_frequency: 100,
     claim_timeout: 5,
+    upgrade_delay: 3,
 };
 
 /// A well-formed CIDv1 (raw, sha2-256, base32) that differs for each `n`: the digest is `n`,

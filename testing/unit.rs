@@ -229,6 +229,10 @@ fn new_refuses_bad_config_and_authorities() {
             claim_timeout: crate::MAX_CLAIM_TIMEOUT + 1,
             ..TEST_CONFIG
         },
+        Config {
+            upgrade_delay: crate::MAX_UPGRADE_DELAY + 1,
+            ..TEST_CONFIG
+        },
     ];
     for config in bad_configs {
         assert_eq!(
@@ -1957,6 +1961,55 @@ fn admin_withdraws_a_proposal() {
     assert_eq!(registry.admin(), a.alice);
 }
 
+/// An upgrade waits `upgrade_delay` blocks after its proposal; a new proposal starts the wait
+/// again, and the admin may withdraw it. (Switching the code itself is proven by the e2e
+/// tests: the off-chain engine cannot set a code hash.)
+#[ink::test]
+fn upgrades_wait_for_the_delay() {
+    let a = accounts();
+    let mut registry = registry();
+    set_caller(a.alice);
+    assert_eq!(registry.storage_version(), crate::STORAGE_VERSION);
+    assert_fails_unchanged(&mut registry, Error::NoUpgradeProposed, |r| {
+        r.apply_upgrade()
+    });
+    assert_fails_unchanged(&mut registry, Error::NoUpgradeProposed, |r| {
+        r.cancel_upgrade()
+    });
+    let proposed_in = ink::env::block_number::<Env>();
+    registry.propose_upgrade([1; 32].into()).unwrap();
+    let applies_at = proposed_in + TEST_CONFIG.upgrade_delay;
+    let event: UpgradeProposed = last_event();
+    assert_eq!(
+        (event.admin, event.code_hash, event.applies_at),
+        (a.alice, [1; 32].into(), applies_at)
+    );
+    let pending = PendingUpgrade {
+        code_hash: [1; 32].into(),
+        applies_at,
+    };
+    assert_eq!(registry.pending_upgrade(), Some(pending));
+    advance_blocks(TEST_CONFIG.upgrade_delay - 1);
+    assert_fails_unchanged(&mut registry, Error::UpgradeNotDue, |r| r.apply_upgrade());
+
+    // Proposing other code starts the delay again.
+    registry.propose_upgrade([2; 32].into()).unwrap();
+    advance_blocks(1);
+    assert_fails_unchanged(&mut registry, Error::UpgradeNotDue, |r| r.apply_upgrade());
+    assert_eq!(
+        registry.pending_upgrade().map(|pending| pending.code_hash),
+        Some([2; 32].into())
+    );
+    registry.cancel_upgrade().unwrap();
+    let event: UpgradeCancelled = last_event();
+    assert_eq!((event.admin, event.code_hash), (a.alice, [2; 32].into()));
+    assert_eq!(registry.pending_upgrade(), None);
+    advance_blocks(TEST_CONFIG.upgrade_delay);
+    assert_fails_unchanged(&mut registry, Error::NoUpgradeProposed, |r| {
+        r.apply_upgrade()
+    });
+}
+
 #[ink::test]
 fn pause_stops_authorities_and_new_commitments() {
     let a = accounts();
@@ -2057,6 +2110,10 @@ fn privileged_messages_refuse_every_other_role() {
     set_caller(a.django);
     let id = registry.restore_from_snapshot(cid(1)).unwrap();
     let (admin, authority, owner, grantee, stranger) = (a.alice, a.bob, a.django, a.eve, a.frank);
+    // An upgrade that is due, so that only the caller's role stops `apply_upgrade`.
+    set_caller(admin);
+    registry.propose_upgrade([7; 32].into()).unwrap();
+    advance_blocks(TEST_CONFIG.upgrade_delay);
     for caller in [authority, owner, grantee, stranger] {
         set_caller(caller);
         assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
@@ -2071,8 +2128,10 @@ fn privileged_messages_refuse_every_other_role() {
         });
         assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.set_paused(true));
         assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| {
-            r.set_code([7; 32].into())
+            r.propose_upgrade([7; 32].into())
         });
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.cancel_upgrade());
+        assert_fails_unchanged(&mut registry, Error::NotAdmin, |r| r.apply_upgrade());
     }
     for caller in [admin, owner, grantee, stranger] {
         set_caller(caller);

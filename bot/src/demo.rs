@@ -33,7 +33,7 @@ fn demo_config() -> String {
     format!(
         "Config {{ max_snapshots_per_backup: {DEMO_RETENTION}, max_backups_per_account: 16, \
          min_frequency: 10, max_frequency: 5256000, default_frequency: 14400, \
-         claim_timeout: 600 }}"
+         claim_timeout: 600, upgrade_delay: 100800 }}"
     )
 }
 

@@ -353,7 +353,7 @@ async fn kills_and_a_second_process_lose_nothing() {
     // Retention 2, and a frequency of one block: every round prunes, unpins and collects.
     let registry_config = "Config { max_snapshots_per_backup: 2, max_backups_per_account: 16, \
                            min_frequency: 1, max_frequency: 5256000, default_frequency: 1, \
-                           claim_timeout: 600 }";
+                           claim_timeout: 600, upgrade_delay: 100800 }";
     let contract = node::deploy(&chain_node.url, Some(registry_config)).await;
     let bob = dev::bob().public_key().to_account_id();
     let chain = NodeChain::connect(

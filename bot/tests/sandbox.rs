@@ -807,7 +807,7 @@ async fn a_page_shifted_by_a_concurrent_unpin_unpins_nothing() {
     let bob = dev::bob().public_key().to_account_id();
     let config = "Config { max_snapshots_per_backup: 40, max_backups_per_account: 16, \
                   min_frequency: 10, max_frequency: 5256000, default_frequency: 10, \
-                  claim_timeout: 600 }";
+                  claim_timeout: 600, upgrade_delay: 100800 }";
     let admin = SandboxChain::deploy(
         &common::bundle(),
         alice.clone(),
