@@ -196,6 +196,18 @@ macro_rules! claimed_by_bob {
     }};
 }
 
+/// Alice uploads the code of the contract package `$name` (built by ink_e2e); returns its
+/// hash.
+macro_rules! upload {
+    ($client:expr, $name:literal) => {
+        ContractsBackend::<Env>::upload($client, $name, &ink_e2e::alice())
+            .submit()
+            .await
+            .expect("upload failed")
+            .code_hash
+    };
+}
+
 /// Instantiates the registry as alice with bob and charlie as authorities.
 macro_rules! deploy {
     ($client:expr, $config:expr) => {{
@@ -581,11 +593,7 @@ scenario! {
             .unwrap();
         }
         let backup_before = query!(client, registry.backup(dave, NODE.into())).unwrap();
-        let code_hash = ContractsBackend::<Env>::upload(client, "backup_registry", &ink_e2e::alice())
-            .submit()
-            .await
-            .expect("upload failed")
-            .code_hash;
+        let code_hash = upload!(client, "backup_registry");
         for stranger in [ink_e2e::bob(), ink_e2e::dave()] {
             refused!(client, &stranger, registry.propose_upgrade(code_hash), Error::NotAdmin);
         }
@@ -629,6 +637,111 @@ scenario! {
         )
         .0
         .unwrap();
+        Ok(())
+    }
+}
+
+/// A message of the second version (`testing/v2`), which version 1's call builder lacks:
+/// `$label`'s selector, no arguments, returning `$returns`.
+macro_rules! v2_message {
+    ($contract:expr, $label:literal, $returns:ty) => {
+        ink::env::call::build_call::<Env>()
+            .call($contract.account_id)
+            .exec_input(ink::env::call::ExecutionInput::new(
+                ink::env::call::Selector::new(ink::selector_bytes!($label)),
+            ))
+            .returns::<$returns>()
+    };
+}
+
+scenario! {
+    /// The upgrade a later release makes: to a second version of the contract (`testing/v2`,
+    /// lib.rs with a new storage field and a migration), applied with every kind of state in
+    /// place. Backups, snapshots, pins, grants, recipients, frequencies and an open request
+    /// read the same after it; only the admin migrates, which raises `storage_version` and
+    /// fills the new field; every kind of write keeps working on the migrated storage.
+    upgrade_to_a_second_version_migrates(client) {
+        let contract = deploy!(client, Config { upgrade_delay: 0, ..CONFIG });
+        let mut registry = contract.call_builder::<BackupRegistry>();
+        let request_id = claimed_by_bob!(client, registry);
+        let (dave, eve) = (account(AccountKeyring::Dave), account(AccountKeyring::Eve));
+        allow_early!(client, registry);
+        submit!(
+            client,
+            &ink_e2e::bob(),
+            registry.add_snapshot(NODE.into(), cid(2), "second".into(), 2, dave, 2)
+        )
+        .0
+        .unwrap();
+        let dave_kp = ink_e2e::dave();
+        submit!(client, &dave_kp, registry.pin_snapshot(cid(2))).0.unwrap();
+        submit!(client, &dave_kp, registry.grant_access(NODE.into(), eve)).0.unwrap();
+        submit!(
+            client,
+            &dave_kp,
+            registry.set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        )
+        .0
+        .unwrap();
+        submit!(client, &dave_kp, registry.set_backup_offchain_worker_frequency(500)).0.unwrap();
+        macro_rules! state {
+            () => {
+                (
+                    query!(client, registry.backup(dave, NODE.into())),
+                    query!(client, registry.snapshots(dave, NODE.into(), 0, 32)),
+                    query!(client, registry.pinned_snapshots(dave, NODE.into())),
+                    query!(client, registry.grantees(dave, NODE.into())),
+                    query!(client, registry.backup_recipient(dave, NODE.into())),
+                    query!(client, registry.backup_frequency(dave)),
+                    query!(client, registry.restore_request(request_id)),
+                    query!(client, registry.pending_restore_requests(0, 32)),
+                    (query!(client, registry.config()), query!(client, registry.authority_count())),
+                )
+            };
+        }
+        let before = state!();
+
+        let v2_code = upload!(client, "backup_registry_v2");
+        submit!(client, &ink_e2e::alice(), registry.propose_upgrade(v2_code)).0.unwrap();
+        submit!(client, &ink_e2e::alice(), registry.apply_upgrade()).0.unwrap();
+        assert_eq!(state!(), before, "version 1's storage reads the same on the second version");
+        assert_eq!(query!(client, registry.storage_version()), 1, "not migrated yet");
+        assert_eq!(query!(client, v2_message!(contract, "migrated_at", Option<u32>)), None);
+        refused!(client, &ink_e2e::bob(), v2_message!(contract, "migrate", Result<()>), Error::NotAdmin);
+        submit!(client, &ink_e2e::alice(), v2_message!(contract, "migrate", Result<()>)).0.unwrap();
+        assert_eq!(query!(client, registry.storage_version()), 2);
+        let migrated_at = query!(client, v2_message!(contract, "migrated_at", Option<u32>));
+        assert!(migrated_at.is_some(), "the new field is written");
+        submit!(client, &ink_e2e::alice(), v2_message!(contract, "migrate", Result<()>)).0.unwrap();
+        assert_eq!(
+            query!(client, v2_message!(contract, "migrated_at", Option<u32>)),
+            migrated_at,
+            "a second migration changes nothing"
+        );
+        assert_eq!(state!(), before);
+
+        // Every kind of write, on the migrated storage.
+        submit!(client, &ink_e2e::bob(), registry.fulfil_restore_request(request_id)).0.unwrap();
+        allow_early!(client, registry);
+        submit!(
+            client,
+            &ink_e2e::charlie(),
+            registry.add_snapshot(NODE.into(), cid(3), String::new(), 3, dave, 3)
+        )
+        .0
+        .unwrap();
+        submit!(client, &dave_kp, registry.unpin_snapshot(cid(2))).0.unwrap();
+        submit!(client, &dave_kp, registry.revoke_access(NODE.into(), eve)).0.unwrap();
+        let id = submit!(client, &ink_e2e::eve(), registry.create_backup(NODE.into(), String::new()));
+        assert_eq!(id.0, Ok(()));
+        submit!(client, &ink_e2e::alice(), registry.add_authority(eve)).0.unwrap();
+        assert_eq!(
+            query!(client, registry.latest_snapshot(dave, NODE.into())).unwrap().cid,
+            cid(3)
+        );
+        submit!(client, &dave_kp, registry.delete_backup(NODE.into())).0.unwrap();
+        assert_eq!(query!(client, registry.backup(dave, NODE.into())), None);
+        assert_eq!(query!(client, registry.snapshot_by_cid(cid(1))), None);
         Ok(())
     }
 }
@@ -914,12 +1027,7 @@ mod upgrades_wait_for_the_delay {
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
         opt_in!(client, registry, &ink_e2e::dave());
-        let code_hash =
-            ContractsBackend::<Env>::upload(client, "backup_registry", &ink_e2e::alice())
-                .submit()
-                .await
-                .expect("upload failed")
-                .code_hash;
+        let code_hash = upload!(client, "backup_registry");
         submit!(
             client,
             &ink_e2e::alice(),

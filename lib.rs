@@ -77,7 +77,12 @@ pub const MAX_CLAIM_TIMEOUT: u32 = 201_600;
 /// Longest `upgrade_delay` a deployment may configure, in blocks (a year of 6 s blocks).
 pub const MAX_UPGRADE_DELAY: u32 = 5_256_000;
 /// Layout version of the storage this code writes (see the crate's notes on upgrades).
+#[cfg(not(registry_v2))]
 pub const STORAGE_VERSION: u32 = 1;
+/// Layout version of the storage the second version writes (the upgrade test's, built by
+/// `testing/v2` with `cfg(registry_v2)`): version 1 and the block it was migrated in.
+#[cfg(registry_v2)]
+pub const STORAGE_VERSION: u32 = 2;
 
 #[ink::contract]
 mod backup_registry {
@@ -88,7 +93,7 @@ mod backup_registry {
         MAX_UPGRADE_DELAY, STORAGE_VERSION,
     };
     use ink::prelude::{string::String, vec::Vec};
-    use ink::storage::Mapping;
+    use ink::storage::{Lazy, Mapping};
 
     /// Identifier of a backup, assigned from a counter when it is created.
     pub type BackupId = u64;
@@ -748,6 +753,10 @@ mod backup_registry {
         open_request_count: u32,
         /// Pending or in-progress request ids, by slot `0..open_request_count`.
         open_requests: Mapping<u32, RequestId>,
+        /// The second version's new state (the upgrade test's only): the block its migration
+        /// ran in. A new field in its own cell, so version 1's root still decodes.
+        #[cfg(registry_v2)]
+        migrated_at: Lazy<BlockNumber>,
     }
 
     impl BackupRegistry {
@@ -790,6 +799,8 @@ mod backup_registry {
                 restore_requests: Mapping::default(),
                 open_request_count: 0,
                 open_requests: Mapping::default(),
+                #[cfg(registry_v2)]
+                migrated_at: Lazy::default(),
             };
             for authority in authorities {
                 registry.insert_authority(authority)?;
@@ -1447,6 +1458,27 @@ mod backup_registry {
         #[ink(message)]
         pub fn storage_version(&self) -> u32 {
             self.storage_version
+        }
+
+        /// Migrates version 1's storage to the second version's (admin only; the upgrade
+        /// test's second version only): records the block, and raises `storage_version`.
+        /// Nothing happens on storage already migrated.
+        #[cfg(registry_v2)]
+        #[ink(message)]
+        pub fn migrate(&mut self) -> Result<()> {
+            self.ensure_admin()?;
+            if self.storage_version < STORAGE_VERSION {
+                self.migrated_at.set(&self.env().block_number());
+                self.storage_version = STORAGE_VERSION;
+            }
+            Ok(())
+        }
+
+        /// The block the second version's migration ran in (the upgrade test's only).
+        #[cfg(registry_v2)]
+        #[ink(message)]
+        pub fn migrated_at(&self) -> Option<BlockNumber> {
+            self.migrated_at.get()
         }
 
         /// Whether `account` is an authority.

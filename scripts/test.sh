@@ -49,6 +49,8 @@ fi
 
 step "cargo clippy (warnings denied): contract"
 cargo clippy --all-targets --features e2e-tests -- -D warnings
+step "cargo clippy (warnings denied): the contract's second version (upgrade test)"
+cargo clippy -p backup_registry_v2 --locked -- -D warnings
 step "cargo clippy (warnings denied): bot"
 cargo clippy -p backup-bot --all-targets --locked -- -D warnings
 

@@ -296,11 +296,7 @@ macro_rules! measure_registry {
         let node_1_id = query!($client, registry.restore_request(pending))
             .expect("dave's pending request")
             .backup_id;
-        let code_hash = ContractsBackend::<Env>::upload($client, "backup_registry", &alice)
-            .submit()
-            .await
-            .expect("upload failed")
-            .code_hash;
+        let code_hash = upload!($client, "backup_registry");
 
         let mut rows: Vec<(&str, Cost)> = Vec::new();
         macro_rules! row {
