@@ -231,6 +231,11 @@ impl<C: Chain> Bot<C> {
             report.errors.push(format!("restores: {error:#}"));
         }
         let now = self.registry.block_number().await?;
+        // The pins an IPFS node gave the blocks of an attempt that failed or was killed.
+        if let Err(error) = self.store.release_put_pins().await {
+            warn!("releasing the pins of blocks put before failed: {error:#}");
+            report.errors.push(format!("releasing pins: {error:#}"));
+        }
         for node in self.nodes.clone() {
             if let Err(error) = self.snapshot_if_due(&node, now, &mut report).await {
                 warn!(node = %node.node_id, "snapshot failed: {error:#}");

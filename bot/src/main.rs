@@ -368,7 +368,8 @@ impl RunSettings {
 
     async fn connect(&self) -> Result<Bot<NodeChain>> {
         let registry = self.chain.registry(self.signer.clone()).await?;
-        let store = content_store(self.kubo_api.as_deref(), &self.data_dir.join("store"))?;
+        let store = content_store(self.kubo_api.as_deref(), &self.data_dir.join("store"))?
+            .pin_while_putting(self.data_dir.join("kubo-put-pins"));
         let mut bot = Bot::new(registry, store, self.nodes.clone(), &self.data_dir)?;
         bot.set_extra_recipients(self.recipients.clone());
         bot.check_authority().await?;

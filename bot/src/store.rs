@@ -77,11 +77,36 @@ impl ContentStore {
         }
     }
 
-    /// Pins `root` and, recursively, every block it links to.
+    /// The same store, for the one process that puts blocks in it: an IPFS node then pins
+    /// every block while it puts it, listing it in the file `journal`, until the root that
+    /// reaches it is pinned (see [`KuboStore::pinning_while_putting`]). The embedded store's
+    /// collection runs in that same process, after its pins, and needs none of it.
+    pub fn pin_while_putting(self, journal: PathBuf) -> Self {
+        match self {
+            Self::Kubo(store) => Self::Kubo(store.pinning_while_putting(journal)),
+            local => local,
+        }
+    }
+
+    /// Pins `root` and, recursively, every block it links to; then releases the pins the
+    /// blocks got while they were put.
     pub async fn pin(&self, root: &Cid) -> Result<()> {
         match self {
             Self::Local(store) => store.pin(root),
-            Self::Kubo(store) => store.pin_call("pin/add", root).await.map(drop),
+            Self::Kubo(store) => {
+                store.pin_call("pin/add", root).await?;
+                store.release_put_pins(Some(root)).await
+            }
+        }
+    }
+
+    /// Releases the pins that blocks got while they were put for a snapshot whose root was
+    /// never pinned (a failed or killed attempt): its blocks are garbage, or will be put
+    /// again. Nothing for the embedded store.
+    pub async fn release_put_pins(&self) -> Result<()> {
+        match self {
+            Self::Local(_) => Ok(()),
+            Self::Kubo(store) => store.release_put_pins(None).await,
         }
     }
 
@@ -359,6 +384,8 @@ const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_BLOCK_ANSWER: usize = 1024 * 1024 + 64 * 1024;
 /// Largest answer to any other call read (JSON of a pin or a put, an error message).
 const MAX_SMALL_ANSWER: usize = 64 * 1024;
+/// Most CIDs one `pin/rm` call releases.
+const PINS_RELEASED_PER_CALL: usize = 128;
 
 /// An IPFS node's HTTP RPC API (`/api/v0`), as Kubo serves it. Every call has a timeout and
 /// every answer a size limit: a node that stalls or floods is an error, not a hang.
@@ -368,6 +395,9 @@ pub struct KuboStore {
     /// How long the node may look for a block (its `timeout` option); the request itself
     /// gives up a little later, should the node ignore the option.
     fetch_timeout: Duration,
+    /// When set, blocks are pinned as they are put, and listed in this file (one CID a
+    /// line) until the root reaching them is pinned.
+    put_pins: Option<PathBuf>,
 }
 
 /// The body of `response`, refused past `limit` bytes.
@@ -392,6 +422,18 @@ async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) 
     serde_json::from_slice(&body).context("the IPFS node's answer is not the JSON expected")
 }
 
+/// `value` when `error` is the node's answer that what was to be unpinned has no pin of its
+/// own (not pinned, or pinned only through a root: Kubo says "not pinned or pinned
+/// indirectly", js-ipfs "is pinned indirectly under"), else `error`.
+fn not_pinned<T>(error: anyhow::Error, value: T) -> Result<T> {
+    let message = error.to_string();
+    if message.contains("not pinned") || message.contains("pinned indirectly") {
+        Ok(value)
+    } else {
+        Err(error)
+    }
+}
+
 /// The multicodec name IPFS's RPC API uses for `codec`.
 fn codec_name(codec: u64) -> Result<&'static str> {
     Ok(match codec {
@@ -408,7 +450,63 @@ impl KuboStore {
             api: api.trim_end_matches('/').to_string(),
             http: Self::client(DEFAULT_CALL_TIMEOUT),
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            put_pins: None,
         }
+    }
+
+    /// The same client, pinning each block as it puts it (`block/put` with `pin=true`), so
+    /// that the node's garbage collector cannot take the blocks of a snapshot before its root
+    /// is pinned; each such block is first listed in the file `journal`, and
+    /// [`KuboStore::release_put_pins`] releases them all once their root is pinned, or at the
+    /// next pass after an attempt that failed or was killed. (The pins a node keeps are not
+    /// counted: two bots with separate data folders on one node may release a block the other
+    /// still puts, which only widens that block's window back to what it was without this.)
+    pub fn pinning_while_putting(mut self, journal: PathBuf) -> Self {
+        self.put_pins = Some(journal);
+        self
+    }
+
+    /// Unpins every block listed in the journal but `root`, then removes the journal. A block
+    /// that has no pin of its own (pinned only through a root, or never put) is no error. On
+    /// any other error the journal stays, for the next call.
+    async fn release_put_pins(&self, root: Option<&Cid>) -> Result<()> {
+        let Some(journal) = &self.put_pins else {
+            return Ok(());
+        };
+        let listed = match fs::read_to_string(journal) {
+            Ok(listed) => listed,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", journal.display()))
+            }
+        };
+        // A line cut short by a crash names no CID, and its block was never put.
+        let cids: HashSet<Cid> = listed
+            .lines()
+            .filter_map(|line| Cid::try_from(line).ok())
+            .filter(|cid| Some(cid) != root)
+            .collect();
+        let cids: Vec<String> = cids.iter().map(Cid::to_string).collect();
+        for batch in cids.chunks(PINS_RELEASED_PER_CALL) {
+            if self.unpin_all(batch).await.is_err() {
+                // Kubo stops at the first CID without a pin of its own: one by one, then.
+                for cid in batch {
+                    self.unpin_all(std::slice::from_ref(cid))
+                        .await
+                        .or_else(|error| not_pinned(error, ()))?;
+                }
+            }
+        }
+        fs::remove_file(journal).with_context(|| format!("removing {}", journal.display()))
+    }
+
+    /// Removes the recursive pins of `cids` in one `pin/rm` call.
+    async fn unpin_all(&self, cids: &[String]) -> Result<()> {
+        let mut query: Vec<(&str, &str)> = cids.iter().map(|cid| ("arg", cid.as_str())).collect();
+        query.push(("recursive", "true"));
+        self.send(self.http.post(self.url("pin/rm")).query(&query))
+            .await
+            .map(drop)
     }
 
     /// An HTTP client whose calls give up after `timeout`.
@@ -483,13 +581,35 @@ impl KuboStore {
         }
     }
 
+    /// Lists `cid` in the journal of blocks pinned while put, if there is one.
+    fn list_put_pin(&self, cid: &Cid) -> Result<()> {
+        let Some(journal) = &self.put_pins else {
+            return Ok(());
+        };
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(journal)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, format!("{cid}\n").as_bytes())
+            })
+            .with_context(|| format!("writing {}", journal.display()))
+    }
+
     async fn put_block_with(&self, block: &Block, option: &str, codec: &str) -> Result<()> {
+        // Listed before it is pinned: a crash in between leaves no pin unlisted.
+        self.list_put_pin(&block.cid)?;
         // js-ipfs refuses a part without a content type; Kubo takes either.
         let part = reqwest::multipart::Part::bytes(block.data.clone())
             .file_name("block")
             .mime_str("application/octet-stream")?;
         let form = reqwest::multipart::Form::new().part("file", part);
-        let query = [(option, codec), ("mhtype", "sha2-256"), ("pin", "false")];
+        let pin = if self.put_pins.is_some() {
+            "true"
+        } else {
+            "false"
+        };
+        let query = [(option, codec), ("mhtype", "sha2-256"), ("pin", pin)];
         let response = self
             .send(
                 self.http
@@ -506,8 +626,10 @@ impl KuboStore {
         let put: Put = read_json(response).await?;
         let cid = Cid::try_from(put.key.as_str())?;
         // The node computes the CID itself: it must name the same bytes under the same codec
-        // (in any CID version or base).
+        // (in any CID version or base). Under another CID, the node pinned what it stored
+        // there: listed too, to be released.
         if cid.hash() != block.cid.hash() || cid.codec() != block.cid.codec() {
+            self.list_put_pin(&cid)?;
             bail!(
                 "the IPFS node stored the block as {cid}, expected {}",
                 block.cid
@@ -547,10 +669,10 @@ impl KuboStore {
     }
 
     async fn unpin(&self, root: &Cid) -> Result<()> {
-        match self.pin_call("pin/rm", root).await {
-            Err(error) if error.to_string().contains("not pinned") => Ok(()),
-            other => other.map(drop),
-        }
+        self.pin_call("pin/rm", root)
+            .await
+            .map(drop)
+            .or_else(|error| not_pinned(error, ()))
     }
 
     async fn is_pinned(&self, root: &Cid) -> Result<bool> {

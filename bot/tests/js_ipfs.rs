@@ -14,6 +14,7 @@ use backup_bot::pipeline::{self, BackupSecret, FileCache};
 use backup_bot::store::{ContentStore, KuboStore};
 use backup_bot::unixfs::{self, Block, Link, RAW};
 use backup_bot::{keys, tree};
+use cid::Cid;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -108,13 +109,36 @@ async fn snapshot(
     root
 }
 
+/// The roots the daemon at `api` pins recursively, as CIDv1.
+async fn recursive_pins(api: &str) -> std::collections::BTreeSet<Cid> {
+    let pins: serde_json::Value = reqwest::Client::new()
+        .post(format!("{api}/api/v0/pin/ls?type=recursive"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    pins["Keys"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|key| Cid::try_from(key.as_str()).unwrap())
+        .map(|cid| Cid::new_v1(cid.codec(), *cid.hash()))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Node.js and `npm ci` in bot/ipfs-daemon"]
 async fn the_ipfs_store_works_against_a_js_ipfs_daemon() {
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(dir.path());
+    let pinned_at_start = recursive_pins(&daemon.api).await;
+    // As the bot's `run` makes it: blocks pinned while they are put, until their root is.
+    let journal = dir.path().join("kubo-put-pins");
     let store =
-        ContentStore::Kubo(KuboStore::new(&daemon.api).with_fetch_timeout(Duration::from_secs(2)));
+        ContentStore::Kubo(KuboStore::new(&daemon.api).with_fetch_timeout(Duration::from_secs(2)))
+            .pin_while_putting(journal.clone());
 
     // Blocks of both codecs: the daemon computes the same CIDs, and gives the bytes back.
     let raw = Block::new(RAW, b"a raw block".to_vec()).unwrap();
@@ -126,6 +150,10 @@ async fn the_ipfs_store_works_against_a_js_ipfs_daemon() {
     .unwrap();
     for block in [&raw, &node] {
         store.put_block(block).await.unwrap();
+        assert!(
+            store.is_pinned(&block.cid).await.unwrap(),
+            "pinned as it is put"
+        );
         assert_eq!(store.get_block(&block.cid).await.unwrap(), block.data);
         assert!(store.has_block(&block.cid).await.unwrap());
     }
@@ -154,6 +182,16 @@ async fn the_ipfs_store_works_against_a_js_ipfs_daemon() {
     let identity = age::x25519::Identity::generate();
     let root = snapshot(&store, &source, &identity).await;
     assert!(store.is_pinned(&root).await.unwrap());
+    // Pinning the root released every pin taken while putting, the earlier blocks' too, and
+    // the forged block's listing (never pinned) is no error.
+    assert!(!journal.exists());
+    let pinned_now = recursive_pins(&daemon.api).await;
+    let added: Vec<&Cid> = pinned_now.difference(&pinned_at_start).collect();
+    assert_eq!(
+        added,
+        [&root],
+        "of what the bot put, only the root keeps a pin"
+    );
     let checked = pipeline::check(&store, &root, Some(&identity))
         .await
         .unwrap();

@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 struct KuboState {
     /// Blocks by CID string.
     blocks: HashMap<String, Vec<u8>>,
-    /// Pinned roots.
+    /// Recursive pins: roots, and blocks put with `pin=true`.
     pins: HashSet<String>,
     /// Request targets (`/api/v0/...?...`), in order.
     requests: Vec<String>,
@@ -145,6 +145,12 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
         .filter_map(|option| option.split_once('='))
         .collect();
     let arg = options.get("arg").copied().unwrap_or_default().to_string();
+    // `pin/rm` takes several.
+    let args: Vec<String> = query
+        .split('&')
+        .filter_map(|option| option.strip_prefix("arg="))
+        .map(str::to_string)
+        .collect();
     let json =
         |value: serde_json::Value| (200, "application/json", format!("{value}\n").into_bytes());
     match path {
@@ -168,6 +174,9 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
             };
             let size = content.len();
             state.blocks.insert(cid.clone(), content);
+            if options.get("pin") == Some(&"true") {
+                state.pins.insert(cid.clone());
+            }
             json(serde_json::json!({ "Key": cid, "Size": size }))
         }
         "/api/v0/block/get" if state.flood.is_some() => (
@@ -183,12 +192,14 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
             state.pins.insert(arg.clone());
             json(serde_json::json!({ "Pins": [arg] }))
         }
+        // As Kubo: one CID after the other, stopping at the first without a pin of its own.
         "/api/v0/pin/rm" => {
-            if state.pins.remove(&arg) {
-                json(serde_json::json!({ "Pins": [arg] }))
-            } else {
-                error("not pinned or pinned indirectly".to_string())
+            for arg in &args {
+                if !state.pins.remove(arg) {
+                    return error("not pinned or pinned indirectly".to_string());
+                }
             }
+            json(serde_json::json!({ "Pins": args }))
         }
         "/api/v0/pin/ls" => {
             if state.pins.contains(&arg) {
@@ -274,6 +285,63 @@ async fn a_snapshot_is_stored_pinned_restored_and_unpinned_through_the_rpc_api()
     );
     assert!(requests.contains(&format!("/api/v0/pin/add?arg={root}&recursive=true")));
     assert!(requests.contains(&format!("/api/v0/block/get?arg={root}&timeout=60s")));
+}
+
+/// A writer's store pins each block as it puts it (the node's garbage collector cannot take
+/// it before its root is pinned), lists it first, and releases those pins once the root is
+/// pinned; pins left by an attempt that never reached its root are released on the next
+/// call, a listed block without a pin of its own included.
+#[tokio::test]
+async fn blocks_are_pinned_while_put_until_their_root_is() {
+    let (api, state) = start_kubo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("kubo-put-pins");
+    let store = ContentStore::Kubo(KuboStore::new(&api)).pin_while_putting(journal.clone());
+    let source = dir.path().join("source");
+    demo::write_sample_tree(&source).unwrap();
+    let identity = age::x25519::Identity::generate();
+    let secret = BackupSecret::derive(&identity, "owner", "node");
+    let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
+        .await
+        .unwrap();
+    let (root, _) = pipeline::seal(&store, &scanned, &[identity.to_public()])
+        .await
+        .unwrap();
+    let put: HashSet<String> = state.lock().unwrap().blocks.keys().cloned().collect();
+    assert_eq!(
+        state.lock().unwrap().pins,
+        put,
+        "every block pinned as it was put"
+    );
+    let listed: HashSet<String> = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, put, "and listed");
+    store.pin(&root).await.unwrap();
+    assert_eq!(
+        state.lock().unwrap().pins,
+        HashSet::from([root.to_string()])
+    );
+    assert!(!journal.exists());
+
+    // An attempt killed before its root: a block put and pinned, and a listed one the node
+    // never got.
+    let orphan = Block::new(RAW, b"put by an attempt that never finished".to_vec()).unwrap();
+    store.put_block(&orphan).await.unwrap();
+    let never_put = Block::new(RAW, b"listed, then killed".to_vec()).unwrap();
+    let mut lines = std::fs::read_to_string(&journal).unwrap();
+    lines.push_str(&format!("{}\nbafk", never_put.cid));
+    std::fs::write(&journal, lines).unwrap();
+    let restarted = ContentStore::Kubo(KuboStore::new(&api)).pin_while_putting(journal.clone());
+    restarted.release_put_pins().await.unwrap();
+    assert_eq!(
+        state.lock().unwrap().pins,
+        HashSet::from([root.to_string()])
+    );
+    assert!(!journal.exists());
+    restarted.release_put_pins().await.unwrap();
 }
 
 #[tokio::test]
