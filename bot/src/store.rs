@@ -2,10 +2,11 @@
 //!
 //! The embedded [`LocalStore`] needs nothing installed: a directory of blocks named by CID and
 //! a directory of pins; [`LocalStore::collect_garbage`] removes every block no pinned root
-//! reaches once it is older than a grace period. [`KuboStore`] talks to an IPFS node's HTTP RPC API (Kubo's, or any implementation
-//! of it, js-ipfs among them): `block/put`, `block/get`, `pin/add`, `pin/rm`, `pin/ls`; that
-//! node's own garbage collector reclaims what is unpinned. Both name blocks by the same CIDv1 (sha2-256), so
-//! blocks moved between them, or to any IPFS node, keep their CIDs.
+//! reaches once it is older than a grace period. [`KuboStore`] talks to an IPFS node's HTTP
+//! RPC API (Kubo's, or any implementation of it, js-ipfs among them): `block/put`,
+//! `block/get`, `pin/add`, `pin/rm`, `pin/ls`; that node's own garbage collector reclaims what
+//! is unpinned. Both name blocks by the same CIDv1 (sha2-256), so blocks moved between them,
+//! or to any IPFS node, keep their CIDs.
 
 use crate::unixfs::{self, Block, DAG_PB};
 use anyhow::{bail, Context, Result};
@@ -21,6 +22,10 @@ use std::time::{Duration, SystemTime};
 /// hour, the next pass finds them whole and does not write them again. (kopia likewise
 /// keeps unreferenced blobs for a while; restic keeps unreferenced packs until `prune`.)
 pub const GC_GRACE: Duration = Duration::from_secs(60 * 60);
+
+/// How much older than the last sync a block must look to be trusted as synced: file times
+/// come from the kernel's coarse clock, which may lag the clock the sync was timed with.
+const SYNC_CLOCK_MARGIN_NS: u64 = 1_000_000_000;
 
 /// A place to put blocks, fetch them back by CID and pin the roots of snapshots.
 pub enum ContentStore {
@@ -230,7 +235,7 @@ impl LocalStore {
     }
 
     /// Whether the block `cid` is there, whole, with `size` bytes. A block written since the
-    /// last sync is in doubt (a power cut can leave a file its full size with other bytes
+    /// last sync (or in the second before it) is in doubt (a power cut can leave a file its full size with other bytes
     /// in it): it is read and checked against its CID. A synced one is trusted by its size.
     fn holds_whole(&self, cid: &Cid, size: u64) -> Result<bool> {
         let meta = match fs::symlink_metadata(self.path_of(cid)) {
@@ -241,7 +246,9 @@ impl LocalStore {
         if !meta.is_file() || meta.len() != size {
             return Ok(false);
         }
-        if nanos_since_epoch(meta.modified()?) < self.synced_at.load(Ordering::Relaxed) {
+        let written_ns = nanos_since_epoch(meta.modified()?);
+        let synced_ns = self.synced_at.load(Ordering::Relaxed);
+        if written_ns.saturating_add(SYNC_CLOCK_MARGIN_NS) < synced_ns {
             return Ok(true);
         }
         Ok(self
