@@ -243,21 +243,31 @@ async fn start_kubo() -> (String, Arc<Mutex<KuboState>>) {
     (address, state)
 }
 
+/// The demo's sample tree in `dir/source`, scanned and sealed into `store` (not pinned);
+/// returns the root, the identity it is sealed to, and the tree's folder.
+async fn sealed_sample(
+    store: &ContentStore,
+    dir: &std::path::Path,
+) -> (Cid, age::x25519::Identity, std::path::PathBuf) {
+    let source = dir.join("source");
+    demo::write_sample_tree(&source).unwrap();
+    let identity = age::x25519::Identity::generate();
+    let secret = BackupSecret::derive(&identity, "owner", "node");
+    let scanned = pipeline::scan(store, &source, &secret, "owner", "node", &FileCache::new())
+        .await
+        .unwrap();
+    let (root, _) = pipeline::seal(store, &scanned, &[identity.to_public()])
+        .await
+        .unwrap();
+    (root, identity, source)
+}
+
 #[tokio::test]
 async fn a_snapshot_is_stored_pinned_restored_and_unpinned_through_the_rpc_api() {
     let (api, state) = start_kubo().await;
     let store = ContentStore::Kubo(KuboStore::new(&format!("{api}/")));
     let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("source");
-    demo::write_sample_tree(&source).unwrap();
-    let identity = age::x25519::Identity::generate();
-    let secret = BackupSecret::derive(&identity, "owner", "node");
-    let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
-        .await
-        .unwrap();
-    let (root, _) = pipeline::seal(&store, &scanned, &[identity.to_public()])
-        .await
-        .unwrap();
+    let (root, identity, source) = sealed_sample(&store, dir.path()).await;
     store.pin(&root).await.unwrap();
     assert!(store.is_pinned(&root).await.unwrap());
 
@@ -297,16 +307,7 @@ async fn blocks_are_pinned_while_put_until_their_root_is() {
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("kubo-put-pins");
     let store = ContentStore::Kubo(KuboStore::new(&api)).pin_while_putting(journal.clone());
-    let source = dir.path().join("source");
-    demo::write_sample_tree(&source).unwrap();
-    let identity = age::x25519::Identity::generate();
-    let secret = BackupSecret::derive(&identity, "owner", "node");
-    let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
-        .await
-        .unwrap();
-    let (root, _) = pipeline::seal(&store, &scanned, &[identity.to_public()])
-        .await
-        .unwrap();
+    let (root, _, _) = sealed_sample(&store, dir.path()).await;
     let put: HashSet<String> = state.lock().unwrap().blocks.keys().cloned().collect();
     assert_eq!(
         state.lock().unwrap().pins,
