@@ -579,6 +579,9 @@ impl KuboStore {
     /// deprecated one (`format`) that older nodes and js-ipfs take.
     async fn put_block(&self, block: &Block) -> Result<()> {
         let codec = codec_name(block.cid.codec())?;
+        // Listed before it is pinned: a crash in between leaves no pin unlisted. Once, for
+        // both attempts.
+        self.list_put_pin(&block.cid)?;
         match self.put_block_with(block, "cid-codec", codec).await {
             Ok(()) => Ok(()),
             Err(first) => self
@@ -604,8 +607,6 @@ impl KuboStore {
     }
 
     async fn put_block_with(&self, block: &Block, option: &str, codec: &str) -> Result<()> {
-        // Listed before it is pinned: a crash in between leaves no pin unlisted.
-        self.list_put_pin(&block.cid)?;
         // js-ipfs refuses a part without a content type; Kubo takes either.
         let part = reqwest::multipart::Part::bytes(block.data.clone())
             .file_name("block")
