@@ -1032,7 +1032,13 @@ async fn write_tree(
         node_id: manifest.node_id.clone(),
         ..RestoreStats::default()
     };
-    // The size of every file written so far, by path: what a hard link may name.
+    // The paths hard links name, and the size of each such file written so far: only those
+    // are kept, not every file's. (A name that is not hex is refused at its link.)
+    let linked: HashSet<Vec<u8>> = manifest
+        .entries
+        .iter()
+        .filter_map(|entry| hex::decode(entry.hard_link_hex.as_deref()?).ok())
+        .collect();
     let mut written: HashMap<Vec<u8>, u64> = HashMap::new();
     for entry in &manifest.entries {
         let path = entry.path_bytes()?;
@@ -1073,7 +1079,9 @@ async fn write_tree(
             progress.inc(plaintext.len() as u64);
         }
         Staging::finish_file(&file, mode, entry.mtime_ns)?;
-        written.insert(path, entry.size);
+        if linked.contains(&path) {
+            written.insert(path, entry.size);
+        }
         stats.files += 1;
         stats.content_bytes += entry.size;
     }
