@@ -12,7 +12,7 @@ use crate::invalid::Invalid;
 use crate::keys::{self, Keyring};
 use crate::pipeline::{self, BackupSecret, Expected, SnapshotStats};
 use crate::registry::{chain_account, ink_account, refusal, Registry};
-use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted};
+use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted, Unserved};
 use crate::store::{ContentStore, GarbageReport};
 use crate::tree::Skipped;
 use anyhow::Result;
@@ -30,6 +30,11 @@ const SNAPSHOT_DESCRIPTION: &str = "backup-bot snapshot";
 /// 6-second blocks): its transaction may still land after the bot gave up on it, and the
 /// registry would then name a snapshot whose blocks were collected.
 pub const SUBMITTED_GRACE_BLOCKS: u32 = 600;
+
+/// Blocks the pins of a node taken out of the configuration are held (a week of 6-second
+/// blocks), by default: long enough to notice and undo a configuration mistake, after which
+/// the operator's choice to stop serving the node frees its storage.
+pub const RELEASE_UNSERVED_AFTER_BLOCKS: u32 = 100_800;
 
 /// Whether a node whose last snapshot (or last unchanged check) was at block `last` is due
 /// for a snapshot at block `now`, with a frequency of `frequency` blocks.
@@ -71,7 +76,8 @@ pub struct PassReport {
     /// Restore requests marked failed, with the reason.
     pub failed: Vec<(RequestId, String)>,
     /// Snapshot roots unpinned because the registry no longer keeps them (pruned by
-    /// retention, or their backup deleted).
+    /// retention, or their backup deleted), or because their node left the configuration
+    /// more than the release period ago.
     pub unpinned: Vec<String>,
     /// What the embedded store's garbage collection removed, when it ran.
     pub garbage: Option<GarbageReport>,
@@ -98,6 +104,16 @@ impl std::fmt::Display for PassReport {
     }
 }
 
+/// Which of a node's pins [`Bot::unpin_unkept`] lets go.
+#[derive(Clone, Copy)]
+enum Letting<'a> {
+    /// Those the registry no longer keeps; the set holds the backup's snapshots as listed.
+    Unkept(&'a HashSet<Cid>),
+    /// All of them: the node left the configuration at block `unserved_since`, longer ago than
+    /// the release period.
+    Released { unserved_since: u32 },
+}
+
 /// How a restore attempt ended.
 enum RestoreOutcome {
     /// Restored: mark the request fulfilled.
@@ -117,6 +133,10 @@ pub struct Bot<C> {
     pins: Pins,
     /// The roots submitted and not seen recorded yet.
     submitted: Submitted,
+    /// The nodes out of the configuration whose pins are held, and since when.
+    unserved: Unserved,
+    /// Blocks after which an unserved node's pins are released.
+    release_unserved_after: u32,
     /// Recipients every manifest is sealed to, beside the node's key and its owner's.
     extra_recipients: Vec<age::x25519::Recipient>,
     /// Whether the embedded store was collected since the bot started (a crash may have left
@@ -146,6 +166,8 @@ impl<C: Chain> Bot<C> {
             nodes,
             pins: state.load_pins(),
             submitted: state.load_submitted(),
+            unserved: state.load_unserved(),
+            release_unserved_after: RELEASE_UNSERVED_AFTER_BLOCKS,
             state,
             extra_recipients: Vec::new(),
             collected_since_start: false,
@@ -193,6 +215,12 @@ impl<C: Chain> Bot<C> {
     /// Seals every later manifest to `recipients` too (for example an offline recovery key).
     pub fn set_extra_recipients(&mut self, recipients: Vec<age::x25519::Recipient>) {
         self.extra_recipients = recipients;
+    }
+
+    /// Holds the pins of a node taken out of the configuration for `blocks` (from the pass
+    /// that first finds it unserved) before releasing them.
+    pub fn set_release_unserved_after(&mut self, blocks: u32) {
+        self.release_unserved_after = blocks;
     }
 
     /// The content store.
@@ -479,20 +507,21 @@ impl<C: Chain> Bot<C> {
             .iter()
             .filter_map(|snapshot| Cid::try_from(snapshot.cid.as_str()).ok())
             .collect();
-        self.unpin_unkept(&key, &listed, now, requested, report)
+        self.unpin_unkept(&key, Letting::Unkept(&listed), now, requested, report)
             .await
     }
 
-    /// Unpins the roots pinned under `key` (see [`node_key`]) that the registry no longer
+    /// Unpins the roots pinned under `key` (see [`node_key`]) that `letting` lets go, never
+    /// one an open restore request names. [`Letting::Unkept`]: those the registry no longer
     /// keeps. A root missing from `listed` (the backup's snapshots, read in pages that shift
     /// while an owner unpins or another authority adds) is unpinned only once the registry
     /// confirms, by its CID at the finalized block, that it keeps no such snapshot, and never
-    /// while an open restore request names it, this pass recorded it, or it was submitted
-    /// less than [`SUBMITTED_GRACE_BLOCKS`] before block `now` and may still land.
+    /// while this pass recorded it or it was submitted less than [`SUBMITTED_GRACE_BLOCKS`]
+    /// before block `now` and may still land.
     async fn unpin_unkept(
         &mut self,
         key: &str,
-        listed: &HashSet<Cid>,
+        letting: Letting<'_>,
         now: u32,
         requested: &HashSet<Cid>,
         report: &mut PassReport,
@@ -507,21 +536,24 @@ impl<C: Chain> Bot<C> {
         let mut unpinned = Vec::new();
         for root in pinned {
             let cid = Cid::try_from(root.as_str())?;
-            if listed.contains(&cid)
-                || recorded_now.contains(root.as_str())
-                || self.registry.keeps_finalized(&root).await?
-            {
-                // Recorded: no longer waiting to land.
-                if self.submitted.remove(&root).is_some() {
-                    self.state.save_submitted(&self.submitted)?;
+            if let Letting::Unkept(listed) = letting {
+                if listed.contains(&cid)
+                    || recorded_now.contains(root.as_str())
+                    || self.registry.keeps_finalized(&root).await?
+                {
+                    // Recorded: no longer waiting to land.
+                    if self.submitted.remove(&root).is_some() {
+                        self.state.save_submitted(&self.submitted)?;
+                    }
+                    still_pinned.push(root);
+                    continue;
                 }
-                still_pinned.push(root);
-                continue;
             }
-            let landing = self
-                .submitted
-                .get(&root)
-                .is_some_and(|since| now.saturating_sub(*since) < SUBMITTED_GRACE_BLOCKS);
+            let landing = matches!(letting, Letting::Unkept(_))
+                && self
+                    .submitted
+                    .get(&root)
+                    .is_some_and(|since| now.saturating_sub(*since) < SUBMITTED_GRACE_BLOCKS);
             if requested.contains(&cid) || landing {
                 still_pinned.push(root);
                 continue;
@@ -530,7 +562,17 @@ impl<C: Chain> Bot<C> {
             if self.submitted.remove(&root).is_some() {
                 self.state.save_submitted(&self.submitted)?;
             }
-            info!(node = %key, cid = %root, "unpinned: the registry no longer keeps it");
+            match letting {
+                Letting::Unkept(_) => {
+                    info!(node = %key, cid = %root, "unpinned: the registry no longer keeps it")
+                }
+                Letting::Released { unserved_since } => warn!(
+                    node = %key,
+                    cid = %root,
+                    unserved_since,
+                    "unpinned: its node left the configuration"
+                ),
+            }
             unpinned.push(root);
         }
         report.unpinned.extend(unpinned);
@@ -539,8 +581,10 @@ impl<C: Chain> Bot<C> {
     }
 
     /// The pins of nodes no longer in the configuration: each kept while the registry keeps
-    /// its snapshot (a node taken out of the configuration by mistake loses nothing), unpinned
-    /// once it does not, like a served node's.
+    /// its snapshot and unpinned once it does not, like a served node's, for
+    /// `release_unserved_after` blocks from the pass that first found the node unserved (a
+    /// node taken out of the configuration by mistake loses nothing if put back in time);
+    /// then all released. A node served again starts afresh.
     async fn unpin_unserved(
         &mut self,
         now: u32,
@@ -554,12 +598,42 @@ impl<C: Chain> Bot<C> {
             .filter(|key| !served.contains(*key))
             .cloned()
             .collect();
+        let mut found = Unserved::new();
+        for key in &unserved {
+            found.insert(key.clone(), self.unserved.get(key).copied().unwrap_or(now));
+        }
+        if found != self.unserved {
+            self.state.save_unserved(&found)?;
+            self.unserved = found;
+        }
+        let nothing_listed = HashSet::new();
         for key in unserved {
-            self.unpin_unkept(&key, &HashSet::new(), now, requested, report)
+            let since = self.unserved[&key];
+            let release_at = since.saturating_add(self.release_unserved_after);
+            let letting = if now >= release_at {
+                Letting::Released {
+                    unserved_since: since,
+                }
+            } else {
+                Letting::Unkept(&nothing_listed)
+            };
+            self.unpin_unkept(&key, letting, now, requested, report)
                 .await?;
-            if self.pins.get(&key).is_some_and(Vec::is_empty) {
-                self.pins.remove(&key);
-                self.state.save_pins(&self.pins)?;
+            match self.pins.get(&key).map(Vec::len) {
+                Some(0) => {
+                    self.pins.remove(&key);
+                    self.state.save_pins(&self.pins)?;
+                    self.unserved.remove(&key);
+                    self.state.save_unserved(&self.unserved)?;
+                }
+                Some(held) if now < release_at => warn!(
+                    node = %key,
+                    held,
+                    release_at,
+                    "this node is no longer in the configuration: its pins are released at \
+                     block {release_at} unless it is served again"
+                ),
+                _ => {}
             }
         }
         Ok(())

@@ -44,6 +44,10 @@ pub struct FileConfig {
     pub kubo_api: Option<String>,
     /// Seconds between passes.
     pub interval_secs: Option<u64>,
+    /// Blocks after which the pins of a node taken out of the configuration are released,
+    /// whether or not the registry still keeps its snapshots (default
+    /// [`RELEASE_UNSERVED_AFTER_BLOCKS`](crate::bot::RELEASE_UNSERVED_AFTER_BLOCKS)).
+    pub release_unserved_after_blocks: Option<u32>,
     /// Age recipients every snapshot's manifest is also sealed to, beside the node's own key
     /// and its owner's: an offline recovery key, so that losing the bot's disk loses no data.
     #[serde(default)]

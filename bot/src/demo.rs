@@ -100,7 +100,7 @@ impl DemoWorld {
         };
         let store_dir = work_dir.join("store");
         let bot_data_dir = work_dir.join("bot");
-        let bot = Self::start_bot(admin, &store_dir, &node, &bot_data_dir)?;
+        let bot = Self::start_bot(admin, &store_dir, &[node.clone()], &bot_data_dir)?;
         Ok(Self {
             bot,
             owner,
@@ -110,24 +110,31 @@ impl DemoWorld {
         })
     }
 
-    /// A bot signing with `chain`'s caller, serving `node`, with its data in `data_dir`. Its
+    /// A bot signing with `chain`'s caller, serving `nodes`, with its data in `data_dir`. Its
     /// store has no grace period: the demo's chain moves in seconds, so what a collection
     /// removes shows at once.
     fn start_bot(
         chain: SandboxChain,
         store_dir: &Path,
-        node: &ServedNode,
+        nodes: &[ServedNode],
         data_dir: &Path,
     ) -> Result<Bot<SandboxChain>> {
         let store = ContentStore::Local(LocalStore::open(store_dir)?.with_grace(Duration::ZERO));
-        Bot::new(Registry::new(chain), store, vec![node.clone()], data_dir)
+        Bot::new(Registry::new(chain), store, nodes.to_vec(), data_dir)
+    }
+
+    /// A new bot on the same chain, store and data directory serving `nodes` instead (none:
+    /// as after the node was taken out of the configuration), as a restart of the process
+    /// with another configuration would be.
+    pub fn bot_serving(&mut self, nodes: &[ServedNode]) -> Result<Bot<SandboxChain>> {
+        let chain = self.owner.chain().as_account(bot_account());
+        Self::start_bot(chain, &self.store_dir, nodes, &self.bot_data_dir)
     }
 
     /// Replaces the bot with a new one on the same chain, store and data directory, as a
     /// restart of the process would.
     pub fn restart_bot(&mut self) -> Result<()> {
-        let chain = self.owner.chain().as_account(bot_account());
-        self.bot = Self::start_bot(chain, &self.store_dir, &self.node, &self.bot_data_dir)?;
+        self.bot = self.bot_serving(&[self.node.clone()])?;
         Ok(())
     }
 

@@ -372,6 +372,9 @@ impl RunSettings {
             .pin_while_putting(self.data_dir.join("kubo-put-pins"));
         let mut bot = Bot::new(registry, store, self.nodes.clone(), &self.data_dir)?;
         bot.set_extra_recipients(self.recipients.clone());
+        if let Some(blocks) = self.chain.file.release_unserved_after_blocks {
+            bot.set_release_unserved_after(blocks);
+        }
         bot.check_authority().await?;
         Ok(bot)
     }

@@ -7,6 +7,8 @@
 //! - `pins.json`: per node, the snapshot roots it pinned and has not unpinned yet ([`Pins`]);
 //! - `submitted.json`: the roots submitted with `add_snapshot` and not yet seen recorded,
 //!   with the block of their submission ([`Submitted`]);
+//! - `unserved.json`: the nodes taken out of the configuration whose pins the bot still
+//!   holds, with the block at which it first found each unserved ([`Unserved`]);
 //! - `lock`: held (`flock`) by the one process serving from this folder ([`DataDirLock`]),
 //!   holding its pid.
 
@@ -61,11 +63,16 @@ pub type Pins = BTreeMap<String, Vec<String>>;
 /// each was submitted. A transaction may still land after the bot gave up on it.
 pub type Submitted = BTreeMap<String, u32>;
 
+/// The nodes no longer in the configuration whose pins the bot still holds, by
+/// [`node_key`]: the block at which a pass first found each unserved.
+pub type Unserved = BTreeMap<String, u32>;
+
 /// The bot's files in its data directory.
 pub struct StateDir {
     cache_dir: PathBuf,
     pins_path: PathBuf,
     submitted_path: PathBuf,
+    unserved_path: PathBuf,
 }
 
 impl StateDir {
@@ -78,6 +85,7 @@ impl StateDir {
             cache_dir,
             pins_path: data_dir.join("pins.json"),
             submitted_path: data_dir.join("submitted.json"),
+            unserved_path: data_dir.join("unserved.json"),
         })
     }
 
@@ -116,6 +124,17 @@ impl StateDir {
     /// Replaces the submitted roots.
     pub fn save_submitted(&self, submitted: &Submitted) -> Result<()> {
         write_atomically(&self.submitted_path, submitted)
+    }
+
+    /// The nodes found unserved; none when the file is missing or damaged (with a warning:
+    /// their grace periods start again).
+    pub fn load_unserved(&self) -> Unserved {
+        read_or_default(&self.unserved_path)
+    }
+
+    /// Replaces the nodes found unserved.
+    pub fn save_unserved(&self, unserved: &Unserved) -> Result<()> {
+        write_atomically(&self.unserved_path, unserved)
     }
 }
 

@@ -23,6 +23,7 @@ use backup_registry::RestoreStatus;
 use node::{bot_command, deploy, restore_with_cli, DevNode};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use subxt_signer::sr25519::dev;
 
 /// Runs `backup-bot run --once` with the configuration file `config`, as Alice, expecting
@@ -122,8 +123,9 @@ async fn live_node_round_trip() {
         None
     );
 
-    // Bob deletes node-b's backup: the next pass unpins its snapshot, and the embedded store
-    // collects its blocks, while node-a's stay.
+    // Bob deletes node-b's backup: the next pass unpins its snapshot; its blocks are kept for
+    // the garbage collector's grace period, and a collection without grace removes them, while
+    // node-a's stay.
     let deleted = owner
         .latest_snapshot(&bob, "node-b")
         .await
@@ -139,6 +141,18 @@ async fn live_node_round_trip() {
         "{log}"
     );
     let store = LocalStore::open(dir.path().join("bot-data/store")).unwrap();
+    let young = store.collect_garbage().unwrap();
+    assert!(
+        young.young_blocks > 0 && young.removed_blocks == 0,
+        "{young:?}"
+    );
+    let store = store.with_grace(Duration::ZERO);
+    let collected = store.collect_garbage().unwrap();
+    assert_eq!(
+        collected.removed_blocks, young.young_blocks,
+        "{collected:?}"
+    );
+    assert_eq!(collected.kept_blocks, young.kept_blocks, "{collected:?}");
     let pinned: Vec<String> = store
         .pinned()
         .unwrap()

@@ -674,6 +674,69 @@ async fn pins_of_a_node_no_longer_served_go_only_when_the_registry_drops_them() 
     assert!(store.pinned().unwrap().is_empty());
 }
 
+/// Pins of a node taken out of the configuration are held for the release period from the
+/// pass that first finds it unserved, then released though the registry still keeps the
+/// snapshot; a node served again within the period loses nothing, and its period starts
+/// afresh when it leaves again.
+#[tokio::test]
+async fn pins_of_a_node_no_longer_served_are_released_after_the_release_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    world.owner.set_backup_frequency(10_000).await.unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let kept = world.bot.pass().await.unwrap().snapshots[0].cid.clone();
+    let state = StateDir::open(&world.bot_data_dir).unwrap();
+    let key = state::node_key(&world.node);
+    let store = local_store(&world);
+    let root = cid::Cid::try_from(kept.as_str()).unwrap();
+
+    let mut unserving = world.bot_serving(&[]).unwrap();
+    unserving.set_release_unserved_after(20);
+    let left_at = world.owner.block_number().await.unwrap();
+    assert_eq!(
+        unserving.pass().await.unwrap().unpinned,
+        Vec::<String>::new()
+    );
+    assert_eq!(state.load_unserved()[&key], left_at);
+    world.advance_blocks(19);
+    assert_eq!(
+        unserving.pass().await.unwrap().unpinned,
+        Vec::<String>::new()
+    );
+    assert_eq!(store.pinned().unwrap(), [root]);
+
+    // Served again in time: nothing lost, the count is over.
+    world.restart_bot().unwrap();
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.not_due, [DEMO_NODE], "{report:?}");
+    assert!(state.load_unserved().is_empty());
+
+    // Out again: the period starts afresh, and ends in a release.
+    let mut unserving = world.bot_serving(&[]).unwrap();
+    unserving.set_release_unserved_after(20);
+    let left_again_at = world.owner.block_number().await.unwrap();
+    unserving.pass().await.unwrap();
+    assert_eq!(state.load_unserved()[&key], left_again_at);
+    world.advance_blocks(19);
+    assert_eq!(
+        unserving.pass().await.unwrap().unpinned,
+        Vec::<String>::new()
+    );
+    world.advance_blocks(1);
+    let report = unserving.pass().await.unwrap();
+    assert_eq!(report.unpinned, [kept.clone()], "{report:?}");
+    let latest = world.owner.latest_snapshot(&world.node.owner, DEMO_NODE);
+    assert_eq!(
+        latest.await.unwrap().unwrap().cid,
+        kept,
+        "still kept on chain"
+    );
+    assert!(!state.load_pins().contains_key(&key));
+    assert!(state.load_unserved().is_empty());
+    assert!(store.pinned().unwrap().is_empty());
+    assert!(!store.path_of(&root).exists(), "collected");
+}
+
 /// A restore killed half-way leaves its staging folder, which may hold a tree in the clear:
 /// the next start removes it.
 #[tokio::test]
