@@ -44,7 +44,7 @@ mod recipient;
 
 pub use self::backup_registry::{
     Backup, BackupId, BackupRegistry, Config, Error, PendingUpgrade, RequestId, RestoreRequest,
-    RestoreStatus, Snapshot, SnapshotRef, SnapshotSeq,
+    RestoreStatus, Snapshot, SnapshotRef, SnapshotSeq, StorageReserve,
 };
 
 /// Most authorities the registry holds.
@@ -76,6 +76,23 @@ pub const MAX_FREQUENCY_LIMIT: u32 = 52_560_000;
 pub const MAX_CLAIM_TIMEOUT: u32 = 201_600;
 /// Longest `upgrade_delay` a deployment may configure, in blocks (a year of 6 s blocks).
 pub const MAX_UPGRADE_DELAY: u32 = 5_256_000;
+/// Bytes of storage a backup's reserve holds per snapshot slot: a snapshot record with a
+/// CIDv1 of 59 characters (what IPFS and the bot make) and a description of up to 90 bytes,
+/// with its CID index entry. Longer descriptions use more: the owner adds with `fund_backup`.
+pub const RESERVED_BYTES_PER_SNAPSHOT: u32 = 192;
+/// Storage cells a backup's reserve holds per snapshot slot: the record and its index entry.
+pub const RESERVED_CELLS_PER_SNAPSHOT: u32 = 2;
+/// Bytes of storage a backup's reserve holds besides its snapshots: the backup record's pins,
+/// held snapshot and latest request at their largest, a full list of grantees, a recipient,
+/// and a restore request at its largest with its entry in the open list.
+pub const RESERVED_BYTES_PER_BACKUP: u32 = 720;
+/// Storage cells a backup's reserve holds besides its snapshots: grantees, recipient, restore
+/// request and its entry in the open list.
+pub const RESERVED_CELLS_PER_BACKUP: u32 = 4;
+/// Most bytes a backup's reserve may hold unused (one storage cell holds them).
+pub const MAX_RESERVE_BYTES: u32 = 16_000;
+/// Most spare cells a backup's reserve may hold unused.
+pub const MAX_RESERVE_CELLS: u32 = 160;
 /// Layout version of the storage this code writes (see the crate's notes on upgrades).
 #[cfg(not(registry_v2))]
 pub const STORAGE_VERSION: u32 = 1;
@@ -89,8 +106,10 @@ mod backup_registry {
     use crate::{
         MAX_AUTHORITIES, MAX_BACKUPS_DELETED_PER_CALL, MAX_BACKUPS_PER_ACCOUNT, MAX_CID_LEN,
         MAX_CLAIM_TIMEOUT, MAX_DESCRIPTION_LEN, MAX_FREQUENCY_LIMIT, MAX_GRANTS_PER_BACKUP,
-        MAX_NODE_ID_LEN, MAX_PAGE_SIZE, MAX_PINS_PER_BACKUP, MAX_REASON_LEN, MAX_RETENTION,
-        MAX_UPGRADE_DELAY, STORAGE_VERSION,
+        MAX_NODE_ID_LEN, MAX_PAGE_SIZE, MAX_PINS_PER_BACKUP, MAX_REASON_LEN, MAX_RESERVE_BYTES,
+        MAX_RESERVE_CELLS, MAX_RETENTION, MAX_UPGRADE_DELAY, RESERVED_BYTES_PER_BACKUP,
+        RESERVED_BYTES_PER_SNAPSHOT, RESERVED_CELLS_PER_BACKUP, RESERVED_CELLS_PER_SNAPSHOT,
+        STORAGE_VERSION,
     };
     use ink::prelude::{string::String, vec::Vec};
     use ink::storage::{Lazy, Mapping};
@@ -271,6 +290,89 @@ mod backup_registry {
         pub seq: SnapshotSeq,
     }
 
+    /// Storage a backup's owner paid for that no record of the backup uses yet: every message
+    /// but `create_backup`, `fund_backup` and the deletions takes the storage its writes add
+    /// from here and puts back what they free, so that its caller pays no storage deposit and
+    /// gets none back (authorities end every cycle where they started).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct StorageReserve {
+        /// Bytes of storage held (at most `MAX_RESERVE_BYTES`).
+        pub bytes: u32,
+        /// Storage cells held (at most `MAX_RESERVE_CELLS`).
+        pub cells: u32,
+    }
+
+    /// How a backup's reserve is stored: `cells` spare cells (empty values under
+    /// `(backup_id, 0..cells)`) and `pad`, this cell's filler of `PAD_FLOOR` bytes plus the
+    /// reserved bytes. Its length stays between 64 and 16,383, so its SCALE length prefix is
+    /// always two bytes and the cell grows and shrinks byte for byte with the reserve.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    #[ink::scale_derive(Encode, Decode, TypeInfo)]
+    #[cfg_attr(feature = "std", derive(ink::storage::traits::StorageLayout))]
+    pub struct ReserveCell {
+        /// Spare cells held.
+        cells: u32,
+        /// `PAD_FLOOR` bytes, then one byte per reserved byte.
+        pad: Vec<u8>,
+    }
+
+    /// Length of an empty reserve's pad: the shortest whose SCALE length prefix is two bytes.
+    const PAD_FLOOR: u32 = 64;
+
+    impl ReserveCell {
+        /// A reserve holding `bytes` bytes and `cells` cells (its spare cells are the caller's
+        /// to write).
+        fn holding(bytes: u32, cells: u32) -> Self {
+            Self {
+                cells,
+                pad: ink::prelude::vec![0; PAD_FLOOR.saturating_add(bytes) as usize],
+            }
+        }
+
+        /// What it holds.
+        fn balance(&self) -> StorageReserve {
+            StorageReserve {
+                bytes: u32::try_from(self.pad.len())
+                    .unwrap_or(u32::MAX)
+                    .saturating_sub(PAD_FLOOR),
+                cells: self.cells,
+            }
+        }
+    }
+
+    /// Storage one message's writes added (positive) or freed (negative), as pallet-contracts
+    /// counts it: bytes of values, and cells.
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    struct StorageDelta {
+        bytes: i64,
+        cells: i64,
+    }
+
+    impl StorageDelta {
+        /// Counts a value of `new_len` bytes written over one of `old_len` bytes (`None`: a new
+        /// cell).
+        fn wrote(&mut self, old_len: Option<u32>, new_len: usize) {
+            let new_len = i64::try_from(new_len).unwrap_or(i64::MAX);
+            self.bytes = self
+                .bytes
+                .saturating_add(new_len)
+                .saturating_sub(old_len.map_or(0, i64::from));
+            if old_len.is_none() {
+                self.cells = self.cells.saturating_add(1);
+            }
+        }
+
+        /// Counts a cell of `old_len` bytes removed (`None`: there was none).
+        fn removed(&mut self, old_len: Option<u32>) {
+            if let Some(old_len) = old_len {
+                self.bytes = self.bytes.saturating_sub(i64::from(old_len));
+                self.cells = self.cells.saturating_sub(1);
+            }
+        }
+    }
+
     /// Where a restore request stands.
     #[derive(Debug, Clone, PartialEq, Eq)]
     #[ink::scale_derive(Encode, Decode, TypeInfo)]
@@ -420,6 +522,12 @@ mod backup_registry {
         NoUpgradeProposed,
         /// The proposed upgrade's `applies_at` block has not come yet.
         UpgradeNotDue,
+        /// The backup's storage reserve cannot hold what this call would store: its owner
+        /// adds to it with `fund_backup`.
+        InsufficientFunds,
+        /// Funding would take the backup's reserve over `MAX_RESERVE_BYTES` or
+        /// `MAX_RESERVE_CELLS`.
+        ReserveFull,
     }
 
     /// Result of the registry's messages.
@@ -499,6 +607,19 @@ mod backup_registry {
         pub node_id: String,
         /// Snapshots removed with it.
         pub snapshot_count: u32,
+    }
+
+    /// An owner added to a backup's storage reserve (`fund_backup`).
+    #[ink(event)]
+    pub struct BackupFunded {
+        /// Owner of the backup.
+        #[ink(topic)]
+        pub owner: AccountId,
+        /// The node backed up.
+        #[ink(topic)]
+        pub node_id: String,
+        /// The reserve after the funding.
+        pub reserve: StorageReserve,
     }
 
     /// An account deleted its backups (at most `MAX_BACKUPS_DELETED_PER_CALL` per call).
@@ -753,6 +874,10 @@ mod backup_registry {
         open_request_count: u32,
         /// Pending or in-progress request ids, by slot `0..open_request_count`.
         open_requests: Mapping<u32, RequestId>,
+        /// Each backup's storage reserve.
+        reserves: Mapping<BackupId, ReserveCell>,
+        /// The spare cells of each backup's reserve, `(backup_id, 0..cells)`.
+        spare_cells: Mapping<(BackupId, u32), ()>,
         /// The second version's new state (the upgrade test's only): the block its migration
         /// ran in. A new field in its own cell, so version 1's root still decodes.
         #[cfg(registry_v2)]
@@ -799,6 +924,8 @@ mod backup_registry {
                 restore_requests: Mapping::default(),
                 open_request_count: 0,
                 open_requests: Mapping::default(),
+                reserves: Mapping::default(),
+                spare_cells: Mapping::default(),
                 #[cfg(registry_v2)]
                 migrated_at: Lazy::default(),
             };
@@ -831,7 +958,13 @@ mod backup_registry {
         #[ink(message)]
         pub fn remove_authority(&mut self, authority: AccountId) -> Result<()> {
             self.ensure_admin()?;
-            if take_entry(&mut self.authorities, authority).is_none() {
+            if take_entry(
+                &mut self.authorities,
+                authority,
+                &mut StorageDelta::default(),
+            )
+            .is_none()
+            {
                 return Err(Error::AuthorityNotFound);
             }
             self.authority_count = self.authority_count.saturating_sub(1);
@@ -952,7 +1085,12 @@ mod backup_registry {
         // ----- Owners -----
 
         /// Opts the caller's node `node_id` in for backups; authorities snapshot the backups
-        /// that exist.
+        /// that exist. The caller pays the storage deposit of the backup and of its reserve
+        /// ([`StorageReserve`]): room for a full backup (`max_snapshots_per_backup` plus
+        /// `MAX_PINS_PER_BACKUP` plus one held snapshot slot of `RESERVED_BYTES_PER_SNAPSHOT`
+        /// bytes and `RESERVED_CELLS_PER_SNAPSHOT` cells, and `RESERVED_BYTES_PER_BACKUP` bytes
+        /// and `RESERVED_CELLS_PER_BACKUP` cells besides), which every later write to the
+        /// backup uses and deleting it refunds.
         #[ink(message)]
         pub fn create_backup(&mut self, node_id: String, description: String) -> Result<()> {
             self.ensure_not_paused()?;
@@ -985,10 +1123,55 @@ mod backup_registry {
                 latest_request: None,
             };
             self.backups.insert(backup_id, &backup);
+            let slots = self
+                .config
+                .max_snapshots_per_backup
+                .saturating_add(MAX_PINS_PER_BACKUP)
+                .saturating_add(1);
+            self.fill_reserve(
+                backup_id,
+                ReserveCell::holding(0, 0),
+                StorageReserve {
+                    bytes: slots
+                        .saturating_mul(RESERVED_BYTES_PER_SNAPSHOT)
+                        .saturating_add(RESERVED_BYTES_PER_BACKUP),
+                    cells: slots
+                        .saturating_mul(RESERVED_CELLS_PER_SNAPSHOT)
+                        .saturating_add(RESERVED_CELLS_PER_BACKUP),
+                },
+            )?;
             self.env().emit_event(BackupCreated {
                 owner,
                 node_id,
                 backup_id,
+            });
+            Ok(())
+        }
+
+        /// Adds room for `snapshots` more snapshot slots (`RESERVED_BYTES_PER_SNAPSHOT` bytes
+        /// and `RESERVED_CELLS_PER_SNAPSHOT` cells each) to the reserve of the caller's backup
+        /// of `node_id`, within `MAX_RESERVE_BYTES` and `MAX_RESERVE_CELLS` (`ReserveFull`).
+        /// The caller pays its storage deposit; deleting the backup refunds what is unused.
+        /// For a backup whose snapshots or requests outgrew its reserve (`InsufficientFunds`).
+        #[ink(message)]
+        pub fn fund_backup(&mut self, node_id: String, snapshots: u32) -> Result<()> {
+            self.ensure_not_paused()?;
+            let owner = self.env().caller();
+            let (backup_id, _) = self.backup_of(owner, &node_id)?;
+            let reserve = self.reserves.get(backup_id).ok_or(Error::BackupNotFound)?;
+            let added = StorageReserve {
+                bytes: snapshots
+                    .checked_mul(RESERVED_BYTES_PER_SNAPSHOT)
+                    .ok_or(Error::ReserveFull)?,
+                cells: snapshots
+                    .checked_mul(RESERVED_CELLS_PER_SNAPSHOT)
+                    .ok_or(Error::ReserveFull)?,
+            };
+            let reserve = self.fill_reserve(backup_id, reserve, added)?;
+            self.env().emit_event(BackupFunded {
+                owner,
+                node_id,
+                reserve,
             });
             Ok(())
         }
@@ -1021,7 +1204,9 @@ mod backup_registry {
             let owner = self.env().caller();
             let (backup_id, mut backup) = self.backup_of(owner, &node_id)?;
             backup.snapshot_requested = true;
-            self.backups.insert(backup_id, &backup);
+            let mut delta = StorageDelta::default();
+            put(&mut self.backups, backup_id, &backup, &mut delta);
+            self.settle(backup_id, delta)?;
             self.env().emit_event(SnapshotRequested { owner, node_id });
             Ok(())
         }
@@ -1040,7 +1225,9 @@ mod backup_registry {
                 return Err(Error::TooManyGrants);
             }
             grantees.push(grantee);
-            self.grantees.insert(backup_id, &grantees);
+            let mut delta = StorageDelta::default();
+            put(&mut self.grantees, backup_id, &grantees, &mut delta);
+            self.settle(backup_id, delta)?;
             self.env().emit_event(AccessChanged {
                 owner,
                 node_id,
@@ -1063,7 +1250,8 @@ mod backup_registry {
                 .position(|granted| *granted == grantee)
                 .ok_or(Error::AccessNotFound)?;
             grantees.swap_remove(position);
-            store_list(&mut self.grantees, backup_id, &grantees);
+            let mut delta = StorageDelta::default();
+            store_list(&mut self.grantees, backup_id, &grantees, &mut delta);
             self.env().emit_event(AccessChanged {
                 owner,
                 node_id,
@@ -1074,9 +1262,15 @@ mod backup_registry {
                 .latest_request(&backup)
                 .filter(|(_, request)| request.status.is_open() && request.requester == grantee);
             if let Some((request_id, request)) = grantees_request {
-                self.close_request(request_id, request, RestoreStatus::Cancelled, owner);
+                self.close_request(
+                    request_id,
+                    request,
+                    RestoreStatus::Cancelled,
+                    owner,
+                    &mut delta,
+                );
             }
-            Ok(())
+            self.settle(backup_id, delta)
         }
 
         /// Registers (`Some`) or clears (`None`) the age X25519 recipient (`age1…`) to which
@@ -1100,12 +1294,12 @@ mod backup_registry {
             }
             let owner = self.env().caller();
             let (backup_id, _) = self.backup_of(owner, &node_id)?;
+            let mut delta = StorageDelta::default();
             match &recipient {
-                Some(recipient) => {
-                    self.recipients.insert(backup_id, recipient);
-                }
-                None => self.recipients.remove(backup_id),
+                Some(recipient) => put(&mut self.recipients, backup_id, recipient, &mut delta),
+                None => remove_entry(&mut self.recipients, backup_id, &mut delta),
             }
+            self.settle(backup_id, delta)?;
             self.env().emit_event(BackupRecipientChanged {
                 owner,
                 node_id,
@@ -1169,8 +1363,16 @@ mod backup_registry {
             if request.requester != caller && !is_owner {
                 return Err(Error::NotRequester);
             }
-            self.close_request(request_id, request, RestoreStatus::Cancelled, caller);
-            Ok(())
+            let backup_id = request.backup_id;
+            let mut delta = StorageDelta::default();
+            self.close_request(
+                request_id,
+                request,
+                RestoreStatus::Cancelled,
+                caller,
+                &mut delta,
+            );
+            self.settle(backup_id, delta)
         }
 
         /// Pins the snapshot with CID `cid` (any spelling) of one of the caller's backups:
@@ -1188,7 +1390,9 @@ mod backup_registry {
                 return Err(Error::TooManyPins);
             }
             backup.pins.insert(position, seq);
-            self.backups.insert(backup_id, &backup);
+            let mut delta = StorageDelta::default();
+            put(&mut self.backups, backup_id, &backup, &mut delta);
+            self.settle(backup_id, delta)?;
             self.env().emit_event(SnapshotPinChanged {
                 owner: backup.owner,
                 node_id: backup.node_id,
@@ -1211,8 +1415,10 @@ mod backup_registry {
                 .binary_search(&seq)
                 .map_err(|_| Error::SnapshotNotPinned)?;
             backup.pins.remove(position);
-            let pruned_cid = self.release(backup_id, &mut backup, seq);
-            self.backups.insert(backup_id, &backup);
+            let mut delta = StorageDelta::default();
+            let pruned_cid = self.release(backup_id, &mut backup, seq, &mut delta);
+            put(&mut self.backups, backup_id, &backup, &mut delta);
+            self.settle(backup_id, delta)?;
             self.env().emit_event(SnapshotPinChanged {
                 owner: backup.owner,
                 node_id: backup.node_id,
@@ -1307,7 +1513,8 @@ mod backup_registry {
             backup.snapshot_requested = false;
             let seq = backup.next_seq;
             backup.next_seq = seq.checked_add(1).ok_or(Error::Overflow)?;
-            let pruned = self.enforce_retention(backup_id, &mut backup);
+            let mut delta = StorageDelta::default();
+            let pruned = self.enforce_retention(backup_id, &mut backup, &mut delta);
             let snapshot = Snapshot {
                 cid: snapshot_cid.clone(),
                 description,
@@ -1316,10 +1523,15 @@ mod backup_registry {
                 block_number: now,
                 timestamp: self.env().block_timestamp(),
             };
-            self.snapshots.insert((backup_id, seq), &snapshot);
-            self.snapshot_by_cid
-                .insert(cid_key, &SnapshotRef { backup_id, seq });
-            self.backups.insert(backup_id, &backup);
+            put(&mut self.snapshots, (backup_id, seq), &snapshot, &mut delta);
+            put(
+                &mut self.snapshot_by_cid,
+                cid_key,
+                &SnapshotRef { backup_id, seq },
+                &mut delta,
+            );
+            put(&mut self.backups, backup_id, &backup, &mut delta);
+            self.settle(backup_id, delta)?;
             self.env().emit_event(SnapshotAdded {
                 owner: account_id,
                 node_id: node_id.clone(),
@@ -1365,8 +1577,7 @@ mod backup_registry {
             request.status = RestoreStatus::InProgress { authority };
             request.updated_at = now;
             request.claimed_at = now;
-            self.store_claim(request_id, &request, authority);
-            Ok(())
+            self.store_claim(request_id, &request, authority)
         }
 
         /// Renews the caller's claim on a restore request before it lapses (the claimant
@@ -1384,21 +1595,23 @@ mod backup_registry {
                 return Err(Error::ClaimNotRenewable);
             }
             request.updated_at = now;
-            self.store_claim(request_id, &request, authority);
-            Ok(())
+            self.store_claim(request_id, &request, authority)
         }
 
         /// Marks a restore request the caller claimed as fulfilled (authorities only).
         #[ink(message)]
         pub fn fulfil_restore_request(&mut self, request_id: RequestId) -> Result<()> {
             let (authority, request) = self.claimed_request(request_id)?;
+            let backup_id = request.backup_id;
+            let mut delta = StorageDelta::default();
             self.close_request(
                 request_id,
                 request,
                 RestoreStatus::Fulfilled { authority },
                 authority,
+                &mut delta,
             );
-            Ok(())
+            self.settle(backup_id, delta)
         }
 
         /// Marks a restore request the caller claimed as failed, with a short `reason`
@@ -1413,13 +1626,16 @@ mod backup_registry {
                 return Err(Error::ReasonTooLong);
             }
             let (authority, request) = self.claimed_request(request_id)?;
+            let backup_id = request.backup_id;
+            let mut delta = StorageDelta::default();
             self.close_request(
                 request_id,
                 request,
                 RestoreStatus::Failed { authority, reason },
                 authority,
+                &mut delta,
             );
-            Ok(())
+            self.settle(backup_id, delta)
         }
 
         // ----- Queries -----
@@ -1599,6 +1815,13 @@ mod backup_registry {
             self.restore_requests.get(request_id)
         }
 
+        /// The storage reserve of `owner`'s backup of `node_id`, if it exists.
+        #[ink(message)]
+        pub fn backup_reserve(&self, owner: AccountId, node_id: String) -> Option<StorageReserve> {
+            let (backup_id, _) = self.backup_of(owner, &node_id).ok()?;
+            Some(self.reserves.get(backup_id)?.balance())
+        }
+
         /// Pending and in-progress restore requests with their ids: `limit` (at most
         /// `MAX_PAGE_SIZE`) from position `offset`. Their order changes as requests close.
         #[ink(message)]
@@ -1723,6 +1946,7 @@ mod backup_registry {
             &mut self,
             backup_id: BackupId,
             backup: &mut Backup,
+            delta: &mut StorageDelta,
         ) -> Option<String> {
             let mut pruned = None;
             while backup.unprotected_in_window() > self.config.max_snapshots_per_backup {
@@ -1730,7 +1954,7 @@ mod backup_registry {
                 // `first_seq < next_seq` here, so this never saturates.
                 backup.first_seq = oldest.saturating_add(1);
                 if !backup.is_protected(oldest) {
-                    pruned = self.remove_snapshot(backup_id, oldest).or(pruned);
+                    pruned = self.remove_snapshot(backup_id, oldest, delta).or(pruned);
                 }
             }
             pruned
@@ -1745,24 +1969,96 @@ mod backup_registry {
             backup_id: BackupId,
             backup: &mut Backup,
             seq: SnapshotSeq,
+            delta: &mut StorageDelta,
         ) -> Option<String> {
             if backup.is_protected(seq) {
                 None
             } else if seq < backup.first_seq {
-                self.remove_snapshot(backup_id, seq)
+                self.remove_snapshot(backup_id, seq, delta)
             } else {
-                self.enforce_retention(backup_id, backup)
+                self.enforce_retention(backup_id, backup, delta)
             }
         }
 
         /// Removes snapshot `seq` of backup `backup_id` and its CID index entry; returns its
         /// CID, if it was there.
-        fn remove_snapshot(&mut self, backup_id: BackupId, seq: SnapshotSeq) -> Option<String> {
-            let snapshot = take_entry(&mut self.snapshots, (backup_id, seq))?;
+        fn remove_snapshot(
+            &mut self,
+            backup_id: BackupId,
+            seq: SnapshotSeq,
+            delta: &mut StorageDelta,
+        ) -> Option<String> {
+            let snapshot = take_entry(&mut self.snapshots, (backup_id, seq), delta)?;
             if let Ok(key) = self.cid_key(&snapshot.cid) {
-                self.snapshot_by_cid.remove(key);
+                remove_entry(&mut self.snapshot_by_cid, key, delta);
             }
             Some(snapshot.cid)
+        }
+
+        /// Adds `added` to backup `backup_id`'s `reserve`, within `MAX_RESERVE_BYTES` and
+        /// `MAX_RESERVE_CELLS` (`ReserveFull`); the caller pays the deposit. Returns the new
+        /// balance.
+        fn fill_reserve(
+            &mut self,
+            backup_id: BackupId,
+            reserve: ReserveCell,
+            added: StorageReserve,
+        ) -> Result<StorageReserve> {
+            let balance = reserve.balance();
+            let filled = StorageReserve {
+                bytes: balance
+                    .bytes
+                    .checked_add(added.bytes)
+                    .filter(|bytes| *bytes <= MAX_RESERVE_BYTES)
+                    .ok_or(Error::ReserveFull)?,
+                cells: balance
+                    .cells
+                    .checked_add(added.cells)
+                    .filter(|cells| *cells <= MAX_RESERVE_CELLS)
+                    .ok_or(Error::ReserveFull)?,
+            };
+            self.store_reserve(backup_id, reserve.cells, filled);
+            Ok(filled)
+        }
+
+        /// Makes a call's writes to backup `backup_id` cost its caller no storage deposit and
+        /// refund it none: the reserve gives up as many bytes and cells as `delta` added (or
+        /// takes back as many as it freed), so that the call's net storage change, which
+        /// pallet-contracts charges or refunds to the caller, is nothing.
+        /// `InsufficientFunds` (and the call reverts) when the reserve holds too little.
+        fn settle(&mut self, backup_id: BackupId, delta: StorageDelta) -> Result<()> {
+            if delta == StorageDelta::default() {
+                return Ok(());
+            }
+            let reserve = self.reserves.get(backup_id).ok_or(Error::BackupNotFound)?;
+            let balance = reserve.balance();
+            let left = |held: u32, used: i64| {
+                i64::from(held)
+                    .checked_sub(used)
+                    .and_then(|left| u32::try_from(left).ok())
+                    .ok_or(Error::InsufficientFunds)
+            };
+            let settled = StorageReserve {
+                bytes: left(balance.bytes, delta.bytes)?,
+                cells: left(balance.cells, delta.cells)?,
+            };
+            self.store_reserve(backup_id, reserve.cells, settled);
+            Ok(())
+        }
+
+        /// Writes backup `backup_id`'s reserve to hold `balance`: spare cells added or removed
+        /// from its `held_cells`, and its pad sized.
+        fn store_reserve(&mut self, backup_id: BackupId, held_cells: u32, balance: StorageReserve) {
+            for cell in balance.cells..held_cells {
+                self.spare_cells.remove((backup_id, cell));
+            }
+            for cell in held_cells..balance.cells {
+                self.spare_cells.insert((backup_id, cell), &());
+            }
+            self.reserves.insert(
+                backup_id,
+                &ReserveCell::holding(balance.bytes, balance.cells),
+            );
         }
 
         /// `owner`'s backup of `node_id` with its id.
@@ -1778,7 +2074,12 @@ mod backup_registry {
         /// Stores `owner`'s list of backups; when it is empty, removes it and the owner's
         /// frequency setting.
         fn store_owned(&mut self, owner: AccountId, owned: &Vec<BackupId>) {
-            store_list(&mut self.owner_backups, owner, owned);
+            store_list(
+                &mut self.owner_backups,
+                owner,
+                owned,
+                &mut StorageDelta::default(),
+            );
             if owned.is_empty() {
                 self.frequencies.remove(owner);
             }
@@ -1788,14 +2089,17 @@ mod backup_registry {
         /// latest restore request, cancelling it if open, and emits `BackupDeleted`. Leaves
         /// the owner's backup list to the caller.
         fn remove_backup(&mut self, backup_id: BackupId, backup: Backup) {
+            // Nothing here is settled with the reserve, which goes too: the pallet refunds
+            // the owner, the caller.
+            let mut refunded = StorageDelta::default();
             for seq in backup.kept_seqs() {
-                self.remove_snapshot(backup_id, seq);
+                self.remove_snapshot(backup_id, seq, &mut refunded);
             }
             self.grantees.remove(backup_id);
             if let Some(request_id) = backup.latest_request {
-                let request = take_entry(&mut self.restore_requests, request_id);
+                let request = take_entry(&mut self.restore_requests, request_id, &mut refunded);
                 if let Some(request) = request.filter(|request| request.status.is_open()) {
-                    self.unlist_open_request(request.open_slot);
+                    self.unlist_open_request(request.open_slot, &mut refunded);
                     self.env().emit_event(RestoreRequestUpdated {
                         request_id,
                         by: backup.owner,
@@ -1808,6 +2112,11 @@ mod backup_registry {
             self.backup_ids
                 .remove(self.backup_key(backup.owner, &backup.node_id));
             self.backups.remove(backup_id);
+            if let Some(reserve) = take_entry(&mut self.reserves, backup_id, &mut refunded) {
+                for cell in 0..reserve.cells {
+                    self.spare_cells.remove((backup_id, cell));
+                }
+            }
             self.env().emit_event(BackupDeleted {
                 snapshot_count: backup.snapshot_count(),
                 owner: backup.owner,
@@ -1841,21 +2150,23 @@ mod backup_registry {
             seq: SnapshotSeq,
             cid: String,
         ) -> Result<RequestId> {
+            let mut delta = StorageDelta::default();
             let requester = self.env().caller();
             if let Some((previous, request)) = self.latest_request(&backup) {
                 if request.status.is_open() {
                     return Err(Error::RestoreAlreadyOpen);
                 }
                 // The closed request gives way: one request per backup.
-                self.restore_requests.remove(previous);
+                remove_entry(&mut self.restore_requests, previous, &mut delta);
             }
             let request_id = self.next_request_id;
             self.next_request_id = request_id.checked_add(1).ok_or(Error::Overflow)?;
             let open_slot = self.open_request_count;
             self.open_request_count = open_slot.checked_add(1).ok_or(Error::Overflow)?;
-            self.open_requests.insert(open_slot, &request_id);
+            put(&mut self.open_requests, open_slot, &request_id, &mut delta);
             let now = self.env().block_number();
-            self.restore_requests.insert(
+            put(
+                &mut self.restore_requests,
                 request_id,
                 &RestoreRequest {
                     backup_id,
@@ -1867,10 +2178,12 @@ mod backup_registry {
                     claimed_at: now,
                     open_slot,
                 },
+                &mut delta,
             );
             backup.latest_request = Some(request_id);
             backup.held = Some(seq);
-            self.backups.insert(backup_id, &backup);
+            put(&mut self.backups, backup_id, &backup, &mut delta);
+            self.settle(backup_id, delta)?;
             self.env().emit_event(SnapshotRestoreRequested {
                 request_id,
                 requester,
@@ -1905,14 +2218,17 @@ mod backup_registry {
             request_id: RequestId,
             request: &RestoreRequest,
             authority: AccountId,
-        ) {
-            self.restore_requests.insert(request_id, request);
+        ) -> Result<()> {
+            let mut delta = StorageDelta::default();
+            put(&mut self.restore_requests, request_id, request, &mut delta);
+            self.settle(request.backup_id, delta)?;
             self.env().emit_event(RestoreRequestUpdated {
                 request_id,
                 by: authority,
                 status: request.status.clone(),
                 pruned_cid: None,
             });
+            Ok(())
         }
 
         /// The request `request_id`, if it passes `expected`; otherwise the error that says
@@ -1952,14 +2268,14 @@ mod backup_registry {
 
         /// Takes the open request in `open_slot` off the open list, moving the last one into
         /// its slot.
-        fn unlist_open_request(&mut self, open_slot: u32) {
+        fn unlist_open_request(&mut self, open_slot: u32, delta: &mut StorageDelta) {
             let last = self.open_request_count.saturating_sub(1);
-            if let Some(moved_id) = take_entry(&mut self.open_requests, last) {
+            if let Some(moved_id) = take_entry(&mut self.open_requests, last, delta) {
                 if open_slot != last {
-                    self.open_requests.insert(open_slot, &moved_id);
+                    put(&mut self.open_requests, open_slot, &moved_id, delta);
                     if let Some(mut moved) = self.restore_requests.get(moved_id) {
                         moved.open_slot = open_slot;
-                        self.restore_requests.insert(moved_id, &moved);
+                        put(&mut self.restore_requests, moved_id, &moved, delta);
                     }
                 }
             }
@@ -1975,17 +2291,18 @@ mod backup_registry {
             mut request: RestoreRequest,
             status: RestoreStatus,
             by: AccountId,
+            delta: &mut StorageDelta,
         ) {
-            self.unlist_open_request(request.open_slot);
+            self.unlist_open_request(request.open_slot, delta);
             request.status = status.clone();
             request.updated_at = self.env().block_number();
-            self.restore_requests.insert(request_id, &request);
+            put(&mut self.restore_requests, request_id, &request, delta);
             let mut pruned_cid = None;
             if let Some(mut backup) = self.backups.get(request.backup_id) {
                 if let Some(seq) = backup.held.take() {
-                    pruned_cid = self.release(request.backup_id, &mut backup, seq);
+                    pruned_cid = self.release(request.backup_id, &mut backup, seq, delta);
                 }
-                self.backups.insert(request.backup_id, &backup);
+                put(&mut self.backups, request.backup_id, &backup, delta);
             }
             self.env().emit_event(RestoreRequestUpdated {
                 request_id,
@@ -1999,7 +2316,11 @@ mod backup_registry {
     /// Removes and returns the value at `key`: `Mapping::take` as a read and a removal, because
     /// ink 5.1's off-chain test engine does not count the cells `take` frees, and the unit
     /// tests count cells to prove that deletion leaves nothing behind.
-    fn take_entry<K, V, KeyType, Q>(mapping: &mut Mapping<K, V, KeyType>, key: Q) -> Option<V>
+    fn take_entry<K, V, KeyType, Q>(
+        mapping: &mut Mapping<K, V, KeyType>,
+        key: Q,
+        delta: &mut StorageDelta,
+    ) -> Option<V>
     where
         K: ink::scale::Encode,
         V: ink::storage::traits::Packed,
@@ -2008,21 +2329,62 @@ mod backup_registry {
     {
         let value = mapping.get(key)?;
         mapping.remove(key);
+        delta.removed(Some(encoded_len(&value)));
         Some(value)
     }
 
     /// Stores a bounded list at `key`, or removes the entry when the list is empty.
-    fn store_list<K, T, KeyType>(mapping: &mut Mapping<K, Vec<T>, KeyType>, key: K, list: &Vec<T>)
-    where
+    fn store_list<K, T, KeyType>(
+        mapping: &mut Mapping<K, Vec<T>, KeyType>,
+        key: K,
+        list: &Vec<T>,
+        delta: &mut StorageDelta,
+    ) where
         K: ink::scale::Encode + ink::scale::EncodeLike + Copy,
         Vec<T>: ink::storage::traits::Packed + ink::scale::EncodeLike,
         KeyType: ink::storage::traits::StorageKey,
     {
         if list.is_empty() {
-            mapping.remove(key);
+            remove_entry(mapping, key, delta);
         } else {
-            mapping.insert(key, list);
+            put(mapping, key, list, delta);
         }
+    }
+
+    /// Stores `value` at `key`, counting the storage it adds in `delta`.
+    fn put<K, V, KeyType, Q>(
+        mapping: &mut Mapping<K, V, KeyType>,
+        key: Q,
+        value: &V,
+        delta: &mut StorageDelta,
+    ) where
+        K: ink::scale::Encode,
+        V: ink::storage::traits::Packed + ink::scale::EncodeLike,
+        KeyType: ink::storage::traits::StorageKey,
+        Q: ink::scale::EncodeLike<K>,
+    {
+        let old_len = mapping.insert(key, value);
+        delta.wrote(old_len, ink::scale::Encode::encoded_size(value));
+    }
+
+    /// Removes the value at `key`, counting the storage it frees in `delta`.
+    fn remove_entry<K, V, KeyType, Q>(
+        mapping: &mut Mapping<K, V, KeyType>,
+        key: Q,
+        delta: &mut StorageDelta,
+    ) where
+        K: ink::scale::Encode,
+        V: ink::storage::traits::Packed,
+        KeyType: ink::storage::traits::StorageKey,
+        Q: ink::scale::EncodeLike<K> + Copy,
+    {
+        delta.removed(mapping.size(key));
+        mapping.remove(key);
+    }
+
+    /// The length of `value`'s encoding, as storage counts it.
+    fn encoded_len<V: ink::scale::Encode>(value: &V) -> u32 {
+        u32::try_from(value.encoded_size()).unwrap_or(u32::MAX)
     }
 
     /// A node id is 1 to `MAX_NODE_ID_LEN` bytes.

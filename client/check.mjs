@@ -140,6 +140,12 @@ await refused(ferdie, 'addSnapshot', 'NotAuthorized', NODE, CID(9), '', 9, bob.a
 // ---- Backups and snapshots ----
 await refused(alice, 'addSnapshot', 'BackupNotFound', NODE, CID(9), '', 9, bob.address, 1);
 await call(bob, 'createBackup', NODE, 'laptop');
+// Bob's backup holds the storage its later writes use: authorities pay no deposit for it.
+const reserve = await read('backupReserve', bob.address, NODE);
+await call(bob, 'fundBackup', NODE, 1);
+if ((await read('backupReserve', bob.address, NODE)).bytes <= reserve.bytes) fail('not funded');
+await refused(bob, 'fundBackup', 'ReserveFull', NODE, 4294967295);
+await refused(charlie, 'fundBackup', 'BackupNotFound', NODE, 1);
 for (const n of [1, 2, 3]) {
   // Each snapshot after the first comes before bob's frequency: bob allows it.
   if (n > 1) {

@@ -351,6 +351,11 @@ macro_rules! measure_registry {
             registry.request_snapshot("node-2".into())
         );
         row!(
+            "fund_backup",
+            &dave_kp,
+            registry.fund_backup("node-2".into(), 1)
+        );
+        row!(
             "set_backup_offchain_worker_frequency",
             &dave_kp,
             registry.set_backup_offchain_worker_frequency(600)
@@ -467,6 +472,11 @@ macro_rules! measure_registry {
             "query backup_recipient",
             &alice,
             registry.backup_recipient(dave, "node-1".into())
+        );
+        row!(
+            "query backup_reserve",
+            &alice,
+            registry.backup_reserve(dave, "node-1".into())
         );
         row!(
             "query backup_frequency",

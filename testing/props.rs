@@ -1384,6 +1384,28 @@ fn run_sequence(ops: &[Op]) -> Result<(), TestCaseError> {
     outcome
 }
 
+/// Whether `op`, when it succeeds, pays its writes from a backup's reserve: every call on a
+/// backup but its creation and deletion.
+fn settles_with_reserve(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::AddSnapshot { .. }
+            | Op::RequestSnapshot { .. }
+            | Op::Grant { .. }
+            | Op::Revoke { .. }
+            | Op::SetRecipient { .. }
+            | Op::RestoreFromSnapshot { .. }
+            | Op::RestoreLatest { .. }
+            | Op::Cancel { .. }
+            | Op::Claim { .. }
+            | Op::Fulfil { .. }
+            | Op::RenewClaim { .. }
+            | Op::Fail { .. }
+            | Op::Pin { .. }
+            | Op::Unpin { .. }
+    )
+}
+
 fn run_sequence_in_env(ops: &[Op]) -> Result<(), TestCaseError> {
     test::set_caller::<Env>(actor(0));
     let mut registry = BackupRegistry::new(vec![actor(1), actor(2)], CONFIG).expect("valid config");
@@ -1394,6 +1416,7 @@ fn run_sequence_in_env(ops: &[Op]) -> Result<(), TestCaseError> {
     // successful `create_backup` came after their latest deletion.
     let mut opted_in = BTreeSet::new();
     for (step, op) in ops.iter().enumerate() {
+        let cells_before = test::count_used_storage_cells::<Env>(&contract).unwrap_or(0);
         let (_, writes_before) = test::get_contract_storage_rw::<Env>(&contract);
         let events_before = test::recorded_events().count();
         let expected = model.apply(op);
@@ -1437,6 +1460,18 @@ fn run_sequence_in_env(ops: &[Op]) -> Result<(), TestCaseError> {
             }
         }
         check_owner_rules(op, &opted_in, &seen, &now)?;
+        // Owners pay for what they keep: a call on a backup settles its writes with the
+        // backup's reserve, so the registry's cell count (and so its callers' deposits) does
+        // not move.
+        if actual.is_ok() && settles_with_reserve(op) {
+            prop_assert_eq!(
+                test::count_used_storage_cells::<Env>(&contract).unwrap_or(0),
+                cells_before,
+                "step {}: {:?} moved the cell count",
+                step,
+                op
+            );
+        }
         if let Op::DeleteUserStorage { caller } = *op {
             if actual.is_ok() {
                 prop_assert!(registry.backups_of(actor(caller)).is_empty());

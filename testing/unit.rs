@@ -717,6 +717,7 @@ fn retention_never_prunes_a_pinned_snapshot() {
     registry.cancel_restore_request(id).unwrap();
     // Unpinned, it is older than every kept snapshot: it goes at once.
     let cells = used_cells();
+    let reserve = registry.backup_reserve(a.django, NODE.into()).unwrap();
     registry.unpin_snapshot(cid(1)).unwrap();
     let unpinned: SnapshotPinChanged = last_event();
     assert_eq!(
@@ -725,7 +726,17 @@ fn retention_never_prunes_a_pinned_snapshot() {
     );
     assert_eq!(kept_cids(&registry), vec![cid(4), cid(5), cid(6)]);
     assert_eq!(registry.snapshot_by_cid(cid(1)), None);
-    assert_eq!(used_cells(), cells - 2, "the snapshot and its index entry");
+    // Its record and index entry go back to the reserve as spare cells: the owner, who
+    // paid for them, gets them back when the backup is deleted.
+    assert_eq!(
+        registry
+            .backup_reserve(a.django, NODE.into())
+            .unwrap()
+            .cells,
+        reserve.cells + 2,
+        "the snapshot and its index entry"
+    );
+    assert_eq!(used_cells(), cells);
 }
 
 #[ink::test]
@@ -1111,14 +1122,20 @@ fn grant_and_revoke_access() {
         vec![a.bob, a.frank]
     );
     let cells_with_two = used_cells();
+    let reserve_with_two = registry.backup_reserve(a.django, NODE.into()).unwrap();
     registry.revoke_access(NODE.into(), a.bob).unwrap();
     registry.revoke_access(NODE.into(), a.frank).unwrap();
     assert!(registry.grantees(a.django, NODE.into()).is_empty());
+    // The list's cell goes back to the reserve, and its bytes with it.
     assert_eq!(
-        used_cells(),
-        cells_with_two - 1,
+        registry.backup_reserve(a.django, NODE.into()).unwrap(),
+        StorageReserve {
+            bytes: reserve_with_two.bytes + 1 + 2 * 32,
+            cells: reserve_with_two.cells + 1,
+        },
         "an empty grantee list leaves no cell"
     );
+    assert_eq!(used_cells(), cells_with_two);
 }
 
 #[ink::test]
@@ -2208,4 +2225,161 @@ fn snapshot_pages_are_capped() {
     assert_eq!(registry.snapshot_by_cid("garbage".into()), None);
     assert_eq!(registry.restore_request(0), None);
     assert!(registry.grantees(a.eve, NODE.into()).is_empty());
+}
+
+/// `bob` adds snapshot `cid(n)` of django's `NODE` with a description of the longest length.
+fn add_long_snapshot(registry: &mut BackupRegistry, n: u64) -> Result<()> {
+    let a = accounts();
+    advance_blocks(registry.backup_frequency(a.django));
+    set_caller(a.bob);
+    registry.add_snapshot(
+        NODE.into(),
+        cid(n),
+        "d".repeat(crate::MAX_DESCRIPTION_LEN),
+        n,
+        a.django,
+        1_000 + n,
+    )
+}
+
+#[ink::test]
+fn settled_messages_leave_the_cell_count_to_the_reserve() {
+    let a = accounts();
+    let mut registry = registry();
+    opt_in(&mut registry, a.django, NODE);
+    let cells = used_cells();
+    let reserve = registry.backup_reserve(a.django, NODE.into()).unwrap();
+    // Every write below is paid from the reserve: the registry's cell count stays where
+    // create_backup left it, and the reserve gives up the cells used.
+    for n in 1..=5 {
+        add_snapshot(&mut registry, n).unwrap();
+    }
+    set_caller(a.django);
+    registry.pin_snapshot(cid(3)).unwrap();
+    registry.grant_access(NODE.into(), a.eve).unwrap();
+    registry
+        .set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        .unwrap();
+    set_caller(a.eve);
+    let request_id = registry.restore_from_snapshot(cid(3)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(request_id).unwrap();
+    registry.fulfil_restore_request(request_id).unwrap();
+    assert_eq!(used_cells(), cells);
+    let left = registry.backup_reserve(a.django, NODE.into()).unwrap();
+    // 3 snapshots (the window, the pinned one in it) with index entries, grantees, recipient
+    // and the closed request.
+    assert_eq!(left.cells, reserve.cells - 3 * 2 - 3);
+    assert!(left.bytes < reserve.bytes);
+}
+
+#[ink::test]
+fn a_backup_whose_reserve_is_spent_gets_insufficient_funds_until_funded() {
+    let a = accounts();
+    let mut registry = registry();
+    opt_in(&mut registry, a.django, NODE);
+    // Snapshots with the longest descriptions, each pinned while pins last: the reserve,
+    // sized for descriptions of 90 bytes, runs out before the backup is full.
+    let mut n = 0;
+    let refused = loop {
+        n += 1;
+        assert!(n <= 8, "the reserve never ran out");
+        match add_long_snapshot(&mut registry, n) {
+            Ok(()) => {
+                set_caller(a.django);
+                if n <= u64::from(crate::MAX_PINS_PER_BACKUP) {
+                    registry.pin_snapshot(cid(n)).unwrap();
+                }
+            }
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(refused, Error::InsufficientFunds);
+    // On chain the refused call reverts; here the off-chain engine keeps its writes, so the
+    // retry takes a new CID.
+    set_caller(a.django);
+    registry.fund_backup(NODE.into(), 4).unwrap();
+    let funded: BackupFunded = last_event();
+    assert_eq!(
+        (funded.owner, funded.node_id.as_str(), funded.reserve),
+        (
+            a.django,
+            NODE,
+            registry.backup_reserve(a.django, NODE.into()).unwrap()
+        )
+    );
+    add_long_snapshot(&mut registry, 100).unwrap();
+}
+
+#[ink::test]
+fn fund_backup_errors_leave_storage_unchanged() {
+    let a = accounts();
+    let mut registry = registry();
+    opt_in(&mut registry, a.django, NODE);
+    set_caller(a.frank);
+    assert_fails_unchanged(&mut registry, Error::BackupNotFound, |r| {
+        r.fund_backup(NODE.into(), 1)
+    });
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::ReserveFull, |r| {
+        r.fund_backup(NODE.into(), u32::MAX)
+    });
+    let held = registry.backup_reserve(a.django, NODE.into()).unwrap();
+    let room = ((crate::MAX_RESERVE_BYTES - held.bytes) / crate::RESERVED_BYTES_PER_SNAPSHOT)
+        .min((crate::MAX_RESERVE_CELLS - held.cells) / crate::RESERVED_CELLS_PER_SNAPSHOT);
+    assert_fails_unchanged(&mut registry, Error::ReserveFull, |r| {
+        r.fund_backup(NODE.into(), room + 1)
+    });
+    registry.fund_backup(NODE.into(), room).unwrap();
+    set_caller(a.alice);
+    registry.set_paused(true).unwrap();
+    set_caller(a.django);
+    assert_fails_unchanged(&mut registry, Error::Paused, |r| {
+        r.fund_backup(NODE.into(), 0)
+    });
+}
+
+#[ink::test]
+fn the_reserve_covers_a_full_backup_at_its_largest_records() {
+    let a = accounts();
+    let mut registry = registry();
+    opt_in(&mut registry, a.django, NODE);
+    // A full backup: every pin and window slot taken, one held by an open request of a
+    // grantee, every grantee, a recipient; descriptions of 90 bytes.
+    for n in 1..=u64::from(crate::MAX_PINS_PER_BACKUP) + 3 {
+        advance_blocks(registry.backup_frequency(a.django));
+        set_caller(a.bob);
+        registry
+            .add_snapshot(
+                NODE.into(),
+                cid(n),
+                "d".repeat(90),
+                u64::MAX,
+                a.django,
+                u64::MAX,
+            )
+            .unwrap();
+        set_caller(a.django);
+        if n <= u64::from(crate::MAX_PINS_PER_BACKUP) {
+            registry.pin_snapshot(cid(n)).unwrap();
+        }
+    }
+    set_caller(a.django);
+    registry
+        .set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
+        .unwrap();
+    registry.grant_access(NODE.into(), a.eve).unwrap();
+    for n in 1..MAX_GRANTS_PER_BACKUP {
+        registry
+            .grant_access(NODE.into(), AccountId::from([100 + n as u8; 32]))
+            .unwrap();
+    }
+    set_caller(a.eve);
+    let request_id = registry.restore_from_snapshot(cid(5)).unwrap();
+    set_caller(a.bob);
+    registry.claim_restore_request(request_id).unwrap();
+    registry
+        .fail_restore_request(request_id, "r".repeat(crate::MAX_REASON_LEN))
+        .unwrap();
+    assert!(registry.backup_reserve(a.django, NODE.into()).is_some());
 }

@@ -16,7 +16,9 @@ use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted, Unserved};
 use crate::store::{ContentStore, GarbageReport};
 use crate::tree::Skipped;
 use anyhow::Result;
-use backup_registry::{RequestId, RestoreRequest, RestoreStatus, MAX_REASON_LEN};
+use backup_registry::{
+    Error as ContractError, RequestId, RestoreRequest, RestoreStatus, MAX_REASON_LEN,
+};
 use cid::Cid;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -71,6 +73,9 @@ pub struct PassReport {
     /// Nodes skipped because their owner has no backup of them on chain (never created, or
     /// deleted): the registry takes snapshots only into backups their owners created.
     pub no_backup: Vec<String>,
+    /// Nodes skipped because their backup's storage reserve cannot hold another snapshot
+    /// (`InsufficientFunds`): their owner adds to it with `fund_backup`.
+    pub unfunded: Vec<String>,
     /// Restore requests fulfilled.
     pub fulfilled: Vec<RequestId>,
     /// Restore requests marked failed, with the reason.
@@ -90,12 +95,13 @@ impl std::fmt::Display for PassReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} snapshots, {} unchanged, {} not due, {} without a backup, {} restored, {} failed, \
-             {} unpinned, {} errors",
+            "{} snapshots, {} unchanged, {} not due, {} without a backup, {} unfunded, \
+             {} restored, {} failed, {} unpinned, {} errors",
             self.snapshots.len(),
             self.unchanged.len(),
             self.not_due.len(),
             self.no_backup.len(),
+            self.unfunded.len(),
             self.fulfilled.len(),
             self.failed.len(),
             self.unpinned.len(),
@@ -433,9 +439,20 @@ impl<C: Chain> Bot<C> {
             .await;
         if let Err(error) = recorded {
             // Refused by its dry run: never sent, so it cannot land later.
-            if refusal(&error).is_some() {
+            let refused = refusal(&error);
+            if refused.is_some() {
                 self.submitted.remove(&cid);
                 self.state.save_submitted(&self.submitted)?;
+            }
+            if refused == Some(ContractError::InsufficientFunds) {
+                warn!(
+                    node = %node.node_id,
+                    owner = %node.owner,
+                    "skipped: the backup's storage reserve cannot hold another snapshot (the \
+                     owner adds to it with fund_backup)"
+                );
+                report.unfunded.push(node.node_id.clone());
+                return Ok(());
             }
             return Err(error);
         }
