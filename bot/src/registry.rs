@@ -355,6 +355,13 @@ impl<C: Chain> Registry<C> {
             .await
     }
 
+    /// Adds room for `snapshots` more snapshot slots to the storage reserve of the caller's
+    /// backup of `node_id`, paying their deposit.
+    pub async fn fund_backup(&mut self, node_id: &str, snapshots: u32) -> Result<()> {
+        self.call("fund_backup", &[text(node_id), snapshots.to_string()])
+            .await
+    }
+
     /// Deletes the caller's backup of `node_id` with all its snapshots.
     pub async fn delete_backup(&mut self, node_id: &str) -> Result<()> {
         self.call("delete_backup", &[text(node_id)]).await

@@ -940,3 +940,92 @@ async fn a_page_shifted_by_a_concurrent_unpin_unpins_nothing() {
     let root = Cid::try_from(ours.as_str()).unwrap();
     assert!(bot.store().is_pinned(&root).await.unwrap());
 }
+
+/// A backup whose storage reserve was used up (another authority's snapshots with the longest
+/// descriptions, pinned, and the owner's grants, recipient and a cancelled request): the bot
+/// skips it with a warning, not an error, until its owner funds it, then records again.
+#[tokio::test]
+async fn an_unfunded_backup_is_skipped_until_its_owner_funds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = opted_in_world(dir.path()).await;
+    world.owner.set_backup_frequency(10).await.unwrap();
+    demo::write_sample_tree(&world.node.source).unwrap();
+    let owner = world.node.owner.clone();
+    let mut authority = Registry::new(
+        world
+            .owner
+            .chain()
+            .as_account(dev::alice().public_key().to_account_id()),
+    );
+    let long = "d".repeat(backup_registry::MAX_DESCRIPTION_LEN);
+    for n in 0..backup_registry::MAX_PINS_PER_BACKUP {
+        authority.chain().advance_blocks(10);
+        let cid = Block::new(RAW, format!("long {n}").into_bytes())
+            .unwrap()
+            .cid
+            .to_string();
+        authority
+            .add_snapshot(&owner, DEMO_NODE, &cid, &long, u64::from(n), 1)
+            .await
+            .unwrap();
+        world.owner.pin_snapshot(&cid).await.unwrap();
+    }
+    for grantee in 0..backup_registry::MAX_GRANTS_PER_BACKUP {
+        let grantee = AccountId32([grantee as u8 + 1; 32]);
+        let args = [
+            serde_json::to_string(DEMO_NODE).unwrap(),
+            grantee.to_string(),
+        ];
+        world
+            .owner
+            .chain()
+            .submit("grant_access", &args)
+            .await
+            .unwrap();
+    }
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    world
+        .owner
+        .set_backup_recipient(DEMO_NODE, Some(&recipient))
+        .await
+        .unwrap();
+    let request_id = world
+        .owner
+        .restore_latest_snapshot(&owner, DEMO_NODE)
+        .await
+        .unwrap();
+    let cancel = [request_id.to_string()];
+    world
+        .owner
+        .chain()
+        .submit("cancel_restore_request", &cancel)
+        .await
+        .unwrap();
+
+    let mut unfunded_at = None;
+    for pass in 0..4 {
+        fs::write(
+            world.node.source.join("changing.txt"),
+            format!("pass {pass}"),
+        )
+        .unwrap();
+        world.advance_blocks(10);
+        let report = world.bot.pass().await.unwrap();
+        assert!(report.errors.is_empty(), "{report:?}");
+        if report.unfunded == [DEMO_NODE] {
+            assert!(report.snapshots.is_empty(), "{report:?}");
+            unfunded_at = Some(pass);
+            break;
+        }
+        assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    }
+    assert!(unfunded_at.is_some(), "the reserve never ran out");
+    world.owner.fund_backup(DEMO_NODE, 1).await.unwrap();
+    world.advance_blocks(10);
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.snapshots.len(), 1, "{report:?}");
+    assert!(
+        report.unfunded.is_empty() && report.errors.is_empty(),
+        "{report:?}"
+    );
+}
