@@ -33,10 +33,42 @@ pub trait ContractEvents {
     fn contract_events(&self) -> Option<Vec<Vec<u8>>>;
 }
 
+/// The transaction fees a submitted call paid, where the backend charges any.
+pub trait FeesPaid {
+    /// The fee and tip of the call's transaction; 0 where the backend charges none.
+    fn fees_paid(&self) -> u128;
+}
+
 /// The sandbox client of ink_e2e 5.1 reports no events.
 impl ContractEvents for () {
     fn contract_events(&self) -> Option<Vec<Vec<u8>>> {
         None
+    }
+}
+
+/// The sandbox client of ink_e2e 5.1 calls the pallet directly: no transaction, no fee.
+impl FeesPaid for () {
+    fn fees_paid(&self) -> u128 {
+        0
+    }
+}
+
+/// On the node, the `TransactionPayment::TransactionFeePaid { who, actual_fee, tip }` event.
+impl FeesPaid for ink_e2e::subxt::blocks::ExtrinsicEvents<ink_e2e::PolkadotConfig> {
+    fn fees_paid(&self) -> u128 {
+        self.iter()
+            .map(|event| event.expect("event decodes"))
+            .filter(|event| {
+                event.pallet_name() == "TransactionPayment"
+                    && event.variant_name() == "TransactionFeePaid"
+            })
+            .map(|event| {
+                let (_who, actual_fee, tip) =
+                    <([u8; 32], u128, u128)>::decode(&mut event.field_bytes())
+                        .expect("TransactionFeePaid decodes");
+                actual_fee + tip
+            })
+            .sum()
     }
 }
 
@@ -486,6 +518,7 @@ scenario! {
 
 /// Dry-runs `$message` from `$caller`, checks that it costs its caller no storage deposit and
 /// refunds it none (its writes are settled with the backup's reserve), then submits it.
+/// Returns its value and the transaction fees it paid.
 macro_rules! submit_settled {
     ($client:expr, $caller:expr, $message:expr) => {{
         let message = $message;
@@ -496,7 +529,13 @@ macro_rules! submit_settled {
             "{} moved a deposit",
             stringify!($message)
         );
-        submit!($client, $caller, message).0.unwrap()
+        let result = $client
+            .call($caller, &message)
+            .submit()
+            .await
+            .unwrap_or_else(|err| panic!("{} failed: {err:?}", stringify!($message)));
+        let fees = FeesPaid::fees_paid(&result.events);
+        (result.return_value().unwrap(), fees)
     }};
 }
 
@@ -504,11 +543,16 @@ scenario! {
     /// Owners pay for what they keep: over a backup's whole cycle (snapshots past retention,
     /// a pin that leaves the window and is unpinned, grants, a recipient, a restore claimed
     /// and fulfilled) no authority's or owner's call but create and delete moves a storage
-    /// deposit, and deletion gives the owner back what creating took.
+    /// deposit, and deletion gives the owner back what creating took. On the node the
+    /// balances say the same: the authority and the grantee lose their fees and nothing more.
     owners_pay_for_their_storage(client) {
         let contract = deploy!(client, CONFIG);
         let mut registry = contract.call_builder::<BackupRegistry>();
         let (dave, eve) = (account(AccountKeyring::Dave), account(AccountKeyring::Eve));
+        let bob = account(AccountKeyring::Bob);
+        let bob_before = client.free_balance(bob).await.expect("balance");
+        let eve_before = client.free_balance(eve).await.expect("balance");
+        let (mut bob_fees, mut eve_fees) = (0, 0);
         let create = registry.create_backup(NODE.into(), "laptop".into());
         let charged = deposit(&dry_run!(client, &ink_e2e::dave(), create));
         assert!(charged > 0);
@@ -516,11 +560,12 @@ scenario! {
         let reserve = query!(client, registry.backup_reserve(dave, NODE.into())).unwrap();
         for n in 1..=7 {
             allow_early!(client, registry);
-            submit_settled!(
+            bob_fees += submit_settled!(
                 client,
                 &ink_e2e::bob(),
                 registry.add_snapshot(NODE.into(), cid(n), "nightly".into(), n, dave, n)
-            );
+            )
+            .1;
             if n == 1 {
                 submit_settled!(client, &ink_e2e::dave(), registry.pin_snapshot(cid(1)));
             }
@@ -532,10 +577,13 @@ scenario! {
             &ink_e2e::dave(),
             registry.set_backup_recipient(NODE.into(), Some(RECIPIENT.into()))
         );
-        let request_id =
+        let (request_id, fees) =
             submit_settled!(client, &ink_e2e::eve(), registry.restore_from_snapshot(cid(7)));
-        submit_settled!(client, &ink_e2e::bob(), registry.claim_restore_request(request_id));
-        submit_settled!(client, &ink_e2e::bob(), registry.fulfil_restore_request(request_id));
+        eve_fees += fees;
+        bob_fees +=
+            submit_settled!(client, &ink_e2e::bob(), registry.claim_restore_request(request_id)).1;
+        bob_fees +=
+            submit_settled!(client, &ink_e2e::bob(), registry.fulfil_restore_request(request_id)).1;
         submit_settled!(client, &ink_e2e::dave(), registry.revoke_access(NODE.into(), eve));
         let left = query!(client, registry.backup_reserve(dave, NODE.into())).unwrap();
         assert!(left.bytes < reserve.bytes && left.cells < reserve.cells);
@@ -555,6 +603,10 @@ scenario! {
         );
         submit!(client, &ink_e2e::dave(), delete).0.unwrap();
         assert_eq!(query!(client, registry.backup_reserve(dave, NODE.into())), None);
+        let bob_after = client.free_balance(bob).await.expect("balance");
+        let eve_after = client.free_balance(eve).await.expect("balance");
+        assert_eq!(bob_before - bob_after, bob_fees, "the authority paid its fees only");
+        assert_eq!(eve_before - eve_after, eve_fees, "the grantee paid its fees only");
         Ok(())
     }
 }
@@ -626,7 +678,7 @@ scenario! {
         let mut reserve_after_first = None;
         for _ in 0..3 {
             let restore = registry.restore_from_snapshot(cid(1));
-            let id = submit_settled!(client, &ink_e2e::dave(), restore);
+            let (id, _) = submit_settled!(client, &ink_e2e::dave(), restore);
             if let Some(previous) = previous {
                 assert_eq!(query!(client, registry.restore_request(previous)), None);
             }
