@@ -304,6 +304,17 @@ mod backup_registry {
         pub cells: u32,
     }
 
+    impl StorageReserve {
+        /// Room for `snapshots` snapshot slots (`RESERVED_BYTES_PER_SNAPSHOT` bytes and
+        /// `RESERVED_CELLS_PER_SNAPSHOT` cells each); `None` when it overflows.
+        fn for_snapshots(snapshots: u32) -> Option<Self> {
+            Some(Self {
+                bytes: snapshots.checked_mul(RESERVED_BYTES_PER_SNAPSHOT)?,
+                cells: snapshots.checked_mul(RESERVED_CELLS_PER_SNAPSHOT)?,
+            })
+        }
+    }
+
     /// How a backup's reserve is stored: `cells` spare cells (empty values under
     /// `(backup_id, 0..cells)`) and `pad`, this cell's filler of `PAD_FLOOR` bytes plus the
     /// reserved bytes. Its length stays between 64 and 16,383, so its SCALE length prefix is
@@ -958,15 +969,10 @@ mod backup_registry {
         #[ink(message)]
         pub fn remove_authority(&mut self, authority: AccountId) -> Result<()> {
             self.ensure_admin()?;
-            if take_entry(
-                &mut self.authorities,
-                authority,
-                &mut StorageDelta::default(),
-            )
-            .is_none()
-            {
+            if !self.authorities.contains(authority) {
                 return Err(Error::AuthorityNotFound);
             }
+            self.authorities.remove(authority);
             self.authority_count = self.authority_count.saturating_sub(1);
             self.env().emit_event(AuthorityChanged {
                 authority,
@@ -1128,15 +1134,16 @@ mod backup_registry {
                 .max_snapshots_per_backup
                 .saturating_add(MAX_PINS_PER_BACKUP)
                 .saturating_add(1);
+            let snapshot_room = StorageReserve::for_snapshots(slots).ok_or(Error::Overflow)?;
             self.fill_reserve(
                 backup_id,
                 ReserveCell::holding(0, 0),
                 StorageReserve {
-                    bytes: slots
-                        .saturating_mul(RESERVED_BYTES_PER_SNAPSHOT)
+                    bytes: snapshot_room
+                        .bytes
                         .saturating_add(RESERVED_BYTES_PER_BACKUP),
-                    cells: slots
-                        .saturating_mul(RESERVED_CELLS_PER_SNAPSHOT)
+                    cells: snapshot_room
+                        .cells
                         .saturating_add(RESERVED_CELLS_PER_BACKUP),
                 },
             )?;
@@ -1159,14 +1166,7 @@ mod backup_registry {
             let owner = self.env().caller();
             let (backup_id, _) = self.backup_of(owner, &node_id)?;
             let reserve = self.reserves.get(backup_id).ok_or(Error::BackupNotFound)?;
-            let added = StorageReserve {
-                bytes: snapshots
-                    .checked_mul(RESERVED_BYTES_PER_SNAPSHOT)
-                    .ok_or(Error::ReserveFull)?,
-                cells: snapshots
-                    .checked_mul(RESERVED_CELLS_PER_SNAPSHOT)
-                    .ok_or(Error::ReserveFull)?,
-            };
+            let added = StorageReserve::for_snapshots(snapshots).ok_or(Error::ReserveFull)?;
             let reserve = self.fill_reserve(backup_id, reserve, added)?;
             self.env().emit_event(BackupFunded {
                 owner,
@@ -2074,14 +2074,11 @@ mod backup_registry {
         /// Stores `owner`'s list of backups; when it is empty, removes it and the owner's
         /// frequency setting.
         fn store_owned(&mut self, owner: AccountId, owned: &Vec<BackupId>) {
-            store_list(
-                &mut self.owner_backups,
-                owner,
-                owned,
-                &mut StorageDelta::default(),
-            );
             if owned.is_empty() {
+                self.owner_backups.remove(owner);
                 self.frequencies.remove(owner);
+            } else {
+                self.owner_backups.insert(owner, owned);
             }
         }
 

@@ -15,6 +15,7 @@ use crate::registry::{chain_account, ink_account, refusal, Registry};
 use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted, Unserved};
 use crate::store::{ContentStore, GarbageReport};
 use crate::tree::Skipped;
+use crate::unixfs;
 use anyhow::Result;
 use backup_registry::{
     Error as ContractError, RequestId, RestoreRequest, RestoreStatus, MAX_REASON_LEN,
@@ -27,6 +28,10 @@ use tracing::{info, warn};
 /// The description recorded with every snapshot: nothing of the tree (file counts, sizes),
 /// which anyone can read on chain.
 const SNAPSHOT_DESCRIPTION: &str = "backup-bot snapshot";
+
+/// The bytes whose CID stands in for a snapshot's root when asking the registry whether a
+/// backup's reserve holds one more record.
+const RESERVE_PROBE: &[u8] = b"backup-bot reserve probe";
 
 /// Blocks a submitted snapshot stays pinned while the registry does not show it (an hour of
 /// 6-second blocks): its transaction may still land after the bot gave up on it, and the
@@ -153,6 +158,9 @@ pub struct Bot<C> {
     /// Nodes found without a backup on chain and logged as such (by [`node_key`]), so that
     /// the log says it once, not every pass.
     reported_without_backup: HashSet<String>,
+    /// Nodes whose backup's storage reserve was found too small and logged as such (by
+    /// [`node_key`]), so that the log says it once, not every pass.
+    reported_unfunded: HashSet<String>,
 }
 
 impl<C: Chain> Bot<C> {
@@ -179,6 +187,7 @@ impl<C: Chain> Bot<C> {
             collected_since_start: false,
             unchanged_at: HashMap::new(),
             reported_without_backup: HashSet::new(),
+            reported_unfunded: HashSet::new(),
         };
         for node in &bot.nodes {
             bot.identity_to_seal(node, false)?;
@@ -366,6 +375,15 @@ impl<C: Chain> Bot<C> {
         if requested {
             info!(node = %node.node_id, "the owner asked for a snapshot (request_snapshot)");
         }
+        // Asked before any work: a backup whose reserve cannot hold the bot's record is not
+        // scanned, sealed and pinned on every pass for nothing.
+        if !self.reserve_holds_snapshot(node, now).await? {
+            self.skip_unfunded(node, report);
+            return Ok(());
+        }
+        if self.reported_unfunded.remove(&key) {
+            info!(node = %node.node_id, "its owner funded the backup: snapshots resume");
+        }
         let identity = self
             .identity_to_seal(node, true)?
             .expect("created when missing");
@@ -445,13 +463,7 @@ impl<C: Chain> Bot<C> {
                 self.state.save_submitted(&self.submitted)?;
             }
             if refused == Some(ContractError::InsufficientFunds) {
-                warn!(
-                    node = %node.node_id,
-                    owner = %node.owner,
-                    "skipped: the backup's storage reserve cannot hold another snapshot (the \
-                     owner adds to it with fund_backup)"
-                );
-                report.unfunded.push(node.node_id.clone());
+                self.skip_unfunded(node, report);
                 return Ok(());
             }
             return Err(error);
@@ -482,6 +494,39 @@ impl<C: Chain> Bot<C> {
             skipped: scanned.skipped,
         });
         Ok(())
+    }
+
+    /// Whether the storage reserve of `node`'s backup holds one more of the bot's records:
+    /// the registry's dry run of `add_snapshot` with a stand-in root of a real root's length,
+    /// so that the registry's own accounting (retention pruning included) decides. Only
+    /// `InsufficientFunds` counts as no; any other refusal is left to the real call.
+    async fn reserve_holds_snapshot(&mut self, node: &ServedNode, now: u32) -> Result<bool> {
+        let stand_in = unixfs::Block::new(unixfs::RAW, RESERVE_PROBE.to_vec())?.cid;
+        let refused = self
+            .registry
+            .add_snapshot_refusal(
+                &node.owner,
+                &node.node_id,
+                &stand_in.to_string(),
+                SNAPSHOT_DESCRIPTION,
+                u64::from(now),
+                0,
+            )
+            .await?;
+        Ok(refused != Some(ContractError::InsufficientFunds))
+    }
+
+    /// Reports `node` skipped because its backup's reserve is too small, logging it once.
+    fn skip_unfunded(&mut self, node: &ServedNode, report: &mut PassReport) {
+        if self.reported_unfunded.insert(node_key(node)) {
+            warn!(
+                node = %node.node_id,
+                owner = %node.owner,
+                "skipped: the backup's storage reserve cannot hold another snapshot (the owner \
+                 adds to it with fund_backup)"
+            );
+        }
+        report.unfunded.push(node.node_id.clone());
     }
 
     /// The node's cache, if it describes `latest` (the newest snapshot on chain), was made

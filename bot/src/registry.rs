@@ -58,6 +58,25 @@ fn account(value: &AccountId32) -> String {
     value.to_string()
 }
 
+/// The arguments of `add_snapshot`, in the contract's order.
+fn add_snapshot_args(
+    owner: &AccountId32,
+    node_id: &str,
+    cid: &str,
+    description: &str,
+    run_id: u64,
+    size_bytes: u64,
+) -> [String; 6] {
+    [
+        text(node_id),
+        text(cid),
+        text(description),
+        run_id.to_string(),
+        account(owner),
+        size_bytes.to_string(),
+    ]
+}
+
 /// The contract's form of an account.
 pub fn ink_account(value: &AccountId32) -> ink::primitives::AccountId {
     value.0.into()
@@ -288,15 +307,26 @@ impl<C: Chain> Registry<C> {
         run_id: u64,
         size_bytes: u64,
     ) -> Result<()> {
-        let args = [
-            text(node_id),
-            text(cid),
-            text(description),
-            run_id.to_string(),
-            account(owner),
-            size_bytes.to_string(),
-        ];
+        let args = add_snapshot_args(owner, node_id, cid, description, run_id, size_bytes);
         self.call("add_snapshot", &args).await
+    }
+
+    /// The error the registry would refuse [`Registry::add_snapshot`] with, or `None` if it
+    /// would record the snapshot: a dry run, nothing is submitted.
+    pub async fn add_snapshot_refusal(
+        &mut self,
+        owner: &AccountId32,
+        node_id: &str,
+        cid: &str,
+        description: &str,
+        run_id: u64,
+        size_bytes: u64,
+    ) -> Result<Option<ContractError>> {
+        let args = add_snapshot_args(owner, node_id, cid, description, run_id, size_bytes);
+        let outcome = self.chain.dry_run("add_snapshot", &args, At::Best).await?;
+        let result: core::result::Result<(), ContractError> =
+            decode("add_snapshot", &outcome.data)?;
+        Ok(result.err())
     }
 
     /// Claims a pending restore request (authorities only).

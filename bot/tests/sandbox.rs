@@ -943,7 +943,8 @@ async fn a_page_shifted_by_a_concurrent_unpin_unpins_nothing() {
 
 /// A backup whose storage reserve was used up (another authority's snapshots with the longest
 /// descriptions, pinned, and the owner's grants, recipient and a cancelled request): the bot
-/// skips it with a warning, not an error, until its owner funds it, then records again.
+/// skips it with a warning, not an error, without scanning or sealing anything, until its owner
+/// funds it, then records again.
 #[tokio::test]
 async fn an_unfunded_backup_is_skipped_until_its_owner_funds_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -1014,12 +1015,17 @@ async fn an_unfunded_backup_is_skipped_until_its_owner_funds_it() {
         assert!(report.errors.is_empty(), "{report:?}");
         if report.unfunded == [DEMO_NODE] {
             assert!(report.snapshots.is_empty(), "{report:?}");
+            // Refused before the scan: no root was sealed, pinned and then released.
+            assert!(report.unpinned.is_empty(), "{report:?}");
             unfunded_at = Some(pass);
             break;
         }
         assert_eq!(report.snapshots.len(), 1, "{report:?}");
     }
     assert!(unfunded_at.is_some(), "the reserve never ran out");
+    world.advance_blocks(10);
+    let report = world.bot.pass().await.unwrap();
+    assert_eq!(report.unfunded, [DEMO_NODE], "{report:?}");
     world.owner.fund_backup(DEMO_NODE, 1).await.unwrap();
     world.advance_blocks(10);
     let report = world.bot.pass().await.unwrap();
