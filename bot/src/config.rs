@@ -1,4 +1,5 @@
-//! Configuration: a TOML file, overridden by flags and environment variables.
+//! The configuration file (TOML) and the nodes it serves. Flags and environment variables
+//! win over it; the command line merges the three (`src/commands/settings.rs`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -38,7 +39,8 @@ pub struct FileConfig {
     pub metadata: Option<PathBuf>,
     /// File holding the authority's secret URI (for example `//Alice` on a dev chain).
     pub suri_file: Option<PathBuf>,
-    /// Folder for the embedded content store and temporary files.
+    /// The bot's folder: its identities (`keys/`), its state between passes (file caches,
+    /// pins, submitted roots; see [`crate::state`]), its lock and the embedded store.
     pub data_dir: Option<PathBuf>,
     /// Kubo RPC API address; the embedded store is used when absent.
     pub kubo_api: Option<String>,

@@ -166,7 +166,7 @@ mod tests {
         let bob = age::x25519::Identity::generate();
         let mut ciphertext = Vec::new();
         let mut writer = encrypt_to(&[alice.to_public()], &mut ciphertext).unwrap();
-        writer.write_all(b"secret archive").unwrap();
+        writer.write_all(b"secret manifest").unwrap();
         writer.finish().unwrap();
         assert!(!ciphertext
             .windows(b"secret".len())
@@ -177,7 +177,7 @@ mod tests {
             .unwrap()
             .read_to_end(&mut plaintext)
             .unwrap();
-        assert_eq!(plaintext, b"secret archive");
+        assert_eq!(plaintext, b"secret manifest");
         assert!(decrypt_with(&bob, &ciphertext[..]).is_err());
     }
 

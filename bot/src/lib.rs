@@ -1,8 +1,8 @@
-//! The backup registry's off-chain bot, as a library: the `backup-bot` binary is a thin
-//! command line over it, and the integration tests drive it directly.
+//! The backup registry's off-chain bot, as a library: the `backup-bot` binary (`src/main.rs`,
+//! one file per subcommand in `src/commands/`) and the integration tests drive it.
 //!
-//! - [`pipeline`]: the one place where trees become snapshots and snapshots trees (chunking,
-//!   encryption, manifest, DAG, restore);
+//! - [`pipeline`]: the one place where trees become snapshots and snapshots trees (scan,
+//!   seal, crypto, manifest, read, check, restore);
 //! - [`tree`]: a directory tree as the snapshots see it, read without following links;
 //! - [`staging`]: where a restore writes, and how the result takes the target's place;
 //! - [`invalid`]: the error of a bad snapshot, which retrying cannot mend;
@@ -10,7 +10,8 @@
 //! - [`store`]: block stores with pins (embedded directory with garbage collection, IPFS RPC);
 //! - [`state`]: what the bot keeps between passes (file cache, pins);
 //! - [`chain`]: the registry on a live node or on an in-process chain, behind one trait;
-//! - [`registry`]: the contract's messages the bot uses, typed;
+//! - [`registry`]: the contract's messages, typed (the bot's, and the owner's its tests and
+//!   demo send);
 //! - [`keys`]: age encryption and the bot's identities;
 //! - [`bot`]: one pass of snapshots, unpinning and restores;
 //! - [`config`]: the configuration file and the served nodes;

@@ -1,6 +1,6 @@
-//! The registry's messages the bot uses, typed: arguments are written as the text
-//! `contract-transcode` parses (as `cargo contract call --args` takes them), and return values
-//! are decoded with the contract crate's own types.
+//! The registry's messages, typed (the bot's, and the owner's that its tests and demo send):
+//! arguments are written as the text `contract-transcode` parses (as `cargo contract call
+//! --args` takes them), and return values are decoded with the contract crate's own types.
 
 use crate::chain::{At, Chain};
 use anyhow::{anyhow, Result};

@@ -1,0 +1,256 @@
+//! The manifest: what a snapshot holds (its tree, entry by entry) and the envelope sealed
+//! with age that hands the backup's secret and the manifest's pages to the recipients; and
+//! opening it from a snapshot's root.
+
+use super::read::{decode, fetch_verified, open_listed_chunk, walk_file};
+use super::BackupSecret;
+use crate::invalid::{invalid, Invalid};
+use crate::keys;
+use crate::staging;
+use crate::store::ContentStore;
+use crate::tree::{EntryKind, TreeEntry};
+use anyhow::{ensure, Result};
+use cid::Cid;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::io::Read;
+
+/// The manifest format this code writes: 3 added symbolic links, permission bits,
+/// modification times and names that are not UTF-8; 4 added hard links.
+pub const MANIFEST_FORMAT: u32 = 4;
+
+/// The oldest manifest format this code reads (2: folders and files, execute bits only).
+const OLDEST_MANIFEST_FORMAT: u32 = 2;
+
+/// Largest manifest (sealed, or its entry list) a snapshot may have: a snapshot whose list
+/// would be larger is refused when it is made, and a restore refuses one (about 2 million
+/// files).
+pub const MAX_MANIFEST_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Name of the root's link to the chunk list.
+pub(super) const CHUNKS_LINK: &str = "chunks";
+
+/// Name of the root's link to the sealed manifest.
+pub(super) const MANIFEST_LINK: &str = "manifest.age";
+
+/// What a restore with an identity the snapshot is not sealed to says.
+pub const NOT_A_RECIPIENT: &str =
+    "decrypt failed: this identity is not a recipient of the snapshot";
+
+/// One chunk of a file, as the manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChunkRef {
+    /// CID of the chunk's encrypted block.
+    pub cid: String,
+    /// Plaintext length.
+    pub len: u32,
+}
+
+/// One entry of a snapshot's tree: a folder, a regular file or a symbolic link.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestEntry {
+    /// Path relative to the root, `/`-separated; for a path that is not UTF-8, its
+    /// readable form (bytes that are not UTF-8 replaced), the path itself being `path_hex`.
+    pub path: String,
+    /// The path's bytes in hex, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_hex: Option<String>,
+    /// Whether it is a folder.
+    #[serde(default)]
+    pub dir: bool,
+    /// For a symbolic link, its target's bytes in hex (restored as a link, never followed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_hex: Option<String>,
+    /// For a second name of a file (a hard link), the path bytes in hex of the file's first
+    /// name in the snapshot, an earlier entry; restored as a hard link to it (format 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hard_link_hex: Option<String>,
+    /// Whether any execute bit is set (what format 2 kept: restored 0755, else 0644).
+    #[serde(default)]
+    pub executable: bool,
+    /// Permission bits (format 3; restored without setuid, setgid and sticky bits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// Modification time, nanoseconds since the epoch (format 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ns: Option<i64>,
+    /// File size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// The file's chunks, in order.
+    #[serde(default)]
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl ManifestEntry {
+    /// The entry of the listed `entry`, another name of the file first named `first`.
+    pub(super) fn hard_link(entry: &TreeEntry, first: &[u8]) -> Self {
+        Self {
+            hard_link_hex: Some(hex::encode(first)),
+            ..Self::of(entry, Vec::new())
+        }
+    }
+
+    /// The entry of the listed `entry`, whose content is `chunks`.
+    pub(super) fn of(entry: &TreeEntry, chunks: Vec<ChunkRef>) -> Self {
+        let (path, path_hex) = match std::str::from_utf8(&entry.relative) {
+            Ok(path) => (path.to_string(), None),
+            Err(_) => (entry.display(), Some(hex::encode(&entry.relative))),
+        };
+        let link_hex = match &entry.kind {
+            EntryKind::Symlink { target } => Some(hex::encode(target)),
+            _ => None,
+        };
+        Self {
+            path,
+            path_hex,
+            dir: entry.kind == EntryKind::Dir,
+            link_hex,
+            hard_link_hex: None,
+            executable: entry.mode & 0o111 != 0,
+            mode: Some(entry.mode),
+            mtime_ns: Some(entry.mtime_ns),
+            size: entry.size(),
+            chunks,
+        }
+    }
+
+    /// The path's bytes.
+    pub fn path_bytes(&self) -> Result<Vec<u8>> {
+        match &self.path_hex {
+            Some(path) => hex::decode(path).map_err(|_| invalid("manifest path is not hex")),
+            None => Ok(self.path.clone().into_bytes()),
+        }
+    }
+
+    /// The permission bits it is restored with.
+    pub(super) fn permissions(&self) -> u32 {
+        match self.mode {
+            Some(mode) => mode & 0o777,
+            None if self.dir => staging::DEFAULT_DIR_MODE,
+            None if self.executable => 0o755,
+            None => 0o644,
+        }
+    }
+}
+
+/// What a snapshot holds. Sealed, its entries are JSON lines cut into content-defined pages,
+/// each encrypted as a chunk (so unchanged stretches of a large tree are stored once), and the
+/// rest is the [`Envelope`] sealed with age: `manifest.age` in the snapshot's DAG.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Manifest {
+    /// Whose backup, in which format, and its secret.
+    #[serde(flatten)]
+    pub header: ManifestHeader,
+    /// The tree, in byte order of paths.
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// What a manifest and its envelope both begin with.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestHeader {
+    /// [`MANIFEST_FORMAT`] when written; a format from `OLDEST_MANIFEST_FORMAT` on is read.
+    pub format: u32,
+    /// The backup's owner (SS58).
+    pub owner: String,
+    /// The backup's node id.
+    pub node_id: String,
+    /// The backup's secret (hex in the JSON): what decrypts the chunks and pages.
+    pub(super) secret: BackupSecret,
+}
+
+/// The part of a manifest sealed with age to the recipients.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct Envelope {
+    /// Whose backup, in which format, and its secret.
+    #[serde(flatten)]
+    pub(super) header: ManifestHeader,
+    /// CID of the snapshot's chunk list: ties the envelope to its chunks.
+    pub(super) chunk_list: String,
+    /// The pages of the entry list, in order.
+    pub(super) pages: Vec<ChunkRef>,
+}
+
+impl Manifest {
+    /// sha2-256 of its JSON: equal for equal trees of one backup.
+    pub fn digest(&self) -> Result<[u8; 32]> {
+        Ok(Sha256::digest(serde_json::to_vec(self)?).into())
+    }
+}
+
+/// Fetches and opens the manifest of snapshot `root` with `identity`, checking the root's
+/// layout and that the manifest names only chunks the snapshot holds.
+pub async fn open_manifest(
+    store: &ContentStore,
+    root: &Cid,
+    identity: &age::x25519::Identity,
+) -> Result<Manifest> {
+    let root_node = decode(&fetch_verified(store, root).await?)?;
+    ensure!(
+        root_node.data == [0x08, 0x01] && root_node.links.len() == 2,
+        Invalid::new("the root is not a snapshot")
+    );
+    let link = |name: &str| {
+        root_node
+            .links
+            .iter()
+            .find(|link| link.name == name)
+            .map(|link| link.cid)
+            .ok_or_else(|| invalid(format!("the root has no {name}")))
+    };
+    let (chunks_cid, manifest_cid) = (link(CHUNKS_LINK)?, link(MANIFEST_LINK)?);
+    let (_, sealed) = walk_file(store, &manifest_cid, true, MAX_MANIFEST_BYTES).await?;
+    let mut json = Vec::new();
+    keys::decrypt_with(identity, &sealed[..])
+        .and_then(|mut reader| Ok(reader.read_to_end(&mut json)?))
+        .map_err(|_| invalid(NOT_A_RECIPIENT))?;
+    let envelope: Envelope =
+        serde_json::from_slice(&json).map_err(|error| invalid(format!("manifest: {error}")))?;
+    ensure!(
+        (OLDEST_MANIFEST_FORMAT..=MANIFEST_FORMAT).contains(&envelope.header.format),
+        Invalid::new(format!(
+            "manifest format {} is not supported",
+            envelope.header.format
+        ))
+    );
+    ensure!(
+        envelope.chunk_list == chunks_cid.to_string(),
+        Invalid::new("the root joins the manifest of another snapshot to these chunks")
+    );
+    let (listed, _) = walk_file(store, &chunks_cid, false, 0).await?;
+    let listed: HashSet<String> = listed.iter().map(ToString::to_string).collect();
+    let holds = |chunk: &ChunkRef| -> Result<()> {
+        ensure!(
+            listed.contains(&chunk.cid),
+            Invalid::new(format!(
+                "the manifest names chunk {} the snapshot does not hold",
+                chunk.cid
+            ))
+        );
+        Ok(())
+    };
+    let mut lines = Vec::new();
+    for page in &envelope.pages {
+        holds(page)?;
+        lines.extend(open_listed_chunk(store, &envelope.header.secret, page).await?);
+        ensure!(
+            lines.len() as u64 <= MAX_MANIFEST_BYTES,
+            Invalid::new("manifest larger than allowed")
+        );
+    }
+    let mut entries = Vec::new();
+    for line in lines
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+    {
+        let entry: ManifestEntry = serde_json::from_slice(line)
+            .map_err(|error| invalid(format!("manifest entry: {error}")))?;
+        entry.chunks.iter().try_for_each(holds)?;
+        entries.push(entry);
+    }
+    let manifest = Manifest {
+        header: envelope.header,
+        entries,
+    };
+    Ok(manifest)
+}

@@ -1,0 +1,99 @@
+//! Reading a snapshot's blocks from the store: each verified against its CID, UnixFS files
+//! walked within bounds, chunks decrypted and measured.
+
+use super::{BackupSecret, ChunkRef};
+use crate::invalid::{invalid, Invalid};
+use crate::store::ContentStore;
+use crate::unixfs::{self, Block, DAG_PB, RAW};
+use anyhow::{ensure, Result};
+use cid::Cid;
+use std::collections::HashSet;
+
+/// Most leaves a snapshot's chunk list may have (a 1 TiB folder of 256 KiB chunks has 4 M).
+const MAX_LIST_LEAVES: usize = 64 << 20;
+
+/// Deepest UnixFS file DAG a restore follows (174^6 leaves is far beyond any manifest).
+const MAX_FILE_DEPTH: usize = 6;
+
+/// Fetches the block `cid` and checks it against its CID.
+pub(super) async fn fetch_verified(store: &ContentStore, cid: &Cid) -> Result<Block> {
+    let bytes = store.get_block(cid).await?;
+    Block::verified(cid, bytes).map_err(|error| invalid(format!("{error:#}")))
+}
+
+/// Decodes a dag-pb block fetched from the store.
+pub(super) fn decode(block: &Block) -> Result<unixfs::Node> {
+    ensure!(
+        block.cid.codec() == DAG_PB,
+        Invalid::new(format!("{} is not a dag-pb node", block.cid))
+    );
+    unixfs::decode_node(&block.data).map_err(|error| invalid(format!("{}: {error:#}", block.cid)))
+}
+
+/// The leaves of the UnixFS file `cid`, in order, and (when `read`) its content, verifying
+/// every block fetched; at most `limit` bytes and [`MAX_LIST_LEAVES`] leaves. A block linked
+/// twice is refused (the bot's files never repeat one), so that a small hostile DAG cannot
+/// make the walk exponential.
+pub(super) async fn walk_file(
+    store: &ContentStore,
+    cid: &Cid,
+    read: bool,
+    limit: u64,
+) -> Result<(Vec<Cid>, Vec<u8>)> {
+    let mut leaves = Vec::new();
+    let mut content = Vec::new();
+    let mut seen = HashSet::new();
+    // Depth-first, in link order: a stack of (cid, depth), last link pushed first.
+    let mut pending = vec![(*cid, 0usize)];
+    while let Some((cid, depth)) = pending.pop() {
+        ensure!(depth <= MAX_FILE_DEPTH, Invalid::new("file DAG too deep"));
+        ensure!(
+            seen.insert(cid),
+            Invalid::new(format!("the DAG links {cid} twice"))
+        );
+        ensure!(
+            leaves.len() < MAX_LIST_LEAVES,
+            Invalid::new("the DAG has too many leaves")
+        );
+        if cid.codec() == RAW {
+            leaves.push(cid);
+            if read {
+                let block = fetch_verified(store, &cid).await?;
+                ensure!(
+                    content.len() as u64 + block.data.len() as u64 <= limit,
+                    Invalid::new("file larger than allowed")
+                );
+                content.extend_from_slice(&block.data);
+            }
+            continue;
+        }
+        let node = decode(&fetch_verified(store, &cid).await?)?;
+        pending.extend(node.links.iter().rev().map(|link| (link.cid, depth + 1)));
+    }
+    Ok((leaves, content))
+}
+
+/// Fetches, verifies and decrypts the chunk a manifest lists, checking its length.
+pub(super) async fn open_listed_chunk(
+    store: &ContentStore,
+    secret: &BackupSecret,
+    chunk: &ChunkRef,
+) -> Result<Vec<u8>> {
+    let cid = Cid::try_from(chunk.cid.as_str())
+        .map_err(|_| invalid(format!("bad chunk CID {}", chunk.cid)))?;
+    open_chunk_of(secret, &fetch_verified(store, &cid).await?.data, chunk)
+}
+
+/// Decrypts a verified block of the chunk `chunk` lists, checking its length.
+pub(super) fn open_chunk_of(
+    secret: &BackupSecret,
+    block: &[u8],
+    chunk: &ChunkRef,
+) -> Result<Vec<u8>> {
+    let plaintext = secret.open_chunk(block)?;
+    ensure!(
+        plaintext.len() == chunk.len as usize,
+        Invalid::new(format!("chunk {} has the wrong length", chunk.cid))
+    );
+    Ok(plaintext)
+}

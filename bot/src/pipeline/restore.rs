@@ -1,0 +1,180 @@
+//! Restoring a snapshot: its manifest opened and checked, the tree written into a staging
+//! folder that replaces the target only once complete.
+
+use super::read::open_listed_chunk;
+use super::{open_manifest, Manifest};
+use crate::invalid::{invalid, Invalid};
+use crate::staging::Staging;
+use crate::store::ContentStore;
+use crate::tree;
+use anyhow::{ensure, Result};
+use cid::Cid;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::Path;
+
+/// What a restore wrote, and whose snapshot it was.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RestoreStats {
+    /// The backup's owner (SS58), as the snapshot's manifest says.
+    pub owner: String,
+    /// The backup's node id, as the snapshot's manifest says.
+    pub node_id: String,
+    /// Regular files restored.
+    pub files: u64,
+    /// Directories restored (the root excluded).
+    pub directories: u64,
+    /// Symbolic links restored.
+    pub symlinks: u64,
+    /// Hard links restored (second and later names of a file).
+    pub hard_links: u64,
+    /// Bytes of file content restored.
+    pub content_bytes: u64,
+}
+
+/// Who a restored snapshot must belong to.
+pub struct Expected<'a> {
+    /// The backup's owner (SS58).
+    pub owner: &'a str,
+    /// The backup's node id.
+    pub node_id: &'a str,
+}
+
+/// Restores snapshot `root` into `target` with `identity`: the tree is written into a staging
+/// folder beside `target` and replaces `target` (if any) only when complete, so an
+/// interrupted or refused restore leaves `target` as it was. With `expected`, a snapshot of
+/// another backup is refused.
+pub async fn restore(
+    store: &ContentStore,
+    root: &Cid,
+    identity: &age::x25519::Identity,
+    expected: Option<Expected<'_>>,
+    target: &Path,
+) -> Result<RestoreStats> {
+    let manifest = open_manifest(store, root, identity).await?;
+    if let Some(expected) = expected {
+        ensure!(
+            manifest.header.owner == expected.owner && manifest.header.node_id == expected.node_id,
+            Invalid::new(format!(
+                "the snapshot belongs to node {:?} of {}",
+                manifest.header.node_id, manifest.header.owner
+            ))
+        );
+    }
+    check_sizes(&manifest, target)?;
+    let mut staging = Staging::create(target)?;
+    let stats = write_tree(store, &manifest, &mut staging).await?;
+    staging.replace(target)?;
+    Ok(stats)
+}
+
+/// Checks, before anything is written, that every file's chunks add up to its size and that
+/// the whole tree fits the free space of `target`'s file system: a snapshot naming one chunk
+/// again and again cannot fill the disk.
+fn check_sizes(manifest: &Manifest, target: &Path) -> Result<()> {
+    let mut total = 0u64;
+    for entry in &manifest.entries {
+        let listed: u64 = entry.chunks.iter().map(|chunk| u64::from(chunk.len)).sum();
+        // A hard link takes no space: its size is its first name's, checked when it is made.
+        let size = if entry.hard_link_hex.is_some() {
+            0
+        } else {
+            entry.size
+        };
+        ensure!(
+            listed == size,
+            Invalid::new(format!("{} has the wrong size", entry.path))
+        );
+        total = total.saturating_add(listed);
+    }
+    let mut place = target;
+    while !place.exists() {
+        match place.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => place = parent,
+            _ => {
+                place = Path::new(".");
+                break;
+            }
+        }
+    }
+    let space = rustix::fs::statvfs(place)?;
+    let free = space.f_bavail.saturating_mul(space.f_frsize);
+    ensure!(
+        total <= free,
+        Invalid::new(format!(
+            "the snapshot holds {total} bytes and the restore target's file system has {free} free"
+        ))
+    );
+    Ok(())
+}
+
+/// Writes `manifest`'s tree into `staging`, fetching, verifying and decrypting each chunk.
+async fn write_tree(
+    store: &ContentStore,
+    manifest: &Manifest,
+    staging: &mut Staging,
+) -> Result<RestoreStats> {
+    let secret = &manifest.header.secret;
+    let total: u64 = manifest.entries.iter().map(|entry| entry.size).sum();
+    let progress = crate::progress::bar(total, "restore");
+    let mut stats = RestoreStats {
+        owner: manifest.header.owner.clone(),
+        node_id: manifest.header.node_id.clone(),
+        ..RestoreStats::default()
+    };
+    // The paths hard links name, and the size of each such file written so far: only those
+    // are kept, not every file's. (A name that is not hex is refused at its link.)
+    let linked: HashSet<Vec<u8>> = manifest
+        .entries
+        .iter()
+        .filter_map(|entry| hex::decode(entry.hard_link_hex.as_deref()?).ok())
+        .collect();
+    let mut written: HashMap<Vec<u8>, u64> = HashMap::new();
+    for entry in &manifest.entries {
+        let path = entry.path_bytes()?;
+        tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
+        let mode = entry.permissions();
+        if let Some(first) = &entry.hard_link_hex {
+            let first = hex::decode(first).map_err(|_| invalid("hard link path is not hex"))?;
+            ensure!(
+                written.get(&first) == Some(&entry.size),
+                Invalid::new(format!(
+                    "{} names no file of its size written before it",
+                    entry.path
+                ))
+            );
+            staging.create_hard_link(&path, &first)?;
+            stats.hard_links += 1;
+            continue;
+        }
+        if entry.dir {
+            staging.create_dir(&path, mode, entry.mtime_ns)?;
+            stats.directories += 1;
+            continue;
+        }
+        if let Some(target) = &entry.link_hex {
+            let target = hex::decode(target).map_err(|_| invalid("link target is not hex"))?;
+            ensure!(
+                !target.is_empty() && !target.contains(&0),
+                Invalid::new(format!("{} has an empty link target", entry.path))
+            );
+            staging.create_symlink(&path, &target, entry.mtime_ns)?;
+            stats.symlinks += 1;
+            continue;
+        }
+        let mut file = staging.create_file(&path)?;
+        for chunk in &entry.chunks {
+            let plaintext = open_listed_chunk(store, secret, chunk).await?;
+            file.write_all(&plaintext)?;
+            progress.inc(plaintext.len() as u64);
+        }
+        Staging::finish_file(&file, mode, entry.mtime_ns)?;
+        if linked.contains(&path) {
+            written.insert(path, entry.size);
+        }
+        stats.files += 1;
+        stats.content_bytes += entry.size;
+    }
+    progress.finish_and_clear();
+    Ok(stats)
+}

@@ -1,0 +1,252 @@
+//! Scanning a folder: its tree listed without following links, each changed file chunked,
+//! encrypted and stored, unchanged ones taken from the file cache.
+
+use super::crypto::BLOCK_OVERHEAD;
+use super::{BackupSecret, ChunkRef, Manifest, ManifestEntry, ManifestHeader, MANIFEST_FORMAT};
+use crate::store::ContentStore;
+use crate::tree::{self, EntryKind, FileStamp, Skipped, TreeEntry};
+use crate::unixfs::Block;
+use anyhow::{Context, Result};
+use cid::Cid;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+/// Smallest chunk FastCDC cuts (but for the end of a file).
+pub const MIN_CHUNK: u32 = 64 * 1024;
+
+/// Average chunk size FastCDC aims at.
+pub const AVG_CHUNK: u32 = 256 * 1024;
+
+/// Largest chunk: with its nonce and tag, a block under 1 MiB, the largest block every IPFS
+/// implementation accepts and exchanges, with room for the multipart framing of `block/put`
+/// (js-ipfs limits a whole request to 1 MiB).
+pub const MAX_CHUNK: u32 = 1024 * 1024 - 4096;
+
+/// What the bot remembers of a file it chunked: if its stamp is unchanged, its chunks are.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedFile {
+    /// The file's stamp when it was read.
+    pub stamp: FileStamp,
+    /// Its chunks.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// Files chunked before, by path: reused without reading while unchanged.
+pub type FileCache = HashMap<String, CachedFile>;
+
+/// The key of a listed entry in a [`FileCache`]: its path, or for a path that is not UTF-8,
+/// a NUL (which no name holds) and its bytes in hex.
+fn cache_key(entry: &TreeEntry) -> String {
+    match std::str::from_utf8(&entry.relative) {
+        Ok(path) => path.to_string(),
+        Err(_) => format!("\0{}", hex::encode(&entry.relative)),
+    }
+}
+
+/// Counts of a scan and a seal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct SnapshotStats {
+    /// Regular files in the tree.
+    pub files: u64,
+    /// Directories in the tree (the root excluded).
+    pub directories: u64,
+    /// Symbolic links in the tree.
+    pub symlinks: u64,
+    /// Second and later names of files in the tree (hard links), kept as links.
+    pub hard_links: u64,
+    /// Entries left out (see [`Scanned::skipped`]).
+    pub skipped: u64,
+    /// Bytes of file content in the tree.
+    pub content_bytes: u64,
+    /// Bytes read from files (those whose cache entry did not match).
+    pub bytes_read: u64,
+    /// Distinct chunks in the snapshot.
+    pub chunks: u64,
+    /// Blocks new to the store.
+    pub new_blocks: u64,
+    /// Bytes new to the store.
+    pub new_bytes: u64,
+    /// Bytes of every block of the snapshot (what `pin add ROOT` keeps).
+    pub snapshot_bytes: u64,
+}
+
+/// A scanned tree: its manifest, the chunks it needs, and the cache for the next scan.
+pub struct Scanned {
+    /// The manifest to seal.
+    pub manifest: Manifest,
+    /// The files' cache entries, for the next scan.
+    pub cache: FileCache,
+    /// Counts so far.
+    pub stats: SnapshotStats,
+    /// The entries left out: special files, and files that changed while they were read.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Stores `block`, counting it.
+pub(super) async fn put_counted(
+    store: &ContentStore,
+    block: &Block,
+    stats: &mut SnapshotStats,
+) -> Result<()> {
+    if store.put_block(block).await? {
+        stats.new_blocks += 1;
+        stats.new_bytes += block.data.len() as u64;
+    }
+    Ok(())
+}
+
+/// Chunks, encrypts and stores `file`, listed as `entry`; `None` when it changed while it
+/// was read (its size or modification time is no longer the listed one).
+async fn chunk_file(
+    store: &ContentStore,
+    secret: &BackupSecret,
+    file: File,
+    entry: &TreeEntry,
+    stats: &mut SnapshotStats,
+) -> Result<Option<Vec<ChunkRef>>> {
+    let expected_len = entry.size();
+    let chunker = secret.chunker((&file).take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+    let mut chunks = Vec::new();
+    let mut read = 0u64;
+    for chunk in chunker {
+        let chunk = chunk.with_context(|| format!("reading {}", entry.display()))?;
+        read += chunk.data.len() as u64;
+        let block = secret.seal_chunk(&chunk.data)?;
+        put_counted(store, &block, stats).await?;
+        chunks.push(ChunkRef {
+            cid: block.cid.to_string(),
+            len: u32::try_from(chunk.data.len())?,
+        });
+    }
+    stats.bytes_read += read;
+    let now = FileStamp::of_file(&file)?;
+    let unchanged =
+        read == expected_len && now.size == expected_len && now.mtime_ns == entry.stamp.mtime_ns;
+    Ok(unchanged.then_some(chunks))
+}
+
+/// Whether every block of `chunks` is whole in `store` (see
+/// [`ContentStore::pinned_block_whole`]): a cached file whose blocks were lost is read again.
+fn all_whole(store: &ContentStore, chunks: &[ChunkRef]) -> Result<bool> {
+    for chunk in chunks {
+        let Ok(cid) = Cid::try_from(chunk.cid.as_str()) else {
+            return Ok(false);
+        };
+        if !store.pinned_block_whole(&cid, u64::from(chunk.len) + BLOCK_OVERHEAD)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Files modified this close to the scan's start are read, but not cached: a write in the
+/// same clock tick after the scan would leave their stamp unchanged.
+const CACHE_SETTLE_NS: i128 = 1_000_000_000;
+
+/// Reads the tree under `source` into a manifest, storing the chunks of every file whose stamp
+/// is not in `previous` (the others are taken from it without reading). Special files, and
+/// files that change while they are read, are left out and listed in
+/// [`Scanned::skipped`].
+pub async fn scan(
+    store: &ContentStore,
+    source: &Path,
+    secret: &BackupSecret,
+    owner: &str,
+    node_id: &str,
+    previous: &FileCache,
+) -> Result<Scanned> {
+    let started_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let settled_before = i128::try_from(started_ns)? - CACHE_SETTLE_NS;
+    let mut listing = tree::list_tree(source)?;
+    let entries = std::mem::take(&mut listing.entries);
+    let total: u64 = entries.iter().map(TreeEntry::size).sum();
+    let progress = crate::progress::bar(total, "snapshot");
+    let mut stats = SnapshotStats::default();
+    let mut cache = FileCache::new();
+    let mut manifest_entries = Vec::with_capacity(entries.len());
+    // Files with more than one name, by device and inode: the first name kept, and its stamp.
+    let mut first_names: HashMap<(u64, u64), (Vec<u8>, FileStamp)> = HashMap::new();
+    for entry in entries {
+        progress.inc(entry.size());
+        let file = (entry.stamp.device, entry.stamp.inode);
+        if let Some((first, stamp)) = first_names.get(&file) {
+            // The same file, unchanged since its first name was read: a link to it.
+            if *stamp == entry.stamp {
+                stats.hard_links += 1;
+                manifest_entries.push(ManifestEntry::hard_link(&entry, first));
+                continue;
+            }
+        }
+        let chunks = match &entry.kind {
+            EntryKind::Dir => {
+                stats.directories += 1;
+                Vec::new()
+            }
+            EntryKind::Symlink { .. } => {
+                stats.symlinks += 1;
+                Vec::new()
+            }
+            EntryKind::File { size } => {
+                let key = cache_key(&entry);
+                let cached = previous
+                    .get(&key)
+                    .filter(|cached| cached.stamp == entry.stamp);
+                let chunks = match cached {
+                    Some(cached) if all_whole(store, &cached.chunks)? => cached.chunks.clone(),
+                    _ => {
+                        let read = match listing.open_file(&entry)? {
+                            Ok(file) => chunk_file(store, secret, file, &entry, &mut stats)
+                                .await?
+                                .ok_or(tree::Listing::CHANGED_WHILE_READ),
+                            Err(reason) => Err(reason),
+                        };
+                        match read {
+                            Ok(chunks) => chunks,
+                            Err(reason) => {
+                                listing.skip(&entry, reason);
+                                continue;
+                            }
+                        }
+                    }
+                };
+                stats.files += 1;
+                stats.content_bytes += size;
+                if entry.links > 1 {
+                    first_names.insert(file, (entry.relative.clone(), entry.stamp));
+                }
+                if entry.stamp.mtime_ns < settled_before {
+                    let stamp = entry.stamp;
+                    cache.insert(
+                        key,
+                        CachedFile {
+                            stamp,
+                            chunks: chunks.clone(),
+                        },
+                    );
+                }
+                chunks
+            }
+        };
+        manifest_entries.push(ManifestEntry::of(&entry, chunks));
+    }
+    progress.finish_and_clear();
+    stats.skipped = listing.skipped.len() as u64;
+    Ok(Scanned {
+        manifest: Manifest {
+            header: ManifestHeader {
+                format: MANIFEST_FORMAT,
+                owner: owner.to_string(),
+                node_id: node_id.to_string(),
+                secret: secret.clone(),
+            },
+            entries: manifest_entries,
+        },
+        cache,
+        stats,
+        skipped: listing.skipped,
+    })
+}
