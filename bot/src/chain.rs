@@ -1,28 +1,48 @@
 //! Access to the registry contract on a chain, behind one small trait with two
-//! implementations: a live node over RPC (`subxt`; transactions through cargo-contract's
-//! `contract-extrinsics`) and an in-process chain (pallet-contracts in `ink_sandbox`).
+//! implementations: a live node over RPC (`subxt`: one connection per bot, dry runs through
+//! pallet-contracts' `ContractsApi_call` runtime API, transactions as `Contracts::call`) and
+//! an in-process chain (pallet-contracts in `ink_sandbox`).
 //!
-//! Both take a message name and its arguments as text, and encode them with
-//! `contract-transcode` from the contract's metadata, exactly as `cargo contract call` does.
+//! Both take a [`Call`]: a message's selector and SCALE-encoded arguments, built from the
+//! contract crate's own types (see [`crate::registry`]), as ink's `e2e` tests build theirs.
 
 use anyhow::{anyhow, bail, Context, Result};
-use contract_extrinsics::pallet_contracts_primitives::ContractExecResult;
-use contract_extrinsics::{
-    CallCommandBuilder, ContractArtifacts, ContractMessageTranscoder, ExtrinsicOptsBuilder,
-};
-use ink::env::DefaultEnvironment;
 use ink_sandbox::{
     api::prelude::{BalanceAPI, ContractAPI, SystemAPI},
-    AccountId32 as SandboxAccount, DefaultSandbox, Sandbox, Weight,
+    AccountId32 as SandboxAccount, DefaultSandbox, Sandbox,
 };
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 use subxt::backend::{legacy::LegacyRpcMethods, rpc::RpcClient};
+use subxt::config::DefaultExtrinsicParamsBuilder;
+use subxt::error::DispatchError;
 use subxt::ext::codec::{Decode, Encode};
-use subxt::utils::AccountId32;
+use subxt::ext::scale_encode::EncodeAsType;
+use subxt::tx::{DefaultPayload, TxStatus};
+use subxt::utils::{AccountId32, MultiAddress};
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::Keypair;
+
+/// One message of the registry, encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The message's name, for errors and logs.
+    pub message: &'static str,
+    /// Its call data: the 4-byte selector, then the SCALE-encoded arguments.
+    pub data: Vec<u8>,
+}
+
+impl Call {
+    /// The call of `message`, whose selector is `selector`, with `args` (a tuple of the
+    /// message's parameters, in order, as the contract's types encode them).
+    pub fn new(message: &'static str, selector: [u8; 4], args: impl Encode) -> Self {
+        let mut data = selector.to_vec();
+        args.encode_to(&mut data);
+        Self { message, data }
+    }
+}
 
 /// What a dry run of a message returned.
 pub struct Outcome {
@@ -50,24 +70,23 @@ pub trait Chain {
     /// The number of the chain's latest finalized block.
     async fn block_number(&mut self) -> Result<u32>;
 
-    /// Runs `message` on the state `at` without committing anything and returns what it
+    /// Runs `call` on the state `at` without committing anything and returns what it
     /// returned.
-    async fn dry_run(&mut self, message: &str, args: &[String], at: At) -> Result<Outcome>;
+    async fn dry_run(&mut self, call: &Call, at: At) -> Result<Outcome>;
 
-    /// Runs `message` in a transaction (after a successful dry run).
-    async fn submit(&mut self, message: &str, args: &[String]) -> Result<()>;
+    /// Runs `call` in a transaction (after a successful dry run).
+    async fn submit(&mut self, call: &Call) -> Result<()>;
 }
 
-/// The registry on a live node, reached over its RPC endpoint: one connection and one
-/// transcoder for every query.
-pub struct NodeChain {
-    url: url::Url,
-    contract: AccountId32,
-    metadata: std::path::PathBuf,
-    signer: Keypair,
-    client: OnlineClient<PolkadotConfig>,
-    rpc: LegacyRpcMethods<PolkadotConfig>,
-    transcoder: ContractMessageTranscoder,
+/// pallet-contracts' `Weight`: computation time and proof size, as the runtime encodes it
+/// (compact) and as a transaction's argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, EncodeAsType)]
+#[encode_as_type(crate_path = "::subxt::ext::scale_encode")]
+struct Weight {
+    #[codec(compact)]
+    ref_time: u64,
+    #[codec(compact)]
+    proof_size: u64,
 }
 
 /// The arguments of the runtime API `ContractsApi_call` (pallet-contracts' dry run).
@@ -83,49 +102,140 @@ struct CallRequest {
     input_data: Vec<u8>,
 }
 
+/// What `ContractsApi_call` answers before its result: the gas used and needed, the storage
+/// deposit and the debug buffer.
+#[derive(Decode)]
+struct DryRunHead {
+    _gas_consumed: Weight,
+    gas_required: Weight,
+    /// pallet-contracts' `StorageDeposit`: `Refund` (0) or `Charge` (1), and the amount.
+    _storage_deposit: (u8, u128),
+    _debug_message: Vec<u8>,
+}
+
+/// pallet-contracts' `ExecReturnValue`: the flags (bit 0: reverted) and the returned bytes.
+#[derive(Decode)]
+struct ExecReturnValue {
+    flags: u32,
+    data: Vec<u8>,
+}
+
+/// The arguments of the `Contracts::call` transaction.
+#[derive(EncodeAsType)]
+#[encode_as_type(crate_path = "::subxt::ext::scale_encode")]
+struct ContractsCall {
+    dest: MultiAddress<AccountId32, ()>,
+    value: u128,
+    gas_limit: Weight,
+    storage_deposit_limit: Option<u128>,
+    data: Vec<u8>,
+}
+
+/// The registry on a live node, reached over one RPC connection for every call.
+pub struct NodeChain {
+    contract: AccountId32,
+    signer: Keypair,
+    client: OnlineClient<PolkadotConfig>,
+    rpc: LegacyRpcMethods<PolkadotConfig>,
+    /// The deployed registry's message selectors, by name, from its metadata.
+    selectors: HashMap<String, [u8; 4]>,
+}
+
 impl NodeChain {
     /// Connects to `url`, for the contract at `contract` described by the metadata (or
-    /// bundle) at `metadata`, signing with `signer`.
+    /// bundle) at `metadata`, signing with `signer`. Every call's selector is checked
+    /// against that metadata: a bot built for another version of the registry says so
+    /// instead of sending calls the contract cannot read.
     pub async fn connect(
         url: &str,
         contract: AccountId32,
         metadata: &Path,
         signer: Keypair,
     ) -> Result<Self> {
+        let selectors = message_selectors(metadata)
+            .with_context(|| format!("loading contract metadata {}", metadata.display()))?;
         let connecting = || format!("connecting to {}", crate::config::without_credentials(url));
         let rpc_client = RpcClient::from_url(url).await.with_context(connecting)?;
         let client = OnlineClient::<PolkadotConfig>::from_rpc_client(rpc_client.clone())
             .await
             .with_context(connecting)?;
-        let transcoder =
-            ContractArtifacts::from_manifest_or_file(None, Some(&metadata.to_path_buf()))
-                .and_then(|artifacts| artifacts.contract_transcoder())
-                .with_context(|| format!("loading contract metadata {}", metadata.display()))?;
         Ok(Self {
-            url: url.parse()?,
             contract,
-            metadata: metadata.to_path_buf(),
             signer,
             client,
             rpc: LegacyRpcMethods::new(rpc_client),
-            transcoder,
+            selectors,
         })
     }
 
-    async fn call_exec(
-        &self,
-        message: &str,
-        args: &[String],
-    ) -> Result<contract_extrinsics::CallExec<PolkadotConfig, DefaultEnvironment, Keypair>> {
-        let opts = ExtrinsicOptsBuilder::new(self.signer.clone())
-            .file(Some(self.metadata.clone()))
-            .url(self.url.clone())
-            .done();
-        CallCommandBuilder::new(self.contract.clone(), message, opts)
-            .args(args.to_vec())
-            .done()
+    /// Dry-runs `call` on the state `at`: its outcome and the gas it needs.
+    async fn exec_dry_run(&self, call: &Call, at: At) -> Result<(Outcome, Weight)> {
+        let selector = call.data.get(..4);
+        if self.selectors.get(call.message).map(|s| &s[..]) != selector {
+            bail!(
+                "the deployed registry's metadata has no message {} with this bot's selector: \
+                 the bot and the registry are of different versions",
+                call.message
+            );
+        }
+        let request = CallRequest {
+            origin: self.account(),
+            dest: self.contract.clone(),
+            value: 0,
+            gas_limit: None,
+            storage_deposit_limit: None,
+            input_data: call.data.clone(),
+        };
+        let block = match at {
+            At::Best => None,
+            At::Finalized => Some(self.rpc.chain_get_finalized_head().await?),
+        };
+        let answer = self
+            .rpc
+            .state_call("ContractsApi_call", Some(&request.encode()), block)
             .await
+            .with_context(|| format!("dry run of {}", call.message))?;
+        let decoding = || format!("decoding the dry run of {}", call.message);
+        let mut rest = answer.as_slice();
+        let head = DryRunHead::decode(&mut rest).with_context(decoding)?;
+        // `Result<ExecReturnValue, DispatchError>`, then fields newer than this client knows.
+        match u8::decode(&mut rest).with_context(decoding)? {
+            0 => {
+                let value = ExecReturnValue::decode(&mut rest).with_context(decoding)?;
+                let outcome = Outcome {
+                    reverted: value.flags & 1 == 1,
+                    data: value.data,
+                };
+                Ok((outcome, head.gas_required))
+            }
+            _ => {
+                let error = DispatchError::decode_from(rest, self.client.metadata())
+                    .with_context(decoding)?;
+                bail!("dry run of {} failed: {error}", call.message)
+            }
+        }
     }
+}
+
+/// The selector of each message of the metadata (or bundle) at `path`.
+fn message_selectors(path: &Path) -> Result<HashMap<String, [u8; 4]>> {
+    let metadata: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let messages = metadata["spec"]["messages"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no spec.messages: not ink! contract metadata"))?;
+    let mut selectors = HashMap::new();
+    for message in messages {
+        let (Some(label), Some(selector)) =
+            (message["label"].as_str(), message["selector"].as_str())
+        else {
+            bail!("a message without label or selector");
+        };
+        let bytes = hex::decode(selector.trim_start_matches("0x"))?;
+        let selector = <[u8; 4]>::try_from(bytes)
+            .map_err(|_| anyhow!("selector {selector} is not 4 bytes"))?;
+        selectors.insert(label.to_string(), selector);
+    }
+    Ok(selectors)
 }
 
 impl Chain for NodeChain {
@@ -137,47 +247,66 @@ impl Chain for NodeChain {
         Ok(self.client.blocks().at_latest().await?.number())
     }
 
-    async fn dry_run(&mut self, message: &str, args: &[String], at: At) -> Result<Outcome> {
-        let request = CallRequest {
-            origin: self.account(),
-            dest: self.contract.clone(),
-            value: 0,
-            gas_limit: None,
-            storage_deposit_limit: None,
-            input_data: self.transcoder.encode(message, args)?,
-        };
-        let block = match at {
-            At::Best => None,
-            At::Finalized => Some(self.rpc.chain_get_finalized_head().await?),
-        };
-        let answer = self
-            .rpc
-            .state_call("ContractsApi_call", Some(&request.encode()), block)
-            .await
-            .with_context(|| format!("dry run of {message}"))?;
-        // The answer may carry fields newer than this client knows of, after the result.
-        let result = ContractExecResult::<u128>::decode(&mut answer.as_slice())
-            .with_context(|| format!("decoding the dry run of {message}"))?;
-        let value = result
-            .result
-            .map_err(|error| anyhow!("dry run of {message} failed: {error:?}"))?;
-        Ok(Outcome {
-            reverted: value.did_revert(),
-            data: value.data,
-        })
+    async fn dry_run(&mut self, call: &Call, at: At) -> Result<Outcome> {
+        Ok(self.exec_dry_run(call, at).await?.0)
     }
 
-    async fn submit(&mut self, message: &str, args: &[String]) -> Result<()> {
-        let exec = self.call_exec(message, args).await?;
-        exec.call(None)
+    /// Submits `call` with the gas its dry run needed and no storage deposit limit, and
+    /// waits until it is in a block (a development node may never finalize).
+    async fn submit(&mut self, call: &Call) -> Result<()> {
+        let (outcome, gas_limit) = self.exec_dry_run(call, At::Best).await?;
+        if outcome.reverted {
+            bail!("{} reverted in its dry run", call.message);
+        }
+        let payload = DefaultPayload::new(
+            "Contracts",
+            "call",
+            ContractsCall {
+                dest: MultiAddress::Id(self.contract.clone()),
+                value: 0,
+                gas_limit,
+                storage_deposit_limit: None,
+                data: call.data.clone(),
+            },
+        );
+        // The node's next nonce counts the transactions in its pool, not only finalized ones.
+        let nonce = self.rpc.system_account_next_index(&self.account()).await?;
+        let params = DefaultExtrinsicParamsBuilder::<PolkadotConfig>::new()
+            .nonce(nonce)
+            .build();
+        let failed = |error: subxt::Error| anyhow!("{} failed on chain: {error}", call.message);
+        let mut progress = self
+            .client
+            .tx()
+            .create_signed_offline(&payload, &self.signer, params)
+            .map_err(failed)?
+            .submit_and_watch()
             .await
-            .map_err(|error| anyhow!("{message} failed on chain: {error}"))?;
-        Ok(())
+            .map_err(failed)?;
+        while let Some(status) = progress.next().await {
+            match status.map_err(failed)? {
+                TxStatus::InBestBlock(in_block) | TxStatus::InFinalizedBlock(in_block) => {
+                    in_block.wait_for_success().await.map_err(failed)?;
+                    return Ok(());
+                }
+                TxStatus::Error { message }
+                | TxStatus::Invalid { message }
+                | TxStatus::Dropped { message } => {
+                    bail!("{} failed on chain: {message}", call.message)
+                }
+                _ => continue,
+            }
+        }
+        bail!(
+            "{}: the node closed the transaction's subscription",
+            call.message
+        )
     }
 }
 
 /// Gas limit of calls on the in-process chain: far above what any message needs.
-const SANDBOX_GAS_LIMIT: Weight = Weight::from_parts(100_000_000_000, 4 * 1024 * 1024);
+const SANDBOX_GAS_LIMIT: ink_sandbox::Weight =
+    ink_sandbox::Weight::from_parts(100_000_000_000, 4 * 1024 * 1024);
 
 /// The in-process chain shared by the handles of several accounts.
 pub type SharedSandbox = Rc<RefCell<DefaultSandbox>>;
@@ -186,7 +315,6 @@ pub type SharedSandbox = Rc<RefCell<DefaultSandbox>>;
 pub struct SandboxChain {
     sandbox: SharedSandbox,
     contract: SandboxAccount,
-    transcoder: Rc<ContractMessageTranscoder>,
     caller: AccountId32,
 }
 
@@ -195,29 +323,15 @@ const SANDBOX_FUNDS: u128 = 1_000_000_000_000_000;
 
 impl SandboxChain {
     /// Starts an in-process chain, funds `accounts`, and deploys the contract bundle at
-    /// `bundle` from `deployer` with `constructor` and `args`. Returns the deployer's handle.
+    /// `bundle` from `deployer` with `constructor`. Returns the deployer's handle.
     pub fn deploy(
         bundle: &Path,
         deployer: AccountId32,
         accounts: &[AccountId32],
-        constructor: &str,
-        args: &[String],
+        constructor: &Call,
     ) -> Result<Self> {
-        let artifacts = ContractArtifacts::from_manifest_or_file(None, Some(&bundle.to_path_buf()))
+        let code = bundle_code(bundle)
             .with_context(|| format!("loading contract bundle {}", bundle.display()))?;
-        let code = artifacts
-            .metadata()?
-            .source
-            .wasm
-            .ok_or_else(|| {
-                anyhow!(
-                    "{} holds no wasm code: use the .contract bundle",
-                    bundle.display()
-                )
-            })?
-            .0;
-        let transcoder = Rc::new(artifacts.contract_transcoder()?);
-        let data = transcoder.encode(constructor, args)?;
         let mut sandbox = DefaultSandbox::default();
         for account in accounts.iter().chain([&deployer]) {
             sandbox
@@ -229,7 +343,7 @@ impl SandboxChain {
         let result = sandbox.deploy_contract(
             code,
             0,
-            data,
+            constructor.data.clone(),
             Vec::new(),
             sandbox_account(&deployer),
             SANDBOX_GAS_LIMIT,
@@ -244,7 +358,6 @@ impl SandboxChain {
         Ok(Self {
             sandbox: Rc::new(RefCell::new(sandbox)),
             contract: deployed.account_id,
-            transcoder,
             caller: deployer,
         })
     }
@@ -254,7 +367,6 @@ impl SandboxChain {
         Self {
             sandbox: Rc::clone(&self.sandbox),
             contract: self.contract.clone(),
-            transcoder: Rc::clone(&self.transcoder),
             caller,
         }
     }
@@ -264,14 +376,13 @@ impl SandboxChain {
         self.sandbox.borrow_mut().build_blocks(count);
     }
 
-    fn call(&self, message: &str, args: &[String], commit: bool) -> Result<Outcome> {
-        let data = self.transcoder.encode(message, args)?;
+    fn call(&self, call: &Call, commit: bool) -> Result<Outcome> {
         let mut sandbox = self.sandbox.borrow_mut();
         let run = |sandbox: &mut DefaultSandbox| {
             sandbox.call_contract(
                 self.contract.clone(),
                 0,
-                data,
+                call.data.clone(),
                 sandbox_account(&self.caller),
                 SANDBOX_GAS_LIMIT,
                 None,
@@ -285,12 +396,24 @@ impl SandboxChain {
         };
         let value = result
             .result
-            .map_err(|error| anyhow!("{message} failed: {error:?}"))?;
+            .map_err(|error| anyhow!("{} failed: {error:?}", call.message))?;
         Ok(Outcome {
             reverted: value.did_revert(),
             data: value.data,
         })
     }
+}
+
+/// The wasm code of the `.contract` bundle at `path` (its `source.wasm`, hex).
+fn bundle_code(path: &Path) -> Result<Vec<u8>> {
+    let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+    let wasm = bundle["source"]["wasm"].as_str().ok_or_else(|| {
+        anyhow!(
+            "{} holds no wasm code: use the .contract bundle",
+            path.display()
+        )
+    })?;
+    Ok(hex::decode(wasm.trim_start_matches("0x"))?)
 }
 
 impl Chain for SandboxChain {
@@ -303,14 +426,14 @@ impl Chain for SandboxChain {
     }
 
     /// Every block of the in-process chain is final: `at` reads the same state.
-    async fn dry_run(&mut self, message: &str, args: &[String], _at: At) -> Result<Outcome> {
-        self.call(message, args, false)
+    async fn dry_run(&mut self, call: &Call, _at: At) -> Result<Outcome> {
+        self.call(call, false)
     }
 
-    async fn submit(&mut self, message: &str, args: &[String]) -> Result<()> {
-        let outcome = self.call(message, args, true)?;
+    async fn submit(&mut self, call: &Call) -> Result<()> {
+        let outcome = self.call(call, true)?;
         if outcome.reverted {
-            bail!("{message} reverted");
+            bail!("{} reverted", call.message);
         }
         Ok(())
     }

@@ -10,11 +10,11 @@
 use crate::bot::{Bot, RecordedSnapshot};
 use crate::chain::SandboxChain;
 use crate::config::ServedNode;
-use crate::registry::Registry;
+use crate::registry::{self, Registry};
 use crate::store::{ContentStore, LocalStore};
 use crate::{keys, pipeline, tree};
 use anyhow::{bail, ensure, Context, Result};
-use backup_registry::RestoreStatus;
+use backup_registry::{Config, RestoreStatus};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -29,12 +29,16 @@ pub const DEMO_NODE: &str = "demo-node";
 pub const DEMO_RETENTION: u32 = 2;
 
 /// The demo registry's configuration: the defaults but for the retention.
-fn demo_config() -> String {
-    format!(
-        "Config {{ max_snapshots_per_backup: {DEMO_RETENTION}, max_backups_per_account: 16, \
-         min_frequency: 10, max_frequency: 5256000, default_frequency: 14400, \
-         claim_timeout: 600, upgrade_delay: 100800 }}"
-    )
+fn demo_config() -> Config {
+    Config {
+        max_snapshots_per_backup: DEMO_RETENTION,
+        max_backups_per_account: 16,
+        min_frequency: 10,
+        max_frequency: 5_256_000,
+        default_frequency: 14_400,
+        claim_timeout: 600,
+        upgrade_delay: 100_800,
+    }
 }
 
 /// The bot's account: Alice, the registry's admin and only authority.
@@ -88,8 +92,7 @@ impl DemoWorld {
             bundle,
             alice.clone(),
             &[bob.clone()],
-            "new",
-            &[format!("[{alice}]"), demo_config()],
+            &registry::instantiate(&[alice.clone()], &demo_config()),
         )?;
         let owner = Registry::new(admin.as_account(bob.clone()));
         let node = ServedNode {

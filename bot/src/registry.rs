@@ -1,8 +1,8 @@
 //! The registry's messages, typed (the bot's, and the owner's that its tests and demo send):
-//! arguments are written as the text `contract-transcode` parses (as `cargo contract call
-//! --args` takes them), and return values are decoded with the contract crate's own types.
+//! each call is the message's selector and its arguments SCALE-encoded as the contract's own
+//! parameter types, and return values are decoded with the contract crate's own types.
 
-use crate::chain::{At, Chain};
+use crate::chain::{At, Call, Chain};
 use anyhow::{anyhow, Result};
 use backup_registry::{
     Backup, BackupId, Config, Error as ContractError, RequestId, RestoreRequest, Snapshot,
@@ -48,33 +48,39 @@ pub struct NumberedSnapshot {
     pub snapshot: Snapshot,
 }
 
-/// A string argument, quoted and escaped as `contract-transcode` expects.
-fn text(value: &str) -> String {
-    serde_json::to_string(value).expect("a string always serializes")
+/// The [`Call`] of the registry's message `$message` with the arguments that follow, in the
+/// message's order (each encoding as the contract's parameter type: `&str` as `String`,
+/// accounts as [`ink_account`]).
+macro_rules! call {
+    ($message:literal $(, $arg:expr)* $(,)?) => {
+        Call::new($message, ink::selector_bytes!($message), ($($arg,)*))
+    };
 }
 
-/// An account argument, as SS58 text.
-fn account(value: &AccountId32) -> String {
-    value.to_string()
+/// The constructor call that instantiates the registry with `authorities` and `config`.
+pub fn instantiate(authorities: &[AccountId32], config: &Config) -> Call {
+    let authorities: Vec<_> = authorities.iter().map(ink_account).collect();
+    call!("new", authorities, config)
 }
 
-/// The arguments of `add_snapshot`, in the contract's order.
-fn add_snapshot_args(
+/// The call recording `owner`'s snapshot `cid` of node `node_id`.
+fn add_snapshot_call(
     owner: &AccountId32,
     node_id: &str,
     cid: &str,
     description: &str,
     run_id: u64,
     size_bytes: u64,
-) -> [String; 6] {
-    [
-        text(node_id),
-        text(cid),
-        text(description),
-        run_id.to_string(),
-        account(owner),
-        size_bytes.to_string(),
-    ]
+) -> Call {
+    call!(
+        "add_snapshot",
+        node_id,
+        cid,
+        description,
+        run_id,
+        ink_account(owner),
+        size_bytes
+    )
 }
 
 /// The contract's form of an account.
@@ -116,43 +122,40 @@ impl<C: Chain> Registry<C> {
     }
 
     /// Runs a query on the best block and decodes its value.
-    async fn query<T: Decode>(&mut self, message: &str, args: &[String]) -> Result<T> {
-        self.query_at(message, args, At::Best).await
+    async fn query<T: Decode>(&mut self, call: Call) -> Result<T> {
+        self.query_at(call, At::Best).await
     }
 
     /// Runs a query on the state `at` and decodes its value.
-    async fn query_at<T: Decode>(&mut self, message: &str, args: &[String], at: At) -> Result<T> {
-        let outcome = self.chain.dry_run(message, args, at).await?;
-        decode(message, &outcome.data)
+    async fn query_at<T: Decode>(&mut self, call: Call, at: At) -> Result<T> {
+        let outcome = self.chain.dry_run(&call, at).await?;
+        decode(call.message, &outcome.data)
     }
 
     /// Runs a message returning `Result<T, Error>`: dry run first, and submitted only if the
     /// contract accepts it. Returns the dry run's value.
-    async fn call<T: Decode>(&mut self, message: &str, args: &[String]) -> Result<T> {
-        let outcome = self.chain.dry_run(message, args, At::Best).await?;
-        let result: core::result::Result<T, ContractError> = decode(message, &outcome.data)?;
+    async fn call<T: Decode>(&mut self, call: Call) -> Result<T> {
+        let outcome = self.chain.dry_run(&call, At::Best).await?;
+        let result: core::result::Result<T, ContractError> = decode(call.message, &outcome.data)?;
         let value = result.map_err(Refused)?;
         if outcome.reverted {
-            return Err(anyhow!("{message} reverted without an error value"));
+            return Err(anyhow!("{} reverted without an error value", call.message));
         }
-        self.chain.submit(message, args).await?;
+        self.chain.submit(&call).await?;
         Ok(value)
     }
 
-    /// Reads the paged query `message` (its leading `args`, then offset and limit), at most
+    /// Reads a paged query, `page(offset, limit)` being its call for one page, at most
     /// `MAX_PAGES` pages: `items` turns each page's value into its items, or `None` when there
     /// are none at all.
     async fn paged<P: Decode, T>(
         &mut self,
-        message: &str,
-        args: &[String],
+        page: impl Fn(u32, u32) -> Call,
         items: impl Fn(P) -> Result<Option<Vec<T>>>,
     ) -> Result<Vec<T>> {
         let mut all = Vec::new();
-        for page in 0..MAX_PAGES {
-            let mut page_args = args.to_vec();
-            page_args.extend([(page * PAGE_SIZE).to_string(), PAGE_SIZE.to_string()]);
-            let Some(batch) = items(self.query(message, &page_args).await?)? else {
+        for number in 0..MAX_PAGES {
+            let Some(batch) = items(self.query(page(number * PAGE_SIZE, PAGE_SIZE)).await?)? else {
                 break;
             };
             let full = batch.len() == PAGE_SIZE as usize;
@@ -171,22 +174,23 @@ impl<C: Chain> Registry<C> {
 
     /// Whether `who` is an authority.
     pub async fn is_authority(&mut self, who: &AccountId32) -> Result<bool> {
-        self.query("is_authority", &[account(who)]).await
+        self.query(call!("is_authority", ink_account(who))).await
     }
 
     /// `owner`'s backup of `node_id`, if any.
     pub async fn backup(&mut self, owner: &AccountId32, node_id: &str) -> Result<Option<Backup>> {
-        self.query("backup", &[account(owner), text(node_id)]).await
+        self.query(call!("backup", ink_account(owner), node_id))
+            .await
     }
 
     /// The limits the registry was instantiated with.
     pub async fn config(&mut self) -> Result<Config> {
-        self.query("config", &[]).await
+        self.query(call!("config")).await
     }
 
     /// The backup with id `backup_id`, if any.
     pub async fn backup_by_id(&mut self, backup_id: BackupId) -> Result<Option<Backup>> {
-        self.query("backup_by_id", &[backup_id.to_string()]).await
+        self.query(call!("backup_by_id", backup_id)).await
     }
 
     /// The newest snapshot of `owner`'s backup of `node_id`, if any.
@@ -195,17 +199,16 @@ impl<C: Chain> Registry<C> {
         owner: &AccountId32,
         node_id: &str,
     ) -> Result<Option<Snapshot>> {
-        self.query("latest_snapshot", &[account(owner), text(node_id)])
+        self.query(call!("latest_snapshot", ink_account(owner), node_id))
             .await
     }
 
     /// Every snapshot the registry keeps of `owner`'s backup of `node_id`, oldest first,
     /// pinned ones included (read in pages; none when there is no such backup).
     pub async fn snapshots(&mut self, owner: &AccountId32, node_id: &str) -> Result<Vec<Snapshot>> {
-        let args = [account(owner), text(node_id)];
+        let owner = ink_account(owner);
         self.paged(
-            "snapshots",
-            &args,
+            |offset, limit| call!("snapshots", owner, node_id, offset, limit),
             |page: core::result::Result<Vec<Snapshot>, ContractError>| match page {
                 Ok(snapshots) => Ok(Some(snapshots)),
                 Err(ContractError::BackupNotFound) => Ok(None),
@@ -214,7 +217,6 @@ impl<C: Chain> Registry<C> {
         )
         .await
     }
-
     /// Every snapshot the registry keeps of `owner`'s backup of `node_id`, oldest first, with
     /// its sequence number and whether it is pinned (none when there is no such backup).
     /// The pages are read between two reads of the backup, again while a snapshot, pin,
@@ -252,14 +254,14 @@ impl<C: Chain> Registry<C> {
     /// block is on.
     pub async fn keeps_finalized(&mut self, cid: &str) -> Result<bool> {
         let kept: Option<(Backup, Snapshot)> = self
-            .query_at("snapshot_by_cid", &[text(cid)], At::Finalized)
+            .query_at(call!("snapshot_by_cid", cid), At::Finalized)
             .await?;
         Ok(kept.is_some())
     }
 
     /// Every backup of `owner`.
     pub async fn backups_of(&mut self, owner: &AccountId32) -> Result<Vec<Backup>> {
-        self.query("backups_of", &[account(owner)]).await
+        self.query(call!("backups_of", ink_account(owner))).await
     }
 
     /// The age recipient `owner` registered for the backup of `node_id`, if any.
@@ -268,13 +270,14 @@ impl<C: Chain> Registry<C> {
         owner: &AccountId32,
         node_id: &str,
     ) -> Result<Option<String>> {
-        self.query("backup_recipient", &[account(owner), text(node_id)])
+        self.query(call!("backup_recipient", ink_account(owner), node_id))
             .await
     }
 
     /// The backup frequency of `owner`, in blocks.
     pub async fn backup_frequency(&mut self, owner: &AccountId32) -> Result<u32> {
-        self.query("backup_frequency", &[account(owner)]).await
+        self.query(call!("backup_frequency", ink_account(owner)))
+            .await
     }
 
     /// The restore request `request_id`, if any.
@@ -282,16 +285,14 @@ impl<C: Chain> Registry<C> {
         &mut self,
         request_id: RequestId,
     ) -> Result<Option<RestoreRequest>> {
-        self.query("restore_request", &[request_id.to_string()])
-            .await
+        self.query(call!("restore_request", request_id)).await
     }
 
     /// Every pending or in-progress restore request (read in pages, at most
     /// `PAGE_SIZE * MAX_PAGES`).
     pub async fn open_restore_requests(&mut self) -> Result<Vec<(RequestId, RestoreRequest)>> {
         self.paged(
-            "pending_restore_requests",
-            &[],
+            |offset, limit| call!("pending_restore_requests", offset, limit),
             |page: Vec<(RequestId, RestoreRequest)>| Ok(Some(page)),
         )
         .await
@@ -307,8 +308,15 @@ impl<C: Chain> Registry<C> {
         run_id: u64,
         size_bytes: u64,
     ) -> Result<()> {
-        let args = add_snapshot_args(owner, node_id, cid, description, run_id, size_bytes);
-        self.call("add_snapshot", &args).await
+        self.call(add_snapshot_call(
+            owner,
+            node_id,
+            cid,
+            description,
+            run_id,
+            size_bytes,
+        ))
+        .await
     }
 
     /// The error the registry would refuse [`Registry::add_snapshot`] with, or `None` if it
@@ -322,23 +330,27 @@ impl<C: Chain> Registry<C> {
         run_id: u64,
         size_bytes: u64,
     ) -> Result<Option<ContractError>> {
-        let args = add_snapshot_args(owner, node_id, cid, description, run_id, size_bytes);
-        let outcome = self.chain.dry_run("add_snapshot", &args, At::Best).await?;
-        let result: core::result::Result<(), ContractError> =
-            decode("add_snapshot", &outcome.data)?;
+        let result: core::result::Result<(), ContractError> = self
+            .query(add_snapshot_call(
+                owner,
+                node_id,
+                cid,
+                description,
+                run_id,
+                size_bytes,
+            ))
+            .await?;
         Ok(result.err())
     }
 
     /// Claims a pending restore request (authorities only).
     pub async fn claim_restore_request(&mut self, request_id: RequestId) -> Result<()> {
-        self.call("claim_restore_request", &[request_id.to_string()])
-            .await
+        self.call(call!("claim_restore_request", request_id)).await
     }
 
     /// Marks a claimed restore request fulfilled.
     pub async fn fulfil_restore_request(&mut self, request_id: RequestId) -> Result<()> {
-        self.call("fulfil_restore_request", &[request_id.to_string()])
-            .await
+        self.call(call!("fulfil_restore_request", request_id)).await
     }
 
     /// Marks a claimed restore request failed, for `reason`.
@@ -347,64 +359,66 @@ impl<C: Chain> Registry<C> {
         request_id: RequestId,
         reason: &str,
     ) -> Result<()> {
-        self.call(
-            "fail_restore_request",
-            &[request_id.to_string(), text(reason)],
-        )
-        .await
+        self.call(call!("fail_restore_request", request_id, reason))
+            .await
     }
 
     /// Sets the caller's backup frequency, in blocks.
     pub async fn set_backup_frequency(&mut self, frequency: u32) -> Result<()> {
-        self.call(
-            "set_backup_offchain_worker_frequency",
-            &[frequency.to_string()],
-        )
-        .await
+        self.call(call!("set_backup_offchain_worker_frequency", frequency))
+            .await
     }
 
     /// Adds `authority` to the registry's authority set (the admin only).
     pub async fn add_authority(&mut self, authority: &AccountId32) -> Result<()> {
-        self.call("add_authority", &[account(authority)]).await
+        self.call(call!("add_authority", ink_account(authority)))
+            .await
     }
 
     /// Removes `authority` from the registry's authority set (the admin only).
     pub async fn remove_authority(&mut self, authority: &AccountId32) -> Result<()> {
-        self.call("remove_authority", &[account(authority)]).await
+        self.call(call!("remove_authority", ink_account(authority)))
+            .await
     }
 
     /// Asks for one snapshot of the caller's backup of `node_id` before its frequency has
     /// passed.
     pub async fn request_snapshot(&mut self, node_id: &str) -> Result<()> {
-        self.call("request_snapshot", &[text(node_id)]).await
+        self.call(call!("request_snapshot", node_id)).await
     }
 
     /// Opts the caller's node `node_id` in for backups.
     pub async fn create_backup(&mut self, node_id: &str, description: &str) -> Result<()> {
-        self.call("create_backup", &[text(node_id), text(description)])
+        self.call(call!("create_backup", node_id, description))
             .await
     }
 
     /// Adds room for `snapshots` more snapshot slots to the storage reserve of the caller's
     /// backup of `node_id`, paying their deposit.
     pub async fn fund_backup(&mut self, node_id: &str, snapshots: u32) -> Result<()> {
-        self.call("fund_backup", &[text(node_id), snapshots.to_string()])
+        self.call(call!("fund_backup", node_id, snapshots)).await
+    }
+
+    /// Shares the caller's backup of `node_id` with `grantee`, who may then ask for its
+    /// restores.
+    pub async fn grant_access(&mut self, node_id: &str, grantee: &AccountId32) -> Result<()> {
+        self.call(call!("grant_access", node_id, ink_account(grantee)))
             .await
     }
 
     /// Deletes the caller's backup of `node_id` with all its snapshots.
     pub async fn delete_backup(&mut self, node_id: &str) -> Result<()> {
-        self.call("delete_backup", &[text(node_id)]).await
+        self.call(call!("delete_backup", node_id)).await
     }
 
     /// Pins the caller's snapshot `cid`: retention keeps it until unpinned.
     pub async fn pin_snapshot(&mut self, cid: &str) -> Result<()> {
-        self.call("pin_snapshot", &[text(cid)]).await
+        self.call(call!("pin_snapshot", cid)).await
     }
 
     /// Unpins the caller's snapshot `cid`: retention may prune it again.
     pub async fn unpin_snapshot(&mut self, cid: &str) -> Result<()> {
-        self.call("unpin_snapshot", &[text(cid)]).await
+        self.call(call!("unpin_snapshot", cid)).await
     }
 
     /// Registers (or clears) the caller's age recipient for its backup of `node_id`.
@@ -413,9 +427,7 @@ impl<C: Chain> Registry<C> {
         node_id: &str,
         recipient: Option<&str>,
     ) -> Result<()> {
-        let recipient =
-            recipient.map_or_else(|| "None".to_string(), |r| format!("Some({})", text(r)));
-        self.call("set_backup_recipient", &[text(node_id), recipient])
+        self.call(call!("set_backup_recipient", node_id, recipient))
             .await
     }
 
@@ -425,7 +437,16 @@ impl<C: Chain> Registry<C> {
         owner: &AccountId32,
         node_id: &str,
     ) -> Result<RequestId> {
-        self.call("restore_latest_snapshot", &[account(owner), text(node_id)])
-            .await
+        self.call(call!(
+            "restore_latest_snapshot",
+            ink_account(owner),
+            node_id
+        ))
+        .await
+    }
+
+    /// Cancels the open restore request `request_id` (its requester or the backup's owner).
+    pub async fn cancel_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+        self.call(call!("cancel_restore_request", request_id)).await
     }
 }

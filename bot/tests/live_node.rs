@@ -3,7 +3,7 @@
 //! that each CID recorded on chain restores (with `backup-bot restore` and the node's identity
 //! alone) into the node's tree, requests a restore as the owner, runs the bot again and checks
 //! the restored tree and the request's status; then deletes one backup and checks the bot
-//! unpins its snapshot.
+//! unpins its snapshot. A second test times passes with nothing due over 50 served nodes.
 //!
 //! Needs the node (`$CONTRACTS_NODE` or `substrate-contracts-node` on `PATH`, see
 //! `scripts/install-node.sh`) and the release bundle (`scripts/build.sh`). `scripts/test.sh`
@@ -71,6 +71,24 @@ async fn live_node_round_trip() {
         ),
     )
     .unwrap();
+
+    // A bot whose metadata gives a message another selector than the bot's (a registry of
+    // another version) refuses the call before sending it; Bob's backup is not created.
+    let other_version = dir.path().join("other-version.json");
+    let mut metadata: serde_json::Value =
+        serde_json::from_slice(&fs::read(common::bundle()).unwrap()).unwrap();
+    for message in metadata["spec"]["messages"].as_array_mut().unwrap() {
+        if message["label"] == "create_backup" {
+            message["selector"] = "0x00000000".into();
+        }
+    }
+    fs::write(&other_version, serde_json::to_vec(&metadata).unwrap()).unwrap();
+    let chain = NodeChain::connect(&node.url, contract.clone(), &other_version, dev::bob())
+        .await
+        .unwrap();
+    let refused = Registry::new(chain).create_backup("node-a", "").await;
+    let error = format!("{:#}", refused.unwrap_err());
+    assert!(error.contains("different versions"), "{error}");
 
     let chain = NodeChain::connect(&node.url, contract, &common::bundle(), dev::bob())
         .await
@@ -262,4 +280,116 @@ async fn live_node_round_trip() {
         errors.len() == 1 && errors[0].as_str().unwrap().starts_with("node-c: "),
         "{report}"
     );
+}
+
+/// Served nodes of [`idle_passes_over_fifty_nodes`].
+const IDLE_NODES: usize = 50;
+
+/// The median of `samples`.
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// What a pass costs when nothing is due, over 50 served nodes of four owners (each with a
+/// recorded snapshot): three in-process passes of one bot and three `run --once` processes
+/// (start, connection, the start-up collection of the store, the pass), timed; their medians
+/// are printed per node, and an idle pass must cost at most 0.2 s per node.
+#[tokio::test]
+#[ignore = "needs substrate-contracts-node ($CONTRACTS_NODE or PATH)"]
+async fn idle_passes_over_fifty_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = DevNode::start(dir.path());
+    let contract = deploy(&node.url, None).await;
+    let owners = [dev::bob(), dev::charlie(), dev::dave(), dev::eve()];
+    let mut tables = String::new();
+    for n in 0..IDLE_NODES {
+        let owner = &owners[n % owners.len()];
+        let node_id = format!("node-{n}");
+        let source = dir.path().join(&node_id);
+        fs::create_dir_all(&source).unwrap();
+        fs::write(source.join("data.txt"), format!("node {n}")).unwrap();
+        let chain = NodeChain::connect(
+            &node.url,
+            contract.clone(),
+            &common::bundle(),
+            owner.clone(),
+        )
+        .await
+        .unwrap();
+        Registry::new(chain)
+            .create_backup(&node_id, "")
+            .await
+            .unwrap();
+        tables.push_str(&format!(
+            "[[nodes]]\nnode_id = \"{node_id}\"\nowner = \"{}\"\nsource = \"{node_id}\"\n\
+             restore_to = \"{node_id}-restored\"\n\n",
+            owner.public_key().to_account_id()
+        ));
+    }
+    let config = dir.path().join("bot.toml");
+    fs::write(
+        &config,
+        format!(
+            "url = \"{}\"\ncontract = \"{contract}\"\nmetadata = \"{}\"\n\
+             data_dir = \"bot-data\"\n\n{tables}",
+            node.url,
+            common::bundle().display(),
+        ),
+    )
+    .unwrap();
+    let (_, report, log) = bot_command(&["run", "--once", "--json"], &config);
+    assert_eq!(
+        report["snapshots"].as_array().map(Vec::len),
+        Some(IDLE_NODES),
+        "{log}"
+    );
+
+    let mut processes = Vec::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let (code, report, log) = bot_command(&["run", "--once", "--json"], &config);
+        processes.push(started.elapsed());
+        assert_eq!(code, Some(0), "{log}");
+        assert_eq!(
+            report["not_due"].as_array().map(Vec::len),
+            Some(IDLE_NODES),
+            "{log}"
+        );
+    }
+    let file = backup_bot::config::FileConfig::load(&config).unwrap();
+    let data_dir = dir.path().join("bot-data");
+    let chain = NodeChain::connect(&node.url, contract, &common::bundle(), dev::alice())
+        .await
+        .unwrap();
+    let store =
+        backup_bot::store::ContentStore::Local(LocalStore::open(data_dir.join("store")).unwrap());
+    let mut bot = backup_bot::bot::Bot::new(
+        Registry::new(chain),
+        store,
+        file.served_nodes().unwrap(),
+        &data_dir,
+    )
+    .unwrap();
+    // The first pass of a bot collects the store; the later ones are what a running bot does.
+    bot.pass().await.unwrap();
+    let mut passes = Vec::new();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let report = bot.pass().await.unwrap();
+        passes.push(started.elapsed());
+        assert_eq!(report.not_due.len(), IDLE_NODES, "{report:?}");
+    }
+    let nodes = IDLE_NODES as u32;
+    let (pass, process) = (median(passes), median(processes));
+    println!(
+        "idle pass over {IDLE_NODES} nodes (median of 3): in a running bot {:.0} ms ({:.1} ms per \
+         node); `run --once` {:.0} ms ({:.1} ms per node)",
+        pass.as_secs_f64() * 1e3,
+        (pass / nodes).as_secs_f64() * 1e3,
+        process.as_secs_f64() * 1e3,
+        (process / nodes).as_secs_f64() * 1e3,
+    );
+    assert!(pass / nodes <= Duration::from_millis(200));
+    assert!(process / nodes <= Duration::from_millis(200));
 }

@@ -7,16 +7,16 @@
 mod common;
 
 use backup_bot::bot::{self, Bot};
-use backup_bot::chain::{At, Chain, Outcome, SandboxChain};
+use backup_bot::chain::{At, Call, Chain, Outcome, SandboxChain};
 use backup_bot::config::ServedNode;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
-use backup_bot::registry::Registry;
+use backup_bot::registry::{self, Registry};
 use backup_bot::state::{self, StateDir};
 use backup_bot::store::{ContentStore, LocalStore};
 use backup_bot::tree;
 use backup_bot::unixfs::{Block, RAW};
-use backup_registry::RestoreStatus;
+use backup_registry::{Config, RestoreStatus};
 use cid::Cid;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -824,18 +824,24 @@ impl Chain for ShiftingChain {
         self.chain.block_number().await
     }
 
-    async fn dry_run(&mut self, message: &str, args: &[String], at: At) -> anyhow::Result<Outcome> {
-        // `snapshots(owner, node_id, offset, limit)` from offset 32: the second page.
-        if message == "snapshots" && args.get(2).is_some_and(|offset| offset == "32") {
+    async fn dry_run(&mut self, call: &Call, at: At) -> anyhow::Result<Outcome> {
+        // `snapshots(owner, node_id, offset, limit)` from offset 32: the second page (its
+        // call data ends with offset and limit, each a little-endian u32).
+        let offset = call
+            .data
+            .len()
+            .checked_sub(8)
+            .map(|at| &call.data[at..at + 4]);
+        if call.message == "snapshots" && offset == Some(&32u32.to_le_bytes()[..]) {
             if let Some((mut owner, cid)) = self.unpin.take() {
                 owner.unpin_snapshot(&cid).await?;
             }
         }
-        self.chain.dry_run(message, args, at).await
+        self.chain.dry_run(call, at).await
     }
 
-    async fn submit(&mut self, message: &str, args: &[String]) -> anyhow::Result<()> {
-        self.chain.submit(message, args).await
+    async fn submit(&mut self, call: &Call) -> anyhow::Result<()> {
+        self.chain.submit(call).await
     }
 }
 
@@ -868,15 +874,20 @@ async fn a_page_shifted_by_a_concurrent_unpin_unpins_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let alice = dev::alice().public_key().to_account_id();
     let bob = dev::bob().public_key().to_account_id();
-    let config = "Config { max_snapshots_per_backup: 40, max_backups_per_account: 16, \
-                  min_frequency: 10, max_frequency: 5256000, default_frequency: 10, \
-                  claim_timeout: 600, upgrade_delay: 100800 }";
+    let config = Config {
+        max_snapshots_per_backup: 40,
+        max_backups_per_account: 16,
+        min_frequency: 10,
+        max_frequency: 5_256_000,
+        default_frequency: 10,
+        claim_timeout: 600,
+        upgrade_delay: 100_800,
+    };
     let admin = SandboxChain::deploy(
         &common::bundle(),
         alice.clone(),
         &[bob.clone()],
-        "new",
-        &[format!("[{alice}]"), config.to_string()],
+        &registry::instantiate(&[alice.clone()], &config),
     )
     .unwrap();
     let owner_handle = || Registry::new(admin.as_account(bob.clone()));
@@ -973,16 +984,7 @@ async fn an_unfunded_backup_is_skipped_until_its_owner_funds_it() {
     }
     for grantee in 0..backup_registry::MAX_GRANTS_PER_BACKUP {
         let grantee = AccountId32([grantee as u8 + 1; 32]);
-        let args = [
-            serde_json::to_string(DEMO_NODE).unwrap(),
-            grantee.to_string(),
-        ];
-        world
-            .owner
-            .chain()
-            .submit("grant_access", &args)
-            .await
-            .unwrap();
+        world.owner.grant_access(DEMO_NODE, &grantee).await.unwrap();
     }
     let recipient = age::x25519::Identity::generate().to_public().to_string();
     world
@@ -995,11 +997,9 @@ async fn an_unfunded_backup_is_skipped_until_its_owner_funds_it() {
         .restore_latest_snapshot(&owner, DEMO_NODE)
         .await
         .unwrap();
-    let cancel = [request_id.to_string()];
     world
         .owner
-        .chain()
-        .submit("cancel_restore_request", &cancel)
+        .cancel_restore_request(request_id)
         .await
         .unwrap();
 
