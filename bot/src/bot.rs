@@ -11,7 +11,7 @@ use crate::config::ServedNode;
 use crate::invalid::Invalid;
 use crate::keys::{self, Keyring};
 use crate::pipeline::{self, BackupSecret, Expected, SnapshotStats};
-use crate::registry::{chain_account, ink_account, refusal, Registry};
+use crate::registry::{self, chain_account, ink_account, refusal, Registry};
 use crate::state::{node_key, NodeCache, Pins, StateDir, Submitted, Unserved};
 use crate::store::{ContentStore, GarbageReport};
 use crate::tree::Skipped;
@@ -502,17 +502,15 @@ impl<C: Chain> Bot<C> {
     /// `InsufficientFunds` counts as no; any other refusal is left to the real call.
     async fn reserve_holds_snapshot(&mut self, node: &ServedNode, now: u32) -> Result<bool> {
         let stand_in = unixfs::Block::new(unixfs::RAW, RESERVE_PROBE.to_vec())?.cid;
-        let refused = self
-            .registry
-            .add_snapshot_refusal(
-                &node.owner,
-                &node.node_id,
-                &stand_in.to_string(),
-                SNAPSHOT_DESCRIPTION,
-                u64::from(now),
-                0,
-            )
-            .await?;
+        let recording = registry::add_snapshot_call(
+            &node.owner,
+            &node.node_id,
+            &stand_in.to_string(),
+            SNAPSHOT_DESCRIPTION,
+            u64::from(now),
+            0,
+        );
+        let refused = self.registry.dry_run_refusal(recording).await?;
         Ok(refused != Some(ContractError::InsufficientFunds))
     }
 

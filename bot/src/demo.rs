@@ -32,12 +32,7 @@ pub const DEMO_RETENTION: u32 = 2;
 fn demo_config() -> Config {
     Config {
         max_snapshots_per_backup: DEMO_RETENTION,
-        max_backups_per_account: 16,
-        min_frequency: 10,
-        max_frequency: 5_256_000,
-        default_frequency: 14_400,
-        claim_timeout: 600,
-        upgrade_delay: 100_800,
+        ..Config::default()
     }
 }
 

@@ -63,8 +63,9 @@ pub fn instantiate(authorities: &[AccountId32], config: &Config) -> Call {
     call!("new", authorities, config)
 }
 
-/// The call recording `owner`'s snapshot `cid` of node `node_id`.
-fn add_snapshot_call(
+/// The call recording `owner`'s snapshot `cid` of node `node_id` (see
+/// [`Registry::add_snapshot`]).
+pub fn add_snapshot_call(
     owner: &AccountId32,
     node_id: &str,
     cid: &str,
@@ -319,27 +320,10 @@ impl<C: Chain> Registry<C> {
         .await
     }
 
-    /// The error the registry would refuse [`Registry::add_snapshot`] with, or `None` if it
-    /// would record the snapshot: a dry run, nothing is submitted.
-    pub async fn add_snapshot_refusal(
-        &mut self,
-        owner: &AccountId32,
-        node_id: &str,
-        cid: &str,
-        description: &str,
-        run_id: u64,
-        size_bytes: u64,
-    ) -> Result<Option<ContractError>> {
-        let result: core::result::Result<(), ContractError> = self
-            .query(add_snapshot_call(
-                owner,
-                node_id,
-                cid,
-                description,
-                run_id,
-                size_bytes,
-            ))
-            .await?;
+    /// The error the registry would refuse `call` (a message returning `Result<(), Error>`)
+    /// with, or `None` if it would accept it: a dry run, nothing is submitted.
+    pub async fn dry_run_refusal(&mut self, call: Call) -> Result<Option<ContractError>> {
+        let result: core::result::Result<(), ContractError> = self.query(call).await?;
         Ok(result.err())
     }
 
