@@ -7,4 +7,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
 source scripts/env.sh
-cargo run -q -p backup-bot --locked -- demo "$@"
+cargo run -q -p backup-bot --locked --features sandbox -- demo "$@"

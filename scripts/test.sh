@@ -51,7 +51,8 @@ step "cargo clippy (warnings denied): contract"
 cargo clippy --all-targets --features e2e-tests -- -D warnings
 step "cargo clippy (warnings denied): the contract's second version (upgrade test)"
 cargo clippy -p backup_registry_v2 --locked -- -D warnings
-step "cargo clippy (warnings denied): bot"
+step "cargo clippy (warnings denied): bot, as operators build it and with its tests (feature sandbox)"
+cargo clippy -p backup-bot --locked -- -D warnings
 cargo clippy -p backup-bot --all-targets --locked -- -D warnings
 
 # Unit tests, and the e2e scenarios on the in-process sandbox; on a real

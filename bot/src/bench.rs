@@ -244,10 +244,10 @@ fn mib_per_s(bytes: u64, elapsed: Duration) -> f64 {
 }
 
 /// Generates a tree of about `total_mib` MiB in `work_dir` (see
-/// [`crate::demo::claim_work_dir`]) and prints the
+/// [`claim_work_dir`]) and prints the
 /// measured table.
 pub async fn run(total_mib: u64, work_dir: &Path) -> Result<()> {
-    crate::demo::claim_work_dir(work_dir)?;
+    claim_work_dir(work_dir)?;
     let restic_version = Command::new("restic")
         .arg("version")
         .output()
@@ -442,5 +442,42 @@ pub async fn run(total_mib: u64, work_dir: &Path) -> Result<()> {
         third.synced_in.as_secs_f64()
     );
     println!("work files in {}", work_dir.display());
+    Ok(())
+}
+
+/// The file that marks a work folder as made by `backup-bot demo` or `bench`.
+const WORK_DIR_MARK: &str = ".backup-bot-work-dir";
+
+/// Makes `work_dir` an empty work folder of `demo` or `bench`: created if missing, emptied
+/// only if one of them made it (it holds their mark) or it is empty; any other folder is
+/// refused, so that a mistyped `--work-dir` deletes nothing.
+pub fn claim_work_dir(work_dir: &Path) -> Result<()> {
+    match fs::read_dir(work_dir) {
+        Ok(mut items) => {
+            let ours = work_dir.join(WORK_DIR_MARK).exists();
+            if !ours && items.next().is_some() {
+                anyhow::bail!(
+                    "{} holds files backup-bot did not put there: choose another --work-dir",
+                    work_dir.display()
+                );
+            }
+            let parent = rustix::fs::open(
+                work_dir
+                    .parent()
+                    .filter(|parent| !parent.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+                rustix::fs::OFlags::RDONLY
+                    | rustix::fs::OFlags::DIRECTORY
+                    | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?;
+            let name = work_dir.file_name().context("a work folder needs a name")?;
+            crate::staging::remove_tree(&parent, name)?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("reading {}", work_dir.display())),
+    }
+    fs::create_dir_all(work_dir)?;
+    fs::write(work_dir.join(WORK_DIR_MARK), b"")?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use crate::config::ServedNode;
 use crate::registry::{self, Registry};
 use crate::store::{ContentStore, LocalStore};
 use crate::{keys, pipeline, tree};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use backup_registry::{Config, RestoreStatus};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -142,46 +142,9 @@ impl DemoWorld {
     }
 }
 
-/// The file that marks a work folder as made by `backup-bot demo` or `bench`.
-const WORK_DIR_MARK: &str = ".backup-bot-work-dir";
-
-/// Makes `work_dir` an empty work folder of `demo` or `bench`: created if missing, emptied
-/// only if one of them made it (it holds their mark) or it is empty; any other folder is
-/// refused, so that a mistyped `--work-dir` deletes nothing.
-pub fn claim_work_dir(work_dir: &Path) -> Result<()> {
-    match fs::read_dir(work_dir) {
-        Ok(mut items) => {
-            let ours = work_dir.join(WORK_DIR_MARK).exists();
-            if !ours && items.next().is_some() {
-                anyhow::bail!(
-                    "{} holds files backup-bot did not put there: choose another --work-dir",
-                    work_dir.display()
-                );
-            }
-            let parent = rustix::fs::open(
-                work_dir
-                    .parent()
-                    .filter(|parent| !parent.as_os_str().is_empty())
-                    .unwrap_or(Path::new(".")),
-                rustix::fs::OFlags::RDONLY
-                    | rustix::fs::OFlags::DIRECTORY
-                    | rustix::fs::OFlags::CLOEXEC,
-                rustix::fs::Mode::empty(),
-            )?;
-            let name = work_dir.file_name().context("a work folder needs a name")?;
-            crate::staging::remove_tree(&parent, name)?;
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(error).with_context(|| format!("reading {}", work_dir.display())),
-    }
-    fs::create_dir_all(work_dir)?;
-    fs::write(work_dir.join(WORK_DIR_MARK), b"")?;
-    Ok(())
-}
-
-/// Runs the demo in `work_dir` (see [`claim_work_dir`]) with the contract bundle at `bundle`.
+/// Runs the demo in `work_dir` (see [`claim_work_dir`](crate::bench::claim_work_dir)) with the contract bundle at `bundle`.
 pub async fn run(bundle: &Path, work_dir: &Path) -> Result<()> {
-    claim_work_dir(work_dir)?;
+    crate::bench::claim_work_dir(work_dir)?;
     let mut world = DemoWorld::new(bundle, work_dir)?;
     println!(
         "1. Registry deployed in-process (retention {DEMO_RETENTION} snapshots per backup); \

@@ -16,13 +16,14 @@
 //! - [`bot`]: one pass of snapshots, unpinning and restores;
 //! - [`config`]: the configuration file and the served nodes;
 //! - [`progress`]: progress bars on a terminal;
-//! - [`demo`]: the whole flow in-process;
+//! - `demo` (feature `sandbox`): the whole flow in-process, and the world the tests share;
 //! - [`bench`]: the pipeline measured next to `sha256sum` and restic.
 
 pub mod bench;
 pub mod bot;
 pub mod chain;
 pub mod config;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod invalid;
 pub mod keys;

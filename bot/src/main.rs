@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use commands::bench::BenchArgs;
 use commands::check::CheckArgs;
 use commands::cid::CidArgs;
+#[cfg(feature = "sandbox")]
 use commands::demo::DemoArgs;
 use commands::restore::RestoreArgs;
 use commands::run::RunArgs;
@@ -50,6 +51,7 @@ enum Command {
     Restore(RestoreArgs),
     /// Deploy the registry on an in-process chain, back up a sample directory through the
     /// bot, restore it on request and check both trees are identical. Needs nothing running.
+    #[cfg(feature = "sandbox")]
     Demo(DemoArgs),
     /// Measure the snapshot pipeline against `restic` on a generated tree: first snapshot,
     /// unchanged tree, 1 % changed, restore, store size and peak memory. Build with --release.
@@ -74,6 +76,7 @@ async fn main() -> ExitCode {
         Command::Snapshots(args) => commands::snapshots::execute(args).await,
         Command::Check(args) => commands::check::execute(args).await,
         Command::Restore(args) => commands::restore::execute(args).await,
+        #[cfg(feature = "sandbox")]
         Command::Demo(args) => commands::demo::execute(args).await,
         Command::Bench(args) => commands::bench::execute(args).await,
         Command::Cid(args) => commands::cid::execute(args),

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod cid;
+#[cfg(feature = "sandbox")]
 pub mod demo;
 pub mod restore;
 pub mod run;

@@ -1,0 +1,239 @@
+//! Taking a node's snapshot when it is due: the reserve asked first, the scan, the seal, the
+//! store made durable and the root pinned before the registry records it.
+
+use super::{snapshot_due, Bot, PassReport, RecordedSnapshot};
+use crate::chain::Chain;
+use crate::config::ServedNode;
+use crate::keys;
+use crate::pipeline::{self, BackupSecret};
+use crate::registry::{self, refusal};
+use crate::state::{node_key, NodeCache};
+use crate::unixfs;
+use anyhow::Result;
+use backup_registry::Error as ContractError;
+use cid::Cid;
+use std::collections::HashMap;
+use tracing::{info, warn};
+
+/// The description recorded with every snapshot: nothing of the tree (file counts, sizes),
+/// which anyone can read on chain.
+const SNAPSHOT_DESCRIPTION: &str = "backup-bot snapshot";
+
+/// The bytes whose CID stands in for a snapshot's root when asking the registry whether a
+/// backup's reserve holds one more record.
+const RESERVE_PROBE: &[u8] = b"backup-bot reserve probe";
+
+impl<C: Chain> Bot<C> {
+    /// Snapshots `node` when it is due (its owner's frequency passed, or the owner asked) and
+    /// its backup's reserve holds the record: unchanged content is noted, not recorded; a new
+    /// snapshot is made durable and pinned, then recorded. What happened goes into `report`.
+    pub(super) async fn snapshot_if_due(
+        &mut self,
+        node: &ServedNode,
+        now: u32,
+        report: &mut PassReport,
+    ) -> Result<()> {
+        let key = node_key(node);
+        let Some(backup) = self.registry.backup(&node.owner, &node.node_id).await? else {
+            if self.reported_without_backup.insert(key) {
+                warn!(
+                    node = %node.node_id,
+                    owner = %node.owner,
+                    "skipped: its owner has no backup of it on chain (the owner opts in with \
+                     create_backup)"
+                );
+            }
+            report.no_backup.push(node.node_id.clone());
+            return Ok(());
+        };
+        if self.reported_without_backup.remove(&key) {
+            info!(node = %node.node_id, "its owner opted in: snapshots resume");
+        }
+        let frequency = self.registry.backup_frequency(&node.owner).await?;
+        let latest = self
+            .registry
+            .latest_snapshot(&node.owner, &node.node_id)
+            .await?;
+        let last_block = latest.as_ref().map(|snapshot| snapshot.block_number);
+        let last = last_block.max(self.unchanged_at.get(&key).copied());
+        // The owner may ask for one snapshot before its frequency has passed.
+        let requested = backup.snapshot_requested;
+        if !requested && !snapshot_due(now, last, frequency) {
+            report.not_due.push(node.node_id.clone());
+            return Ok(());
+        }
+        if requested {
+            info!(node = %node.node_id, "the owner asked for a snapshot (request_snapshot)");
+        }
+        // Asked before any work: a backup whose reserve cannot hold the bot's record is not
+        // scanned, sealed and pinned on every pass for nothing.
+        if !self.reserve_holds_snapshot(node, now).await? {
+            self.skip_unfunded(node, report);
+            return Ok(());
+        }
+        if self.reported_unfunded.remove(&key) {
+            info!(node = %node.node_id, "its owner funded the backup: snapshots resume");
+        }
+        let identity = self
+            .identity_to_seal(node, true)?
+            .expect("created when missing");
+        let mut recipients = vec![identity.to_public()];
+        if let Some(owner_recipient) = self
+            .registry
+            .backup_recipient(&node.owner, &node.node_id)
+            .await?
+        {
+            recipients.push(keys::parse_recipient(&owner_recipient)?);
+        }
+        recipients.extend(self.extra_recipients.iter().cloned());
+        let recipient_names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
+        let owner = node.owner.to_string();
+        // A new set of recipients starts a new secret: a recipient removed from the backup,
+        // who could read the previous snapshots, cannot read the later ones' blocks.
+        let secret =
+            BackupSecret::derive(&identity, &owner, &node.node_id).for_recipients(&recipient_names);
+        let cache = self
+            .usable_cache(node, latest.map(|snapshot| snapshot.cid), &secret)
+            .await?;
+        let no_files = HashMap::new();
+        let previous_files = cache.as_ref().map_or(&no_files, |cache| &cache.files);
+        let scanned = pipeline::scan(
+            &self.store,
+            &node.source,
+            &secret,
+            &owner,
+            &node.node_id,
+            previous_files,
+        )
+        .await?;
+        for skipped in &scanned.skipped {
+            warn!(node = %node.node_id, path = %skipped.path, "left out: {}", skipped.reason);
+        }
+        let manifest_sha256 = hex::encode(scanned.manifest.digest()?);
+        // Unchanged: same tree, same recipients as the latest snapshot on chain (unless the
+        // owner asked for a snapshot: then it gets one, and its request is done).
+        if !requested
+            && cache.is_some_and(|cache| cache.describes(&manifest_sha256, &recipient_names))
+        {
+            info!(node = %node.node_id, "content unchanged since the last snapshot");
+            self.unchanged_at.insert(key, now);
+            report.unchanged.push(node.node_id.clone());
+            return Ok(());
+        }
+        let (root, stats) = pipeline::seal(&self.store, &scanned, &recipients).await?;
+        let cid = root.to_string();
+        // Durable, then pinned (and the pin remembered), before it is recorded: the registry
+        // never names a snapshot whose blocks a crash or the store's collection may lose.
+        self.store.sync()?;
+        let pinned = self.pins.entry(key).or_default();
+        if !pinned.contains(&cid) {
+            pinned.push(cid.clone());
+        }
+        self.state.save_pins(&self.pins)?;
+        self.store.pin(&root).await?;
+        self.submitted.insert(cid.clone(), now);
+        self.state.save_submitted(&self.submitted)?;
+        // Nothing of the tree's shape goes on chain, for every one to read.
+        let recorded = self
+            .registry
+            .add_snapshot(
+                &node.owner,
+                &node.node_id,
+                &cid,
+                SNAPSHOT_DESCRIPTION,
+                u64::from(now),
+                stats.snapshot_bytes,
+            )
+            .await;
+        if let Err(error) = recorded {
+            // Refused by its dry run: never sent, so it cannot land later.
+            let refused = refusal(&error);
+            if refused.is_some() {
+                self.submitted.remove(&cid);
+                self.state.save_submitted(&self.submitted)?;
+            }
+            if refused == Some(ContractError::InsufficientFunds) {
+                self.skip_unfunded(node, report);
+                return Ok(());
+            }
+            return Err(error);
+        }
+        info!(
+            node = %node.node_id,
+            %cid,
+            new_bytes = stats.new_bytes,
+            snapshot_bytes = stats.snapshot_bytes,
+            "snapshot recorded"
+        );
+        self.submitted.remove(&cid);
+        self.state.save_submitted(&self.submitted)?;
+        self.state.save_cache(
+            node,
+            &NodeCache {
+                root: cid.clone(),
+                secret_fingerprint: secret.fingerprint(),
+                manifest_sha256,
+                recipients: recipient_names,
+                files: scanned.cache,
+            },
+        )?;
+        report.snapshots.push(RecordedSnapshot {
+            node_id: node.node_id.clone(),
+            cid,
+            stats,
+            skipped: scanned.skipped,
+        });
+        Ok(())
+    }
+
+    /// Whether the storage reserve of `node`'s backup holds one more of the bot's records:
+    /// the registry's dry run of `add_snapshot` with a stand-in root of a real root's length,
+    /// so that the registry's own accounting (retention pruning included) decides. Only
+    /// `InsufficientFunds` counts as no; any other refusal is left to the real call.
+    async fn reserve_holds_snapshot(&mut self, node: &ServedNode, now: u32) -> Result<bool> {
+        let stand_in = unixfs::Block::new(unixfs::RAW, RESERVE_PROBE.to_vec())?.cid;
+        let recording = registry::add_snapshot_call(
+            &node.owner,
+            &node.node_id,
+            &stand_in.to_string(),
+            SNAPSHOT_DESCRIPTION,
+            u64::from(now),
+            0,
+        );
+        let refused = self.registry.dry_run_refusal(recording).await?;
+        Ok(refused != Some(ContractError::InsufficientFunds))
+    }
+
+    /// Reports `node` skipped because its backup's reserve is too small, logging it once.
+    fn skip_unfunded(&mut self, node: &ServedNode, report: &mut PassReport) {
+        if self.reported_unfunded.insert(node_key(node)) {
+            warn!(
+                node = %node.node_id,
+                owner = %node.owner,
+                "skipped: the backup's storage reserve cannot hold another snapshot (the owner \
+                 adds to it with fund_backup)"
+            );
+        }
+        report.unfunded.push(node.node_id.clone());
+    }
+
+    /// The node's cache, if it describes `latest` (the newest snapshot on chain), was made
+    /// under `secret`, and that snapshot is still pinned in the store: only then are its
+    /// chunks known to be there and readable with this backup's key.
+    async fn usable_cache(
+        &self,
+        node: &ServedNode,
+        latest: Option<String>,
+        secret: &BackupSecret,
+    ) -> Result<Option<NodeCache>> {
+        let cache = self.state.load_cache(node);
+        if cache.secret_fingerprint != secret.fingerprint() {
+            return Ok(None);
+        }
+        let Some(latest) = latest.filter(|latest| *latest == cache.root) else {
+            return Ok(None);
+        };
+        let root = Cid::try_from(latest.as_str())?;
+        Ok(self.store.is_pinned(&root).await?.then_some(cache))
+    }
+}

@@ -1,0 +1,323 @@
+//! An IPFS node's HTTP RPC API (Kubo's, or js-ipfs's) as a block store.
+
+use crate::unixfs::{self, Block, DAG_PB};
+use anyhow::{bail, Context, Result};
+use cid::Cid;
+use std::collections::HashSet;
+use std::fs;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long an IPFS node may look for a block it does not hold before it answers.
+const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long any other call may take (a recursive pin of a large snapshot walks all of it).
+const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
+/// Largest answer to `block/get` read: the largest block the bot makes (1 MiB) and room.
+const MAX_BLOCK_ANSWER: usize = 1024 * 1024 + 64 * 1024;
+/// Largest answer to any other call read (JSON of a pin or a put, an error message).
+const MAX_SMALL_ANSWER: usize = 64 * 1024;
+/// Most CIDs one `pin/rm` call releases.
+const PINS_RELEASED_PER_CALL: usize = 128;
+
+/// An IPFS node's HTTP RPC API (`/api/v0`), as Kubo serves it. Every call has a timeout and
+/// every answer a size limit: a node that stalls or floods is an error, not a hang.
+pub struct KuboStore {
+    api: String,
+    http: reqwest::Client,
+    /// How long the node may look for a block (its `timeout` option); the request itself
+    /// gives up a little later, should the node ignore the option.
+    fetch_timeout: Duration,
+    /// When set, blocks are pinned as they are put, and listed in this file (one CID a
+    /// line) until the root reaching them is pinned.
+    put_pins: Option<PathBuf>,
+}
+
+/// The body of `response`, refused past `limit` bytes.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(piece) = response
+        .chunk()
+        .await
+        .context("reading the IPFS node's answer")?
+    {
+        if body.len() + piece.len() > limit {
+            bail!("the IPFS node's answer is larger than the {limit} bytes allowed");
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
+}
+
+/// The JSON body of `response`, at most [`MAX_SMALL_ANSWER`] bytes.
+async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T> {
+    let body = read_capped(response, MAX_SMALL_ANSWER).await?;
+    serde_json::from_slice(&body).context("the IPFS node's answer is not the JSON expected")
+}
+
+/// `value` when `error` is the node's answer that what was to be unpinned has no pin of its
+/// own (not pinned, or pinned only through a root: Kubo says "not pinned or pinned
+/// indirectly", js-ipfs "is pinned indirectly under"), else `error`.
+fn not_pinned<T>(error: anyhow::Error, value: T) -> Result<T> {
+    let message = error.to_string();
+    if message.contains("not pinned") || message.contains("pinned indirectly") {
+        Ok(value)
+    } else {
+        Err(error)
+    }
+}
+
+/// The multicodec name IPFS's RPC API uses for `codec`.
+fn codec_name(codec: u64) -> Result<&'static str> {
+    Ok(match codec {
+        unixfs::RAW => "raw",
+        DAG_PB => "dag-pb",
+        other => bail!("unsupported codec {other:#x}"),
+    })
+}
+
+impl KuboStore {
+    /// A client of the RPC API at `api` (for example `http://127.0.0.1:5001`).
+    pub fn new(api: &str) -> Self {
+        Self {
+            api: api.trim_end_matches('/').to_string(),
+            http: Self::client(DEFAULT_CALL_TIMEOUT),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            put_pins: None,
+        }
+    }
+
+    /// The same client, pinning each block as it puts it (`block/put` with `pin=true`), so
+    /// that the node's garbage collector cannot take the blocks of a snapshot before its root
+    /// is pinned; each such block is first listed in the file `journal`, and
+    /// [`KuboStore::release_put_pins`] releases them all once their root is pinned, or at the
+    /// next pass after an attempt that failed or was killed. (The pins a node keeps are not
+    /// counted: two bots with separate data folders on one node may release a block the other
+    /// still puts, which only widens that block's window back to what it was without this.)
+    pub fn pinning_while_putting(mut self, journal: PathBuf) -> Self {
+        self.put_pins = Some(journal);
+        self
+    }
+
+    /// Unpins every block listed in the journal but `root`, then removes the journal. A block
+    /// that has no pin of its own (pinned only through a root, or never put) is no error. On
+    /// any other error the journal stays, for the next call.
+    pub(super) async fn release_put_pins(&self, root: Option<&Cid>) -> Result<()> {
+        let Some(journal) = &self.put_pins else {
+            return Ok(());
+        };
+        let listed = match fs::read_to_string(journal) {
+            Ok(listed) => listed,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", journal.display()))
+            }
+        };
+        // A line cut short by a crash names no CID, and its block was never put.
+        let cids: HashSet<Cid> = listed
+            .lines()
+            .filter_map(|line| Cid::try_from(line).ok())
+            .filter(|cid| Some(cid) != root)
+            .collect();
+        let cids: Vec<String> = cids.iter().map(Cid::to_string).collect();
+        for batch in cids.chunks(PINS_RELEASED_PER_CALL) {
+            if self.unpin_all(batch).await.is_err() {
+                // Kubo stops at the first CID without a pin of its own: one by one, then.
+                for cid in batch {
+                    self.unpin_all(std::slice::from_ref(cid))
+                        .await
+                        .or_else(|error| not_pinned(error, ()))?;
+                }
+            }
+        }
+        fs::remove_file(journal).with_context(|| format!("removing {}", journal.display()))
+    }
+
+    /// Removes the recursive pins of `cids` in one `pin/rm` call.
+    async fn unpin_all(&self, cids: &[String]) -> Result<()> {
+        let mut query: Vec<(&str, &str)> = cids.iter().map(|cid| ("arg", cid.as_str())).collect();
+        query.push(("recursive", "true"));
+        self.send(self.http.post(self.url("pin/rm")).query(&query))
+            .await
+            .map(drop)
+    }
+
+    /// An HTTP client whose calls give up after `timeout`.
+    fn client(timeout: Duration) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .unwrap_or_default()
+    }
+
+    /// The same client, giving up on calls other than block fetches after `timeout`
+    /// instead of ten minutes.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.http = Self::client(timeout);
+        self
+    }
+
+    /// The same client, letting the node look for a missing block for `timeout` (at least
+    /// one second) instead of a minute.
+    pub fn with_fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.fetch_timeout = timeout.max(Duration::from_secs(1));
+        self
+    }
+
+    /// A request of `call` about the block `cid`, bounded by the fetch timeout.
+    fn block_request(
+        &self,
+        call: &str,
+        cid: &Cid,
+        extra: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let timeout = format!("{}s", self.fetch_timeout.as_secs());
+        let arg = cid.to_string();
+        self.http
+            .post(self.url(call))
+            .query(&[("arg", arg.as_str()), ("timeout", timeout.as_str())])
+            .query(extra)
+            .timeout(self.fetch_timeout + Duration::from_secs(5))
+    }
+
+    fn url(&self, call: &str) -> String {
+        format!("{}/api/v0/{call}", self.api)
+    }
+
+    /// Sends `request`; an HTTP error status becomes an error carrying the node's message.
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let response = request.send().await.context("IPFS RPC API unreachable")?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_capped(response, MAX_SMALL_ANSWER)
+                .await
+                .unwrap_or_default();
+            bail!(
+                "IPFS RPC error {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(response)
+    }
+
+    /// Puts `block` with `block/put`, naming its codec with Kubo's current option
+    /// (`cid-codec`) and, if the node refuses that or answers another CID, once more with the
+    /// deprecated one (`format`) that older nodes and js-ipfs take.
+    pub(super) async fn put_block(&self, block: &Block) -> Result<()> {
+        let codec = codec_name(block.cid.codec())?;
+        // Listed before it is pinned: a crash in between leaves no pin unlisted. Once, for
+        // both attempts.
+        self.list_put_pin(&block.cid)?;
+        match self.put_block_with(block, "cid-codec", codec).await {
+            Ok(()) => Ok(()),
+            Err(first) => self
+                .put_block_with(block, "format", codec)
+                .await
+                .map_err(|second| first.context(second)),
+        }
+    }
+
+    /// Lists `cid` in the journal of blocks pinned while put, if there is one.
+    fn list_put_pin(&self, cid: &Cid) -> Result<()> {
+        let Some(journal) = &self.put_pins else {
+            return Ok(());
+        };
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(journal)
+            .and_then(|mut file| {
+                std::io::Write::write_all(&mut file, format!("{cid}\n").as_bytes())
+            })
+            .with_context(|| format!("writing {}", journal.display()))
+    }
+
+    async fn put_block_with(&self, block: &Block, option: &str, codec: &str) -> Result<()> {
+        // js-ipfs refuses a part without a content type; Kubo takes either.
+        let part = reqwest::multipart::Part::bytes(block.data.clone())
+            .file_name("block")
+            .mime_str("application/octet-stream")?;
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let pin = if self.put_pins.is_some() {
+            "true"
+        } else {
+            "false"
+        };
+        let query = [(option, codec), ("mhtype", "sha2-256"), ("pin", pin)];
+        let response = self
+            .send(
+                self.http
+                    .post(self.url("block/put"))
+                    .query(&query)
+                    .multipart(form),
+            )
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Put {
+            #[serde(rename = "Key")]
+            key: String,
+        }
+        let put: Put = read_json(response).await?;
+        let cid = Cid::try_from(put.key.as_str())?;
+        // The node computes the CID itself: it must name the same bytes under the same codec
+        // (in any CID version or base). Under another CID, the node pinned what it stored
+        // there: listed too, to be released.
+        if cid.hash() != block.cid.hash() || cid.codec() != block.cid.codec() {
+            self.list_put_pin(&cid)?;
+            bail!(
+                "the IPFS node stored the block as {cid}, expected {}",
+                block.cid
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) async fn get_block(&self, cid: &Cid) -> Result<Vec<u8>> {
+        let request = self.block_request("block/get", cid, &[]);
+        read_capped(self.send(request).await?, MAX_BLOCK_ANSWER).await
+    }
+
+    pub(super) async fn has_block(&self, cid: &Cid) -> Result<bool> {
+        // Offline (Kubo) or timed out (nodes that ignore `offline`): a block the node would
+        // have to fetch from the network is not held.
+        let request = self.block_request("block/stat", cid, &[("offline", "true")]);
+        match self.send(request).await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                let message = error.to_string();
+                if message.contains("not found") || message.contains("timed out") {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// Calls the pin API `call` on `root`, recursively.
+    pub(super) async fn pin_call(&self, call: &str, root: &Cid) -> Result<reqwest::Response> {
+        let arg = root.to_string();
+        let query = [("arg", arg.as_str()), ("recursive", "true")];
+        self.send(self.http.post(self.url(call)).query(&query))
+            .await
+    }
+
+    pub(super) async fn unpin(&self, root: &Cid) -> Result<()> {
+        self.pin_call("pin/rm", root)
+            .await
+            .map(drop)
+            .or_else(|error| not_pinned(error, ()))
+    }
+
+    pub(super) async fn is_pinned(&self, root: &Cid) -> Result<bool> {
+        let arg = root.to_string();
+        let query = [("arg", arg.as_str()), ("type", "recursive")];
+        match self
+            .send(self.http.post(self.url("pin/ls")).query(&query))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) if error.to_string().contains("not pinned") => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+}
