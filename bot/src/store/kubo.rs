@@ -54,15 +54,64 @@ async fn read_json<T: serde::de::DeserializeOwned>(response: reqwest::Response) 
     serde_json::from_slice(&body).context("the IPFS node's answer is not the JSON expected")
 }
 
+/// An IPFS RPC call that did not succeed, told apart by what its caller does about it.
+#[derive(Debug)]
+pub enum RpcError {
+    /// No answer: the node is down, unreachable, or did not answer in time. It may pass.
+    Unreachable(reqwest::Error),
+    /// The node answered with an error status and this message.
+    Answered {
+        /// The HTTP status of the answer.
+        status: reqwest::StatusCode,
+        /// The node's message (its JSON error body, as sent).
+        message: String,
+    },
+}
+
+impl RpcError {
+    /// Whether the node answered with a message holding one of `wordings`: the RPC API tells
+    /// its errors apart only by their text, so each kind is the node's own wordings of it.
+    fn answered(&self, wordings: &[&str]) -> bool {
+        match self {
+            Self::Answered { message, .. } => wordings.iter().any(|words| message.contains(words)),
+            Self::Unreachable(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for RpcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(_) => f.write_str("IPFS RPC API unreachable"),
+            Self::Answered { status, message } => write!(f, "IPFS RPC error {status}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for RpcError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Unreachable(error) => Some(error),
+            Self::Answered { .. } => None,
+        }
+    }
+}
+
+/// The node's wordings of "this has no pin of its own" (not pinned, or pinned only through a
+/// root): Kubo says "not pinned or pinned indirectly", js-ipfs "is pinned indirectly under".
+const NOT_PINNED: &[&str] = &["not pinned", "pinned indirectly"];
+
+/// The node's wordings of "this block is not here": Kubo offline says "not found", a node
+/// that ignores `offline` gives up looking with "timed out".
+const NO_BLOCK: &[&str] = &["not found", "timed out"];
+
 /// `value` when `error` is the node's answer that what was to be unpinned has no pin of its
-/// own (not pinned, or pinned only through a root: Kubo says "not pinned or pinned
-/// indirectly", js-ipfs "is pinned indirectly under"), else `error`.
-fn not_pinned<T>(error: anyhow::Error, value: T) -> Result<T> {
-    let message = error.to_string();
-    if message.contains("not pinned") || message.contains("pinned indirectly") {
+/// own, else `error`.
+fn not_pinned<T>(error: RpcError, value: T) -> Result<T> {
+    if error.answered(NOT_PINNED) {
         Ok(value)
     } else {
-        Err(error)
+        Err(error.into())
     }
 }
 
@@ -133,7 +182,7 @@ impl KuboStore {
     }
 
     /// Removes the recursive pins of `cids` in one `pin/rm` call.
-    async fn unpin_all(&self, cids: &[String]) -> Result<()> {
+    async fn unpin_all(&self, cids: &[String]) -> Result<(), RpcError> {
         let mut query: Vec<(&str, &str)> = cids.iter().map(|cid| ("arg", cid.as_str())).collect();
         query.push(("recursive", "true"));
         self.send(self.http.post(self.url("pin/rm")).query(&query))
@@ -184,17 +233,17 @@ impl KuboStore {
     }
 
     /// Sends `request`; an HTTP error status becomes an error carrying the node's message.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let response = request.send().await.context("IPFS RPC API unreachable")?;
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, RpcError> {
+        let response = request.send().await.map_err(RpcError::Unreachable)?;
         let status = response.status();
         if !status.is_success() {
             let body = read_capped(response, MAX_SMALL_ANSWER)
                 .await
                 .unwrap_or_default();
-            bail!(
-                "IPFS RPC error {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
+            return Err(RpcError::Answered {
+                status,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
         }
         Ok(response)
     }
@@ -282,19 +331,17 @@ impl KuboStore {
         let request = self.block_request("block/stat", cid, &[("offline", "true")]);
         match self.send(request).await {
             Ok(_) => Ok(true),
-            Err(error) => {
-                let message = error.to_string();
-                if message.contains("not found") || message.contains("timed out") {
-                    Ok(false)
-                } else {
-                    Err(error)
-                }
-            }
+            Err(error) if error.answered(NO_BLOCK) => Ok(false),
+            Err(error) => Err(error.into()),
         }
     }
 
     /// Calls the pin API `call` on `root`, recursively.
-    pub(super) async fn pin_call(&self, call: &str, root: &Cid) -> Result<reqwest::Response> {
+    pub(super) async fn pin_call(
+        &self,
+        call: &str,
+        root: &Cid,
+    ) -> Result<reqwest::Response, RpcError> {
         let arg = root.to_string();
         let query = [("arg", arg.as_str()), ("recursive", "true")];
         self.send(self.http.post(self.url(call)).query(&query))
@@ -316,8 +363,8 @@ impl KuboStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(error) if error.to_string().contains("not pinned") => Ok(false),
-            Err(error) => Err(error),
+            Err(error) if error.answered(NOT_PINNED) => Ok(false),
+            Err(error) => Err(error.into()),
         }
     }
 }

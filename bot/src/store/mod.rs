@@ -11,7 +11,7 @@
 mod kubo;
 mod local;
 
-pub use self::kubo::KuboStore;
+pub use self::kubo::{KuboStore, RpcError};
 pub use self::local::LocalStore;
 
 use crate::unixfs::Block;
