@@ -2,7 +2,8 @@
 //! one run: a first snapshot, a second of the unchanged tree, a third after changing 1 % of
 //! the files and adding a few, and a restore of the latest; with `sha256sum` of every file
 //! as the hashing reference, the stores' sizes and peak memory. A benchmark, not a test: it
-//! prints what it measured, and how each figure compares with its target.
+//! prints what it measured, and how each figure compares with its target. Also
+//! [`claim_work_dir`], the work folder rule `bench` and `demo` share.
 
 use crate::pipeline::{self, BackupSecret, SnapshotStats};
 use crate::state::NodeCache;
