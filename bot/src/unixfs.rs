@@ -96,6 +96,16 @@ fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Appends a dag-pb `PBLink` (field 2 of the node): `Hash`, `Name`, `Tsize`, in that order.
+fn put_link(node: &mut Vec<u8>, cid: &Cid, name: &[u8], tsize: u64) {
+    let mut link = Vec::new();
+    put_bytes(&mut link, 0x0a, &cid.to_bytes());
+    put_bytes(&mut link, 0x12, name);
+    link.push(0x18);
+    put_varint(&mut link, tsize);
+    put_bytes(node, 0x12, &link);
+}
+
 /// The dag-pb block of a UnixFS `File` node over `children`, as a child of the node above.
 pub fn file_node_block(children: &[Child]) -> Result<(Child, Block)> {
     let block = Block::new(DAG_PB, file_node(children))?;
@@ -121,12 +131,7 @@ fn file_node(children: &[Child]) -> Vec<u8> {
     }
     let mut node = Vec::new();
     for child in children {
-        let mut link = Vec::new();
-        put_bytes(&mut link, 0x0a, &child.cid.to_bytes());
-        put_bytes(&mut link, 0x12, b"");
-        link.push(0x18);
-        put_varint(&mut link, child.tsize);
-        put_bytes(&mut node, 0x12, &link);
+        put_link(&mut node, &child.cid, b"", child.tsize);
     }
     put_bytes(&mut node, 0x0a, &unixfs);
     node
@@ -284,12 +289,7 @@ pub fn directory_node(mut links: Vec<Link>) -> Result<Block> {
     links.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let mut node = Vec::new();
     for link in &links {
-        let mut encoded = Vec::new();
-        put_bytes(&mut encoded, 0x0a, &link.cid.to_bytes());
-        put_bytes(&mut encoded, 0x12, link.name.as_bytes());
-        encoded.push(0x18);
-        put_varint(&mut encoded, link.tsize);
-        put_bytes(&mut node, 0x12, &encoded);
+        put_link(&mut node, &link.cid, link.name.as_bytes(), link.tsize);
     }
     put_bytes(&mut node, 0x0a, &[0x08, 0x01]);
     Block::new(DAG_PB, node)
