@@ -142,7 +142,7 @@ impl<C: Chain> Registry<C> {
         if outcome.reverted {
             return Err(anyhow!("{} reverted without an error value", call.message));
         }
-        self.chain.submit(&call).await?;
+        self.chain.submit(&call, &outcome).await?;
         Ok(value)
     }
 

@@ -301,30 +301,26 @@ async fn idle_passes_over_fifty_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let node = DevNode::start(dir.path());
     let contract = deploy(&node.url, None).await;
-    let owners = [dev::bob(), dev::charlie(), dev::dave(), dev::eve()];
+    let mut owners = Vec::new();
+    for owner in [dev::bob(), dev::charlie(), dev::dave(), dev::eve()] {
+        let chain = NodeChain::connect(&node.url, contract.clone(), &common::bundle(), owner)
+            .await
+            .unwrap();
+        owners.push(Registry::new(chain));
+    }
     let mut tables = String::new();
     for n in 0..IDLE_NODES {
-        let owner = &owners[n % owners.len()];
+        let owner_count = owners.len();
+        let owner = &mut owners[n % owner_count];
         let node_id = format!("node-{n}");
         let source = dir.path().join(&node_id);
         fs::create_dir_all(&source).unwrap();
         fs::write(source.join("data.txt"), format!("node {n}")).unwrap();
-        let chain = NodeChain::connect(
-            &node.url,
-            contract.clone(),
-            &common::bundle(),
-            owner.clone(),
-        )
-        .await
-        .unwrap();
-        Registry::new(chain)
-            .create_backup(&node_id, "")
-            .await
-            .unwrap();
+        owner.create_backup(&node_id, "").await.unwrap();
         tables.push_str(&format!(
             "[[nodes]]\nnode_id = \"{node_id}\"\nowner = \"{}\"\nsource = \"{node_id}\"\n\
              restore_to = \"{node_id}-restored\"\n\n",
-            owner.public_key().to_account_id()
+            owner.account()
         ));
     }
     let config = dir.path().join("bot.toml");

@@ -840,8 +840,8 @@ impl Chain for ShiftingChain {
         self.chain.dry_run(call, at).await
     }
 
-    async fn submit(&mut self, call: &Call) -> anyhow::Result<()> {
-        self.chain.submit(call).await
+    async fn submit(&mut self, call: &Call, dry_run: &Outcome) -> anyhow::Result<()> {
+        self.chain.submit(call, dry_run).await
     }
 }
 

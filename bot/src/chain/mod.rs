@@ -15,7 +15,8 @@ pub use self::node::NodeChain;
 pub use self::sandbox::{SandboxChain, SharedSandbox};
 
 use anyhow::Result;
-use subxt::ext::codec::Encode;
+use subxt::ext::codec::{Decode, Encode};
+use subxt::ext::scale_encode::EncodeAsType;
 use subxt::utils::AccountId32;
 
 /// One message of the registry, encoded.
@@ -43,6 +44,21 @@ pub struct Outcome {
     pub data: Vec<u8>,
     /// Whether the contract reverted (its `Result` is an `Err`).
     pub reverted: bool,
+    /// The gas the message needed: the limit its transaction is submitted with.
+    pub gas_required: Weight,
+}
+
+/// pallet-contracts' `Weight`: computation time and proof size, as the runtime encodes it
+/// (compact) and as a transaction's argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, EncodeAsType)]
+#[encode_as_type(crate_path = "::subxt::ext::scale_encode")]
+pub struct Weight {
+    /// Computation time, in picoseconds.
+    #[codec(compact)]
+    pub ref_time: u64,
+    /// Size of the storage proof, in bytes.
+    #[codec(compact)]
+    pub proof_size: u64,
 }
 
 /// The state of the chain a dry run reads.
@@ -67,6 +83,7 @@ pub trait Chain {
     /// returned.
     async fn dry_run(&mut self, call: &Call, at: At) -> Result<Outcome>;
 
-    /// Runs `call` in a transaction (after a successful dry run).
-    async fn submit(&mut self, call: &Call) -> Result<()>;
+    /// Runs `call` in a transaction, after `dry_run`, its successful dry run (whose gas it
+    /// is given).
+    async fn submit(&mut self, call: &Call, dry_run: &Outcome) -> Result<()>;
 }

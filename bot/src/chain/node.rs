@@ -1,6 +1,6 @@
 //! The registry on a live node, over one `subxt` connection.
 
-use super::{At, Call, Chain, Outcome};
+use super::{At, Call, Chain, Outcome, Weight};
 use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,17 +13,6 @@ use subxt::tx::{DefaultPayload, TxStatus};
 use subxt::utils::{AccountId32, MultiAddress};
 use subxt::{OnlineClient, PolkadotConfig};
 use subxt_signer::sr25519::Keypair;
-
-/// pallet-contracts' `Weight`: computation time and proof size, as the runtime encodes it
-/// (compact) and as a transaction's argument.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, EncodeAsType)]
-#[encode_as_type(crate_path = "::subxt::ext::scale_encode")]
-struct Weight {
-    #[codec(compact)]
-    ref_time: u64,
-    #[codec(compact)]
-    proof_size: u64,
-}
 
 /// The arguments of the runtime API `ContractsApi_call` (pallet-contracts' dry run).
 #[derive(Encode)]
@@ -103,54 +92,6 @@ impl NodeChain {
             selectors,
         })
     }
-
-    /// Dry-runs `call` on the state `at`: its outcome and the gas it needs.
-    async fn exec_dry_run(&self, call: &Call, at: At) -> Result<(Outcome, Weight)> {
-        let selector = call.data.get(..4);
-        if self.selectors.get(call.message).map(|s| &s[..]) != selector {
-            bail!(
-                "the deployed registry's metadata has no message {} with this bot's selector: \
-                 the bot and the registry are of different versions",
-                call.message
-            );
-        }
-        let request = CallRequest {
-            origin: self.account(),
-            dest: self.contract.clone(),
-            value: 0,
-            gas_limit: None,
-            storage_deposit_limit: None,
-            input_data: call.data.clone(),
-        };
-        let block = match at {
-            At::Best => None,
-            At::Finalized => Some(self.rpc.chain_get_finalized_head().await?),
-        };
-        let answer = self
-            .rpc
-            .state_call("ContractsApi_call", Some(&request.encode()), block)
-            .await
-            .with_context(|| format!("dry run of {}", call.message))?;
-        let decoding = || format!("decoding the dry run of {}", call.message);
-        let mut rest = answer.as_slice();
-        let head = DryRunHead::decode(&mut rest).with_context(decoding)?;
-        // `Result<ExecReturnValue, DispatchError>`, then fields newer than this client knows.
-        match u8::decode(&mut rest).with_context(decoding)? {
-            0 => {
-                let value = ExecReturnValue::decode(&mut rest).with_context(decoding)?;
-                let outcome = Outcome {
-                    reverted: value.flags & 1 == 1,
-                    data: value.data,
-                };
-                Ok((outcome, head.gas_required))
-            }
-            _ => {
-                let error = DispatchError::decode_from(rest, self.client.metadata())
-                    .with_context(decoding)?;
-                bail!("dry run of {} failed: {error}", call.message)
-            }
-        }
-    }
 }
 
 /// The selector of each message of the metadata (or bundle) at `path`.
@@ -184,23 +125,62 @@ impl Chain for NodeChain {
     }
 
     async fn dry_run(&mut self, call: &Call, at: At) -> Result<Outcome> {
-        Ok(self.exec_dry_run(call, at).await?.0)
+        let selector = call.data.get(..4);
+        if self.selectors.get(call.message).map(|s| &s[..]) != selector {
+            bail!(
+                "the deployed registry's metadata has no message {} with this bot's selector: \
+                 the bot and the registry are of different versions",
+                call.message
+            );
+        }
+        let request = CallRequest {
+            origin: self.account(),
+            dest: self.contract.clone(),
+            value: 0,
+            gas_limit: None,
+            storage_deposit_limit: None,
+            input_data: call.data.clone(),
+        };
+        let block = match at {
+            At::Best => None,
+            At::Finalized => Some(self.rpc.chain_get_finalized_head().await?),
+        };
+        let answer = self
+            .rpc
+            .state_call("ContractsApi_call", Some(&request.encode()), block)
+            .await
+            .with_context(|| format!("dry run of {}", call.message))?;
+        let decoding = || format!("decoding the dry run of {}", call.message);
+        let mut rest = answer.as_slice();
+        let head = DryRunHead::decode(&mut rest).with_context(decoding)?;
+        // `Result<ExecReturnValue, DispatchError>`, then fields newer than this client knows.
+        match u8::decode(&mut rest).with_context(decoding)? {
+            0 => {
+                let value = ExecReturnValue::decode(&mut rest).with_context(decoding)?;
+                Ok(Outcome {
+                    reverted: value.flags & 1 == 1,
+                    data: value.data,
+                    gas_required: head.gas_required,
+                })
+            }
+            _ => {
+                let error = DispatchError::decode_from(rest, self.client.metadata())
+                    .with_context(decoding)?;
+                bail!("dry run of {} failed: {error}", call.message)
+            }
+        }
     }
 
     /// Submits `call` with the gas its dry run needed and no storage deposit limit, and
     /// waits until it is in a block (a development node may never finalize).
-    async fn submit(&mut self, call: &Call) -> Result<()> {
-        let (outcome, gas_limit) = self.exec_dry_run(call, At::Best).await?;
-        if outcome.reverted {
-            bail!("{} reverted in its dry run", call.message);
-        }
+    async fn submit(&mut self, call: &Call, dry_run: &Outcome) -> Result<()> {
         let payload = DefaultPayload::new(
             "Contracts",
             "call",
             ContractsCall {
                 dest: MultiAddress::Id(self.contract.clone()),
                 value: 0,
-                gas_limit,
+                gas_limit: dry_run.gas_required,
                 storage_deposit_limit: None,
                 data: call.data.clone(),
             },

@@ -1,7 +1,7 @@
 //! The registry on an in-process chain (pallet-contracts in `ink_sandbox`), for the demo and
 //! the tests (feature `sandbox`).
 
-use super::{At, Call, Chain, Outcome};
+use super::{At, Call, Chain, Outcome, Weight};
 use anyhow::{anyhow, bail, Context, Result};
 use ink_sandbox::{
     api::prelude::{BalanceAPI, ContractAPI, SystemAPI},
@@ -108,6 +108,10 @@ impl SandboxChain {
         Ok(Outcome {
             reverted: value.did_revert(),
             data: value.data,
+            gas_required: Weight {
+                ref_time: result.gas_required.ref_time(),
+                proof_size: result.gas_required.proof_size(),
+            },
         })
     }
 }
@@ -138,7 +142,9 @@ impl Chain for SandboxChain {
         self.call(call, false)
     }
 
-    async fn submit(&mut self, call: &Call) -> Result<()> {
+    /// Every call on the in-process chain runs with `SANDBOX_GAS_LIMIT`, whatever its dry run
+    /// needed.
+    async fn submit(&mut self, call: &Call, _dry_run: &Outcome) -> Result<()> {
         let outcome = self.call(call, true)?;
         if outcome.reverted {
             bail!("{} reverted", call.message);
