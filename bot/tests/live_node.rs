@@ -22,6 +22,7 @@ use backup_bot::tree;
 use backup_registry::RestoreStatus;
 use node::{bot_command, deploy, restore_with_cli, DevNode};
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use subxt_signer::sr25519::dev;
@@ -218,17 +219,24 @@ async fn live_node_round_trip() {
         .into_iter()
         .find(|cid| cid.codec() == 0x55)
         .unwrap();
-    let path = store.path_of(&some_block);
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[0] ^= 1;
-    fs::write(&path, &bytes).unwrap();
+    let at = store.locate(&some_block).unwrap().unwrap();
+    let flip_first_byte = || {
+        let file = fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&at.pack)
+            .unwrap();
+        let mut byte = [0];
+        file.read_exact_at(&mut byte, at.offset).unwrap();
+        file.write_all_at(&[byte[0] ^ 1], at.offset).unwrap();
+    };
+    flip_first_byte();
     let (code, checked, log) = bot_command(&["check", "--json", "--read-data"], &config);
     assert_eq!(code, Some(3), "{log}");
     assert_eq!(checked["ok"], false);
     let problem = checked["snapshots"][0]["problem"].as_str().unwrap();
     assert!(problem.contains("does not match its CID"), "{problem}");
-    bytes[0] ^= 1;
-    fs::write(&path, &bytes).unwrap();
+    flip_first_byte();
 
     // The owner's restore of the latest snapshot, found on chain by a query: no key needed.
     let identity = Keyring::open(dir.path().join("bot-data/keys"))

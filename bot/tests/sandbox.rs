@@ -19,7 +19,7 @@ use backup_bot::unixfs::{Block, RAW};
 use backup_registry::{Config, RestoreStatus};
 use cid::Cid;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use subxt::utils::AccountId32;
 use subxt_signer::sr25519::dev;
@@ -173,11 +173,16 @@ async fn tampered_content_fails_the_request_and_keeps_the_previous_restore() {
 
     let store = local_store(&world);
     for cid in store.block_cids().unwrap() {
-        let path = store.path_of(&cid);
-        let mut bytes = fs::read(&path).unwrap();
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0xff;
-        fs::write(&path, bytes).unwrap();
+        let at = store.locate(&cid).unwrap().unwrap();
+        let pack = fs::File::options()
+            .read(true)
+            .write(true)
+            .open(&at.pack)
+            .unwrap();
+        let middle = at.offset + at.len / 2;
+        let mut byte = [0];
+        pack.read_exact_at(&mut byte, middle).unwrap();
+        pack.write_all_at(&[byte[0] ^ 0xff], middle).unwrap();
     }
     let request_id = request_latest(&mut world).await;
     let report = world.bot.pass().await.unwrap();
@@ -247,18 +252,36 @@ async fn request_claimed_before_a_crash_is_resumed() {
 #[tokio::test]
 async fn missing_content_leaves_the_request_claimed_for_a_later_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut world, request_id, cid) = world_with_request(dir.path()).await;
+    let mut world = opted_in_world(dir.path()).await;
+    demo::write_sample_tree(&world.node.source).unwrap();
+    // More than a pack holds: the first chunks lie in a pack without the manifest.
+    let big = backup_bot::bench::random_bytes(20 << 20, 5);
+    fs::write(world.node.source.join("big.bin"), big).unwrap();
+    let cid = world.bot.pass().await.unwrap().snapshots[0].cid.clone();
+    let request_id = request_latest(&mut world).await;
     let store = local_store(&world);
-    // A chunk of a file: the manifest opens, the restore cannot finish.
+    // The pack holding a chunk of a file, not the manifest, is gone: the manifest opens,
+    // the restore cannot finish.
     let identity = world.bot.keyring().identity(&world.node).unwrap().unwrap();
-    let chunk = chunk_cids(world.bot.store(), &cid, &identity).await;
-    let chunk = cid::Cid::try_from(chunk.iter().next().unwrap().as_str()).unwrap();
-    let stored = store.path_of(&chunk);
+    let root = cid::Cid::try_from(cid.as_str()).unwrap();
+    let root_pack = store.locate(&root).unwrap().unwrap().pack;
+    let stored = chunk_cids(world.bot.store(), &cid, &identity)
+        .await
+        .iter()
+        .map(|chunk| cid::Cid::try_from(chunk.as_str()).unwrap())
+        .map(|chunk| store.locate(&chunk).unwrap().unwrap().pack)
+        .find(|pack| *pack != root_pack)
+        .expect("a chunk in another pack than the root's");
     let kept = dir.path().join("kept");
     fs::rename(&stored, &kept).unwrap();
+    // A running bot reads on from the pack it has open; one started now finds it missing.
+    world.restart_bot().unwrap();
 
     let report = world.bot.pass().await.unwrap();
-    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(
+        report.errors[0].ends_with("is not in the store"),
+        "{report:?}"
+    );
     assert!(matches!(
         status_of(&mut world, request_id).await,
         RestoreStatus::InProgress { .. }
@@ -307,25 +330,37 @@ async fn stored_blocks_hold_no_plaintext() {
     demo::write_sample_tree(&world.node.source).unwrap();
     let report = world.bot.pass().await.unwrap();
     assert_eq!(report.snapshots.len(), 1, "{report:?}");
-    let store = local_store(&world);
-    for cid in store.block_cids().unwrap() {
-        let stored = fs::read(store.path_of(&cid)).unwrap();
-        for plaintext in [
-            &b"README"[..],
-            b"deep.txt",
-            b"blob.bin",
-            b"node data",
-            b"data/",
-        ] {
-            assert!(
-                !stored
-                    .windows(plaintext.len())
-                    .any(|window| window == plaintext),
-                "{} found in block {cid}",
-                String::from_utf8_lossy(plaintext)
-            );
+    // Every file of the store: the packs, their indexes, the pins.
+    let mut pending = vec![world.store_dir.clone()];
+    let mut files = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            files += 1;
+            let stored = fs::read(&path).unwrap();
+            for plaintext in [
+                &b"README"[..],
+                b"deep.txt",
+                b"blob.bin",
+                b"node data",
+                b"data/",
+            ] {
+                assert!(
+                    !stored
+                        .windows(plaintext.len())
+                        .any(|window| window == plaintext),
+                    "{} found in {}",
+                    String::from_utf8_lossy(plaintext),
+                    path.display()
+                );
+            }
         }
     }
+    assert!(files >= 2, "a pack and a pin");
 }
 
 #[tokio::test]
@@ -665,7 +700,7 @@ async fn pins_of_a_node_no_longer_served_go_only_when_the_registry_drops_them() 
     assert_eq!(state.load_pins()[&gone], [kept.clone()]);
     let store = local_store(&world);
     let unrecorded_root = cid::Cid::try_from(unrecorded.as_str()).unwrap();
-    assert!(!store.path_of(&unrecorded_root).exists(), "collected");
+    assert_eq!(store.locate(&unrecorded_root).unwrap(), None, "collected");
 
     world.owner.delete_backup(DEMO_NODE).await.unwrap();
     let report = world.bot.pass().await.unwrap();
@@ -734,7 +769,11 @@ async fn pins_of_a_node_no_longer_served_are_released_after_the_release_period()
     assert!(!state.load_pins().contains_key(&key));
     assert!(state.load_unserved().is_empty());
     assert!(store.pinned().unwrap().is_empty());
-    assert!(!store.path_of(&root).exists(), "collected");
+    assert_eq!(
+        local_store(&world).locate(&root).unwrap(),
+        None,
+        "collected"
+    );
 }
 
 /// A restore killed half-way leaves its staging folder, which may hold a tree in the clear:

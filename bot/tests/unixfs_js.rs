@@ -96,6 +96,7 @@ async fn a_snapshot_dag_checks_out_with_javascript() {
     let (root, stats) = pipeline::seal(&store, &scanned, &[identity.to_public()])
         .await
         .unwrap();
+    store.sync().unwrap();
     // 3,000 file chunks, and the pages of a manifest of 3,000 entries.
     assert!(stats.chunks > 3000, "{stats:?}");
     let root = root.to_string();

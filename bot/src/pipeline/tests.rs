@@ -12,7 +12,7 @@ use cid::Cid;
 use std::collections::HashSet;
 use std::fs;
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::path::PathBuf;
 
@@ -318,14 +318,21 @@ async fn a_flipped_byte_in_any_block_is_refused() {
     let fixture = fixture();
     let (root, _, _) = fixture.snapshot().await;
     for cid in fixture.local().block_cids().unwrap() {
-        let path = fixture.local().path_of(&cid);
-        let original = fs::read(&path).unwrap();
-        let mut flipped = original.clone();
-        let at = flipped.len() / 2;
-        flipped[at] ^= 1;
-        fs::write(&path, &flipped).unwrap();
+        let at = fixture.local().locate(&cid).unwrap().unwrap();
+        let pack = File::options()
+            .read(true)
+            .write(true)
+            .open(&at.pack)
+            .unwrap();
+        let middle = at.offset + at.len / 2;
+        let flip_middle_byte = || {
+            let mut byte = [0];
+            pack.read_exact_at(&mut byte, middle).unwrap();
+            pack.write_all_at(&[byte[0] ^ 1], middle).unwrap();
+        };
+        flip_middle_byte();
         assert_refused(&fixture, &root, "does not match its CID").await;
-        fs::write(&path, &original).unwrap();
+        flip_middle_byte();
     }
     fixture
         .restore(&root, &fixture.root.join("fine"))
@@ -342,11 +349,7 @@ async fn a_swapped_block_is_refused() {
         Cid::try_from(chunks[0].as_str()).unwrap(),
         Cid::try_from(chunks[1].as_str()).unwrap(),
     );
-    fs::copy(
-        fixture.local().path_of(&second),
-        fixture.local().path_of(&first),
-    )
-    .unwrap();
+    fixture.local().swap_in(&first, &second);
     assert_refused(&fixture, &root, "does not match its CID").await;
 }
 
@@ -356,13 +359,10 @@ async fn a_manifest_from_another_snapshot_is_refused() {
     let (root, _, _) = fixture.snapshot().await;
     fs::write(fixture.source.join("small.txt"), b"changed").unwrap();
     let (other_root, _, _) = fixture.snapshot().await;
-    let links = |root: &Cid| {
-        let bytes = fs::read(fixture.local().path_of(root)).unwrap();
-        unixfs::decode_node(&bytes).unwrap().links
-    };
+    let links = |bytes: Vec<u8>| unixfs::decode_node(&bytes).unwrap().links;
     // This snapshot's chunks under the other snapshot's manifest.
-    let mut mixed = links(&root);
-    let other_manifest = links(&other_root)
+    let mut mixed = links(fixture.store.get_block(&root).await.unwrap());
+    let other_manifest = links(fixture.store.get_block(&other_root).await.unwrap())
         .into_iter()
         .find(|link| link.name == MANIFEST_LINK)
         .unwrap();
@@ -442,7 +442,7 @@ async fn a_dag_repeating_one_child_is_refused_at_once() {
         fixture.store.put_block(&block).await.unwrap();
         child = node;
     }
-    let bytes = fs::read(fixture.local().path_of(&root)).unwrap();
+    let bytes = fixture.store.get_block(&root).await.unwrap();
     let mut links = unixfs::decode_node(&bytes).unwrap().links;
     links.retain(|link| link.name != MANIFEST_LINK);
     links.push(Link {

@@ -1,8 +1,9 @@
 //! Block stores: where snapshots go, one IPFS block per CID, kept alive by pinned roots.
 //!
-//! The embedded [`LocalStore`] needs nothing installed: a directory of blocks named by CID and
-//! a directory of pins; [`LocalStore::collect_garbage`] removes every block no pinned root
-//! reaches once it is older than a grace period. [`KuboStore`] talks to an IPFS node's HTTP
+//! The embedded [`LocalStore`] needs nothing installed: blocks appended to pack files of about
+//! 16 MiB, each closed by its index, and a directory of pins; [`LocalStore::collect_garbage`]
+//! removes every block no pinned root reaches once its pack is older than a grace period,
+//! repacking packs that are mostly garbage. [`KuboStore`] talks to an IPFS node's HTTP
 //! RPC API (Kubo's, or any implementation of it, js-ipfs among them): `block/put`,
 //! `block/get`, `pin/add`, `pin/rm`, `pin/ls`; that node's own garbage collector reclaims what
 //! is unpinned. Both name blocks by the same CIDv1 (sha2-256), so blocks moved between them,
@@ -12,7 +13,7 @@ mod kubo;
 mod local;
 
 pub use self::kubo::{KuboStore, RpcError};
-pub use self::local::LocalStore;
+pub use self::local::{LocalStore, PACK_TARGET_BYTES, REPACK_BELOW_LIVE_PERCENT};
 
 use crate::unixfs::Block;
 use anyhow::Result;
@@ -20,8 +21,8 @@ use cid::Cid;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How long the embedded store keeps a block no pinned root reaches, counted from when it
-/// was written. A pass interrupted before its pin leaves blocks no pin reaches; kept for an
+/// How long the embedded store keeps a block no pinned root reaches, counted from when its
+/// pack was written. A pass interrupted before its pin leaves blocks no pin reaches; kept for an
 /// hour, the next pass finds them whole and does not write them again. (kopia likewise
 /// keeps unreferenced blobs for a while; restic keeps unreferenced packs until `prune`.)
 pub const GC_GRACE: Duration = Duration::from_secs(60 * 60);
@@ -55,25 +56,24 @@ impl ContentStore {
     /// Whether the store holds the block `cid` (unverified).
     pub async fn has_block(&self, cid: &Cid) -> Result<bool> {
         match self {
-            Self::Local(store) => Ok(store.path_of(cid).exists()),
+            Self::Local(store) => Ok(store.holds(cid)),
             Self::Kubo(store) => store.has_block(cid).await,
         }
     }
 
     /// Whether a block of a pinned snapshot, `cid` of `size` bytes, is still whole, before a
-    /// file cache reuses it. The embedded store checks the file's size, and the bytes of a
-    /// block written since its last sync (a pin there is a marker, and a power cut or a hand
-    /// can remove, truncate or garble a block); an IPFS node keeps
-    /// every block a recursive pin reaches, so it is not asked.
+    /// file cache reuses it. The embedded store checks that its index holds the block with
+    /// that size (a pack is indexed only once synced whole); an IPFS node keeps every block
+    /// a recursive pin reaches, so it is not asked.
     pub fn pinned_block_whole(&self, cid: &Cid, size: u64) -> Result<bool> {
         match self {
-            Self::Local(store) => store.holds_whole(cid, size),
+            Self::Local(store) => Ok(store.holds_whole(cid, size)),
             Self::Kubo(_) => Ok(true),
         }
     }
 
-    /// Makes every block put so far durable (the embedded store's file system synced; an
-    /// IPFS node syncs its own), before a root is pinned and recorded.
+    /// Makes every block put so far durable (the embedded store's open pack finished and
+    /// synced; an IPFS node syncs its own), before a root is pinned and recorded.
     pub fn sync(&self) -> Result<()> {
         match self {
             Self::Local(store) => store.sync(),
@@ -149,7 +149,12 @@ pub struct GarbageReport {
     pub removed_bytes: u64,
     /// Blocks kept (reached from a pinned root).
     pub kept_blocks: u64,
-    /// Blocks no pinned root reaches, kept because they were written within the grace
+    /// Blocks no pinned root reaches, kept because their pack was written within the grace
     /// period.
     pub young_blocks: u64,
+    /// Blocks no pinned root reaches, kept in packs whose reached blocks are still most of
+    /// their bytes (see [`LocalStore::collect_garbage`]).
+    pub garbage_kept_blocks: u64,
+    /// Reached blocks copied out of packs that were mostly garbage (counted as kept too).
+    pub repacked_blocks: u64,
 }
