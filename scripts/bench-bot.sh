@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The bot's benchmark against restic: builds backup-bot in release mode, generates a tree of
 # about 1 GiB (SIZE_MIB to change) of mixed files in target/bot-bench, and prints one table,
-# measured in the same run, of: first snapshot (MiB/s, with sha256sum as the hashing
-# reference), second snapshot of the unchanged tree and third after changing 1 % of the files
-# (seconds, new bytes stored), restore of the latest (MiB/s), store sizes and peak memory,
-# each with its target. Installs restic 0.14 from Debian when it is missing.
+# the medians (and ranges) of RUNS runs (3 unless set), each on a fresh tree, of: first
+# snapshot (MiB/s, with sha256sum as the hashing reference), second snapshot of the unchanged
+# tree and third after changing 1 % of the files (seconds, new bytes stored), restore of the
+# latest (MiB/s), store sizes and peak memory, each with its target against restic. Installs
+# restic 0.14 from Debian when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -15,4 +16,4 @@ if ! command -v restic > /dev/null; then
     $sudo apt-get install -y -qq restic
 fi
 source scripts/env.sh
-cargo run -q --release -p backup-bot --locked -- bench --size-mib "${SIZE_MIB:-1024}"
+cargo run -q --release -p backup-bot --locked -- bench --size-mib "${SIZE_MIB:-1024}" --runs "${RUNS:-3}"

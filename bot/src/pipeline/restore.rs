@@ -7,11 +7,14 @@ use crate::invalid::{invalid, Invalid};
 use crate::staging::Staging;
 use crate::store::ContentStore;
 use crate::tree;
-use anyhow::{ensure, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use cid::Cid;
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
 
 /// What a restore wrote, and whose snapshot it was.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
@@ -130,6 +133,7 @@ async fn write_tree(
         .filter_map(|entry| hex::decode(entry.hard_link_hex.as_deref()?).ok())
         .collect();
     let mut written: HashMap<Vec<u8>, u64> = HashMap::new();
+    let mut writer = FileWriter::start();
     for entry in &manifest.entries {
         let path = entry.path_bytes()?;
         tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
@@ -162,19 +166,98 @@ async fn write_tree(
             stats.symlinks += 1;
             continue;
         }
-        let mut file = staging.create_file(&path)?;
+        writer.send(WriteStep::Open(staging.create_file(&path)?))?;
         for chunk in &entry.chunks {
             let plaintext = open_listed_chunk(store, secret, chunk).await?;
-            file.write_all(&plaintext)?;
             progress.inc(plaintext.len() as u64);
+            writer.send(WriteStep::Append(plaintext))?;
         }
-        Staging::finish_file(&file, mode, entry.mtime_ns)?;
+        writer.send(WriteStep::Finish {
+            mode,
+            mtime_ns: entry.mtime_ns,
+        })?;
         if linked.contains(&path) {
             written.insert(path, entry.size);
         }
         stats.files += 1;
         stats.content_bytes += entry.size;
     }
+    writer.finish()?;
     progress.finish_and_clear();
     Ok(stats)
+}
+
+/// What the writer thread does, in order: open a file, append to it, give it its mode and
+/// time.
+enum WriteStep {
+    Open(File),
+    Append(Vec<u8>),
+    Finish { mode: u32, mtime_ns: Option<i64> },
+}
+
+/// Steps in flight between the restore and its writer (64 chunks: 4 MiB at the average
+/// chunk size, 64 MiB at most).
+const WRITES_IN_FLIGHT: usize = 64;
+
+/// Writes the restored files on a thread of its own, so that fetching, verifying and
+/// decrypting the next chunks goes on while the disk takes the last ones (restic's restorer
+/// writes concurrently too). A hard link made before its file's last bytes are written is
+/// the same file, so it needs no wait.
+struct FileWriter {
+    steps: Option<SyncSender<WriteStep>>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl FileWriter {
+    fn start() -> Self {
+        let (steps, received) = sync_channel(WRITES_IN_FLIGHT);
+        let thread = std::thread::spawn(move || -> Result<()> {
+            let mut open: Option<File> = None;
+            for step in received {
+                match step {
+                    WriteStep::Open(file) => open = Some(file),
+                    WriteStep::Append(bytes) => {
+                        open.as_mut().context("no file open")?.write_all(&bytes)?
+                    }
+                    WriteStep::Finish { mode, mtime_ns } => {
+                        let file = open.take().context("no file open")?;
+                        Staging::finish_file(&file, mode, mtime_ns)?;
+                    }
+                }
+            }
+            Ok(())
+        });
+        Self {
+            steps: Some(steps),
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands `step` to the writer; its error if it stopped.
+    fn send(&mut self, step: WriteStep) -> Result<()> {
+        let steps = self.steps.as_ref().context("the writer is finished")?;
+        if steps.send(step).is_err() {
+            self.finish()?;
+            bail!("the restore's writer stopped");
+        }
+        Ok(())
+    }
+
+    /// Waits until every step is written; the first error the writer met.
+    fn finish(&mut self) -> Result<()> {
+        drop(self.steps.take());
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .map_err(|_| anyhow!("the restore's writer panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for FileWriter {
+    /// A restore stopped early still waits for its writer, before its staging folder goes.
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
 }

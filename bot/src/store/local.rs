@@ -20,8 +20,9 @@ use std::fs::{self, File};
 use std::io::{BufWriter, ErrorKind, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A pack is closed once it holds this many bytes (restic's default pack size).
 pub const PACK_TARGET_BYTES: u64 = 16 << 20;
@@ -123,6 +124,8 @@ pub struct LocalStore {
     state: Box<Mutex<Packs>>,
     /// How long a block no pinned root reaches is kept after its pack was written.
     grace: Duration,
+    /// Nanoseconds spent syncing packs and the packs' folder (see [`LocalStore::time_syncing`]).
+    syncing_ns: AtomicU64,
 }
 
 impl LocalStore {
@@ -136,6 +139,7 @@ impl LocalStore {
             pins: root.join("pins"),
             state: Box::default(),
             grace: GC_GRACE,
+            syncing_ns: AtomicU64::new(0),
         };
         for dir in [&store.packs_dir, &store.pins] {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -433,7 +437,7 @@ impl LocalStore {
         open.out.write_all(&INDEX_MAGIC)?;
         let file = open.out.into_inner().map_err(|error| error.into_error())?;
         let partial = self.packs_dir.join(format!("{}.partial", open.name));
-        file.sync_all()
+        self.timed_sync(&file)
             .with_context(|| format!("syncing {}", partial.display()))?;
         fs::rename(&partial, self.pack_path(&open.name))
             .with_context(|| format!("naming {}", partial.display()))?;
@@ -501,8 +505,23 @@ impl LocalStore {
     pub(super) fn sync(&self) -> Result<()> {
         self.finish_pack(&mut self.lock())?;
         File::open(&self.packs_dir)
-            .and_then(|dir| dir.sync_all())
+            .and_then(|dir| self.timed_sync(&dir))
             .with_context(|| format!("syncing {}", self.packs_dir.display()))
+    }
+
+    /// `fsync`s `file`, counting the time it takes.
+    fn timed_sync(&self, file: &File) -> std::io::Result<()> {
+        let start = Instant::now();
+        let synced = file.sync_all();
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.syncing_ns.fetch_add(nanos, Ordering::Relaxed);
+        synced
+    }
+
+    /// How long this store has spent syncing packs and their folder since it was opened:
+    /// what durability costs.
+    pub fn time_syncing(&self) -> Duration {
+        Duration::from_nanos(self.syncing_ns.load(Ordering::Relaxed))
     }
 
     /// Pins `root`, once every block put so far is durable.
@@ -621,7 +640,7 @@ impl LocalStore {
             report.kept_blocks += 1;
         }
         self.finish_pack(&mut packs)?;
-        File::open(&self.packs_dir)?.sync_all()?;
+        self.timed_sync(&File::open(&self.packs_dir)?)?;
         let removed: HashSet<usize> = removed.into_iter().map(|(slot, _)| slot).collect();
         for slot in &removed {
             if let Some(pack) = &packs.packs[*slot] {
