@@ -1,5 +1,7 @@
+use super::pack::TAIL_BYTES;
 use super::*;
 use crate::unixfs::{directory_node, Link, RAW};
+use std::time::SystemTime;
 
 fn raw(bytes: &[u8]) -> Block {
     Block::new(RAW, bytes.to_vec()).unwrap()
