@@ -12,124 +12,16 @@ use crate::store::{ContentStore, LocalStore};
 use crate::tree;
 use anyhow::{bail, ensure, Context, Result};
 use std::fs;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod generate;
+
+pub use self::generate::random_bytes;
+use self::generate::{change_tree, generate_tree};
+
 const MIB: u64 = 1024 * 1024;
-
-/// Fills `buffer` with pseudo-random bytes (xorshift64*), which no compressor shrinks.
-fn fill_random(buffer: &mut [u8], state: &mut u64) {
-    for chunk in buffer.chunks_mut(8) {
-        *state ^= *state >> 12;
-        *state ^= *state << 25;
-        *state ^= *state >> 27;
-        let value = state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
-        chunk.copy_from_slice(&value[..chunk.len()]);
-    }
-}
-
-/// `len` pseudo-random bytes from `seed`: test and benchmark content.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    // Distinct seeds give distinct, never-zero xorshift states.
-    let mut state = seed
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(0x2545_f491_4f6c_dd1d)
-        .max(1);
-    let mut bytes = vec![0u8; len];
-    fill_random(&mut bytes, &mut state);
-    bytes
-}
-
-/// The next pseudo-random number below `bound`.
-fn below(state: &mut u64, bound: u64) -> u64 {
-    let mut bytes = [0u8; 8];
-    fill_random(&mut bytes, state);
-    u64::from_le_bytes(bytes) % bound
-}
-
-/// Writes a tree of about `total_mib` MiB under `root` with mixed files: 3/5 of it in large
-/// random files (24 to 64 MiB), 1/5 in medium random files (64 KiB to 4 MiB), 1/8 in
-/// repetitive text files, the rest in small files of a few KiB. Returns the file paths.
-fn generate_tree(root: &Path, total_mib: u64, state: &mut u64) -> Result<Vec<String>> {
-    let total = total_mib * MIB;
-    let mut files = Vec::new();
-    let mut write = |relative: String, content: &[u8]| -> Result<()> {
-        let path = root.join(&relative);
-        fs::create_dir_all(path.parent().context("a file has a folder")?)?;
-        fs::write(&path, content)?;
-        files.push(relative);
-        Ok(())
-    };
-    let mut buffer = Vec::new();
-    let budget = |share: u64, min: u64, max: u64, kind: &str, state: &mut u64| {
-        let mut sizes = Vec::new();
-        let mut left = share;
-        while left >= min {
-            let size = (min + below(state, max - min + 1)).min(left);
-            sizes.push((kind.to_string(), size));
-            left -= size;
-        }
-        sizes
-    };
-    let mut plan = budget(total * 3 / 5, 24 * MIB, 64 * MIB, "large", state);
-    plan.extend(budget(total / 5, 64 * 1024, 4 * MIB, "medium", state));
-    plan.extend(budget(total / 8, 2 * MIB, 16 * MIB, "text", state));
-    let written: u64 = plan.iter().map(|(_, size)| size).sum();
-    plan.extend(budget(
-        total.saturating_sub(written),
-        512,
-        8 * 1024,
-        "small",
-        state,
-    ));
-    for (index, (kind, size)) in plan.into_iter().enumerate() {
-        buffer.resize(size as usize, 0);
-        if kind == "text" {
-            let line = format!("log line {index}: the quick brown fox jumps over the lazy dog\n");
-            for (byte, value) in buffer.iter_mut().zip(line.bytes().cycle()) {
-                *byte = value;
-            }
-        } else {
-            fill_random(&mut buffer, state);
-        }
-        write(
-            format!("{kind}/dir-{}/{kind}-{index:05}", index % 7),
-            &buffer,
-        )?;
-    }
-    Ok(files)
-}
-
-/// Changes 1 % of `files` (half appended to, half edited in the middle) and adds 3 files of
-/// 1 MiB; returns the bytes written.
-fn change_tree(root: &Path, files: &[String], state: &mut u64) -> Result<u64> {
-    let mut changed = 0u64;
-    let mut patch = vec![0u8; 4096];
-    let count = (files.len() / 100).max(2);
-    for step in 0..count {
-        let index = below(state, files.len() as u64) as usize;
-        fill_random(&mut patch, state);
-        let path = root.join(&files[index]);
-        let mut file = fs::OpenOptions::new().write(true).open(&path)?;
-        let len = file.metadata()?.len();
-        if step % 2 == 0 {
-            file.seek(SeekFrom::End(0))?;
-        } else {
-            file.seek(SeekFrom::Start(len / 2))?;
-        }
-        file.write_all(&patch)?;
-        changed += patch.len() as u64;
-    }
-    let mut added = vec![0u8; MIB as usize];
-    for index in 0..3 {
-        fill_random(&mut added, state);
-        fs::write(root.join(format!("added-{index}.bin")), &added)?;
-        changed += MIB;
-    }
-    Ok(changed)
-}
 
 /// Runs `command`, failing with its output if it fails; returns how long it took.
 fn timed(command: &mut Command) -> Result<Duration> {
