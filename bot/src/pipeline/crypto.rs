@@ -1,10 +1,11 @@
 //! The backup's secret and what derives from it: the chunker's cut points, each chunk's key
-//! and nonce, and the sealed block of a chunk.
+//! and nonce, and the sealed block of a chunk, compressed when that makes it smaller.
 
+use super::MAX_CHUNK;
 use crate::invalid::{invalid, Invalid};
 use crate::unixfs::{Block, RAW};
 use anyhow::{anyhow, ensure, Result};
-use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -13,8 +14,34 @@ use std::io::Read;
 /// Bytes before a chunk's ciphertext in its block.
 const NONCE_LEN: usize = 24;
 
-/// Bytes a chunk's block adds to its plaintext: nonce and tag.
-pub(super) const BLOCK_OVERHEAD: u64 = NONCE_LEN as u64 + 16;
+/// Bytes of the authentication tag after the ciphertext.
+const TAG_LEN: usize = 16;
+
+/// Bytes a chunk's block of manifest format 4 and before adds to its plaintext: nonce and tag
+/// (its plaintext stored as it is, with no kind byte).
+pub(super) const UNFRAMED_OVERHEAD: u64 = (NONCE_LEN + TAG_LEN) as u64;
+
+/// The zstd level chunks are compressed at (restic's default, "auto", is zstd's level 3 too).
+const ZSTD_LEVEL: i32 = 3;
+
+/// How a chunk's block holds its plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkFraming {
+    /// Manifest format 4 and before: the ciphertext is the plaintext's.
+    Unframed,
+    /// Format 5: the ciphertext is a kind byte ([`Stored`]) and the chunk as stored.
+    Framed,
+}
+
+/// What follows a framed chunk's kind byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Stored {
+    /// The plaintext itself: it did not shrink compressed.
+    Raw = 0,
+    /// The plaintext as one zstd frame.
+    Zstd = 1,
+}
 
 /// The secret of one backup, from which its chunks' keys and nonces derive.
 #[derive(Clone, PartialEq, Eq)]
@@ -91,40 +118,84 @@ impl BackupSecret {
         XChaCha20Poly1305::new(&hmac(&self.0, &[b"chunk key"]).into())
     }
 
-    /// The nonce of the chunk `plaintext`.
-    fn nonce(&self, plaintext: &[u8]) -> [u8; NONCE_LEN] {
+    /// The nonce of a chunk whose encrypted bytes are `message`: an HMAC of exactly what it
+    /// encrypts, so that one nonce never encrypts two different messages (not even the same
+    /// plaintext compressed differently by another zstd version).
+    fn nonce(&self, message: &[u8]) -> [u8; NONCE_LEN] {
         let key = hmac(&self.0, &[b"chunk nonce"]);
         let mut nonce = [0u8; NONCE_LEN];
-        nonce.copy_from_slice(&hmac(&key, &[plaintext])[..NONCE_LEN]);
+        nonce.copy_from_slice(&hmac(&key, &[message])[..NONCE_LEN]);
         nonce
     }
 
-    /// The raw block of the chunk `plaintext`: its nonce, then the ciphertext and tag.
+    /// The raw block of the chunk `plaintext` ([`ChunkFraming::Framed`]): its nonce, then
+    /// the ciphertext of a kind byte and the chunk, zstd-compressed when that is smaller, and
+    /// the tag.
     pub fn seal_chunk(&self, plaintext: &[u8]) -> Result<Block> {
-        let nonce = self.nonce(plaintext);
-        let ciphertext = self
+        let compressed = zstd::bulk::compress(plaintext, ZSTD_LEVEL)?;
+        let (kind, stored) = if compressed.len() < plaintext.len() {
+            (Stored::Zstd, &compressed[..])
+        } else {
+            (Stored::Raw, plaintext)
+        };
+        let mut data = Vec::with_capacity(NONCE_LEN + 1 + stored.len() + TAG_LEN);
+        data.extend_from_slice(&[0; NONCE_LEN]);
+        data.push(kind as u8);
+        data.extend_from_slice(stored);
+        let nonce = self.nonce(&data[NONCE_LEN..]);
+        data[..NONCE_LEN].copy_from_slice(&nonce);
+        let tag = self
             .cipher()
-            .encrypt(XNonce::from_slice(&nonce), plaintext)
+            .encrypt_in_place_detached(XNonce::from_slice(&nonce), b"", &mut data[NONCE_LEN..])
             .map_err(|_| anyhow!("chunk encryption failed"))?;
-        let mut data = Vec::with_capacity(NONCE_LEN + ciphertext.len());
-        data.extend_from_slice(&nonce);
-        data.extend_from_slice(&ciphertext);
+        data.extend_from_slice(&tag);
         Block::new(RAW, data)
     }
 
-    /// The plaintext of a block made by [`BackupSecret::seal_chunk`] with this secret: the
-    /// tag authenticates it under the backup's key (the nonce need not be checked again: only
-    /// a holder of the key can make a block that opens).
-    pub fn open_chunk(&self, block: &[u8]) -> Result<Vec<u8>> {
+    /// A chunk's block as manifest format 4 and before sealed it: the nonce from the
+    /// plaintext, no kind byte (what the file caches of earlier releases list).
+    #[cfg(test)]
+    pub(super) fn seal_unframed(&self, plaintext: &[u8]) -> Block {
+        let nonce = self.nonce(plaintext);
+        let mut data = nonce.to_vec();
+        data.extend(
+            self.cipher()
+                .encrypt(XNonce::from_slice(&nonce), plaintext)
+                .unwrap(),
+        );
+        Block::new(RAW, data).unwrap()
+    }
+
+    /// The plaintext of a chunk's block sealed with this secret, which must be `len` bytes
+    /// long: the tag authenticates it under the backup's key (the nonce need not be checked
+    /// again: only a holder of the key can make a block that opens); a compressed chunk is
+    /// never inflated past `len`, which may be at most [`MAX_CHUNK`].
+    pub fn open_chunk(&self, block: &[u8], framing: ChunkFraming, len: u32) -> Result<Vec<u8>> {
         ensure!(
             block.len() >= NONCE_LEN,
             Invalid::new("chunk block too short")
         );
+        ensure!(len <= MAX_CHUNK, Invalid::new("chunk longer than allowed"));
         let (nonce, ciphertext) = block.split_at(NONCE_LEN);
-        let plaintext = self
+        let message = self
             .cipher()
             .decrypt(XNonce::from_slice(nonce), ciphertext)
             .map_err(|_| invalid("chunk fails authentication"))?;
+        let plaintext = match framing {
+            ChunkFraming::Unframed => message,
+            ChunkFraming::Framed => match message.split_first() {
+                Some((&kind, stored)) if kind == Stored::Raw as u8 => stored.to_vec(),
+                Some((&kind, stored)) if kind == Stored::Zstd as u8 => {
+                    zstd::bulk::decompress(stored, len as usize)
+                        .map_err(|_| invalid("compressed chunk does not decompress"))?
+                }
+                _ => return Err(invalid("chunk stored in an unknown way")),
+            },
+        };
+        ensure!(
+            plaintext.len() == len as usize,
+            Invalid::new("chunk has the wrong length")
+        );
         Ok(plaintext)
     }
 
@@ -161,7 +232,6 @@ impl<'de> serde::Deserialize<'de> for BackupSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::MAX_CHUNK;
 
     #[test]
     fn each_set_of_recipients_has_its_own_secret() {
@@ -176,33 +246,97 @@ mod tests {
             old == secret.for_recipients(&names(&["owner-a", "bot", "bot"])),
             "order and repeats do not matter"
         );
-        let block = new
-            .seal_chunk(b"written after owner-a was removed")
-            .unwrap();
+        let text = b"written after owner-a was removed";
+        let block = new.seal_chunk(text).unwrap();
+        let open = |secret: &BackupSecret| {
+            secret.open_chunk(&block.data, ChunkFraming::Framed, text.len() as u32)
+        };
         assert!(
-            old.open_chunk(&block.data).is_err(),
+            open(&old).is_err(),
             "the removed recipient's secret opens nothing new"
         );
-        assert_eq!(
-            new.open_chunk(&block.data).unwrap(),
-            b"written after owner-a was removed"
-        );
+        assert_eq!(open(&new).unwrap(), text);
         assert!(old.fingerprint() != new.fingerprint());
     }
 
     #[test]
     fn blocks_fit_ipfs_and_chunks_authenticate() {
         let secret = BackupSecret([9; 32]);
-        let block = secret.seal_chunk(&vec![1u8; MAX_CHUNK as usize]).unwrap();
-        assert!(block.data.len() <= 1024 * 1024);
+        // The largest chunk that does not compress: stored raw, with its kind byte.
+        let mut incompressible = vec![0u8; MAX_CHUNK as usize];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for byte in &mut incompressible {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        let block = secret.seal_chunk(&incompressible).unwrap();
         assert_eq!(
-            secret.open_chunk(&block.data).unwrap(),
-            vec![1u8; MAX_CHUNK as usize]
+            block.data.len(),
+            MAX_CHUNK as usize + NONCE_LEN + 1 + TAG_LEN
         );
-        assert!(BackupSecret([8; 32]).open_chunk(&block.data).is_err());
+        assert!(block.data.len() <= 1024 * 1024);
+        let open = |secret: &BackupSecret, data: &[u8]| {
+            secret.open_chunk(data, ChunkFraming::Framed, MAX_CHUNK)
+        };
+        assert_eq!(open(&secret, &block.data).unwrap(), incompressible);
+        assert!(open(&BackupSecret([8; 32]), &block.data).is_err());
+        // A chunk that compresses is stored compressed, and opens to the same bytes.
+        let repetitive = vec![1u8; MAX_CHUNK as usize];
+        let compressed = secret.seal_chunk(&repetitive).unwrap();
+        assert!(
+            compressed.data.len() < 1024,
+            "{} bytes",
+            compressed.data.len()
+        );
+        assert_eq!(open(&secret, &compressed.data).unwrap(), repetitive);
         assert_eq!(
             secret.seal_chunk(b"same").unwrap(),
             secret.seal_chunk(b"same").unwrap()
+        );
+    }
+
+    #[test]
+    fn a_chunk_opens_only_at_its_length_and_framing() {
+        let secret = BackupSecret([5; 32]);
+        let text = vec![7u8; 100_000];
+        let block = secret.seal_chunk(&text).unwrap();
+        for wrong in [99_999, 100_001, 0] {
+            assert!(
+                secret
+                    .open_chunk(&block.data, ChunkFraming::Framed, wrong)
+                    .is_err(),
+                "a manifest claiming {wrong} bytes is refused"
+            );
+        }
+        // Read as a chunk of format 4, the kind byte and the compressed bytes are not the
+        // plaintext: refused by its length.
+        assert!(secret
+            .open_chunk(&block.data, ChunkFraming::Unframed, 100_000)
+            .is_err());
+        assert!(
+            secret
+                .open_chunk(&block.data, ChunkFraming::Framed, MAX_CHUNK + 1)
+                .is_err(),
+            "no chunk is inflated past the largest a scan makes"
+        );
+    }
+
+    #[test]
+    fn chunks_of_format_4_still_open() {
+        let secret = BackupSecret([4; 32]);
+        let plaintext = b"sealed by the previous release";
+        let block = secret.seal_unframed(plaintext);
+        assert_eq!(
+            block.data.len() as u64,
+            plaintext.len() as u64 + UNFRAMED_OVERHEAD
+        );
+        assert_eq!(
+            secret
+                .open_chunk(&block.data, ChunkFraming::Unframed, plaintext.len() as u32)
+                .unwrap(),
+            plaintext
         );
     }
 }

@@ -2,6 +2,7 @@
 //! with age that hands the backup's secret and the manifest's pages to the recipients; and
 //! opening it from a snapshot's root.
 
+use super::crypto::{ChunkFraming, UNFRAMED_OVERHEAD};
 use super::read::{decode, fetch_verified, open_listed_chunk, walk_file};
 use super::BackupSecret;
 use crate::invalid::{invalid, Invalid};
@@ -9,6 +10,7 @@ use crate::keys;
 use crate::staging;
 use crate::store::ContentStore;
 use crate::tree::{EntryKind, TreeEntry};
+use crate::unixfs::Block;
 use anyhow::{ensure, Result};
 use cid::Cid;
 use sha2::{Digest, Sha256};
@@ -16,8 +18,9 @@ use std::collections::HashSet;
 use std::io::Read;
 
 /// The manifest format this code writes: 3 added symbolic links, permission bits,
-/// modification times and names that are not UTF-8; 4 added hard links.
-pub const MANIFEST_FORMAT: u32 = 4;
+/// modification times and names that are not UTF-8; 4 added hard links; 5 added compressed
+/// chunks (a chunk listed with its block's length is [`ChunkFraming::Framed`]).
+pub const MANIFEST_FORMAT: u32 = 5;
 
 /// The oldest manifest format this code reads (2: folders and files, execute bits only).
 const OLDEST_MANIFEST_FORMAT: u32 = 2;
@@ -44,6 +47,38 @@ pub struct ChunkRef {
     pub cid: String,
     /// Plaintext length.
     pub len: u32,
+    /// Length of the chunk's block, for a block framed with a kind byte (format 5: stored
+    /// raw or compressed); absent for a block of format 4 and before, which a format-5
+    /// manifest still lists for files unchanged since (the plaintext, nonce and tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_len: Option<u32>,
+}
+
+impl ChunkRef {
+    /// The reference to `block`, sealed by [`BackupSecret::seal_chunk`] from `len` bytes.
+    pub(super) fn sealed(block: &Block, len: usize) -> Result<Self> {
+        Ok(Self {
+            cid: block.cid.to_string(),
+            len: u32::try_from(len)?,
+            block_len: Some(u32::try_from(block.data.len())?),
+        })
+    }
+
+    /// How its block holds the plaintext.
+    pub(super) fn framing(&self) -> ChunkFraming {
+        match self.block_len {
+            Some(_) => ChunkFraming::Framed,
+            None => ChunkFraming::Unframed,
+        }
+    }
+
+    /// Length of its block.
+    pub(super) fn block_len(&self) -> u64 {
+        match self.block_len {
+            Some(len) => u64::from(len),
+            None => u64::from(self.len) + UNFRAMED_OVERHEAD,
+        }
+    }
 }
 
 /// One entry of a snapshot's tree: a folder, a regular file or a symbolic link.

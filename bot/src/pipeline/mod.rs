@@ -6,11 +6,13 @@
 //! block of at most 1 MiB, and one `block/put` request of at most 1 MiB). An edit changes
 //! only the chunks around it.
 //!
-//! **Encryption that dedups within a backup only.** Each backup has a 32-byte secret
-//! ([`BackupSecret`]). A chunk's block is `nonce ‖ XChaCha20-Poly1305(plaintext)`, with the key
-//! and the 24-byte nonce both derived from that secret, the nonce by HMAC-SHA256 of the
-//! plaintext: equal chunks of one backup give equal blocks, stored once; another backup, with
-//! another secret, shares nothing and learns nothing.
+//! **Compression, then encryption that dedups within a backup only.** Each backup has a
+//! 32-byte secret ([`BackupSecret`]). A chunk is compressed (zstd, level 3) and kept so when
+//! that makes it smaller; its block is `nonce ‖ XChaCha20-Poly1305(kind ‖ stored)`, the kind
+//! byte saying raw or zstd, with the key and the 24-byte nonce both derived from that secret,
+//! the nonce by HMAC-SHA256 of what it encrypts: equal chunks of one backup give equal blocks,
+//! stored once; another backup, with another secret, shares nothing and learns nothing.
+//! Blocks of manifest format 4 and before (no kind byte) are still read.
 //!
 //! **Manifest.** The snapshot's tree (folders, files and symbolic links: paths, permission
 //! bits, modification times, sizes, chunks) as JSON lines cut into encrypted pages; the
@@ -31,7 +33,7 @@
 //!
 //! **Rooms**, along restic's `internal/` lines: `scan` (a folder into a
 //! manifest and stored chunks), `seal` (the manifest into pages, chunk list, sealed envelope
-//! and root), `crypto` (the backup's secret), `manifest` (the format, and opening it from a
+//! and root), `crypto` (the backup's secret; compression and encryption of chunks), `manifest` (the format, and opening it from a
 //! root), `read` (verified, bounded reads of a snapshot's blocks), `check` and `restore`.
 
 mod check;

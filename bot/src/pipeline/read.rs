@@ -84,16 +84,18 @@ pub(super) async fn open_listed_chunk(
     open_chunk_of(secret, &fetch_verified(store, &cid).await?.data, chunk)
 }
 
-/// Decrypts a verified block of the chunk `chunk` lists, checking its length.
+/// Decrypts a verified block of the chunk `chunk` lists, checking its block's and its
+/// plaintext's lengths.
 pub(super) fn open_chunk_of(
     secret: &BackupSecret,
     block: &[u8],
     chunk: &ChunkRef,
 ) -> Result<Vec<u8>> {
-    let plaintext = secret.open_chunk(block)?;
     ensure!(
-        plaintext.len() == chunk.len as usize,
-        Invalid::new(format!("chunk {} has the wrong length", chunk.cid))
+        block.len() as u64 == chunk.block_len(),
+        Invalid::new(format!("chunk {}'s block has the wrong length", chunk.cid))
     );
-    Ok(plaintext)
+    secret
+        .open_chunk(block, chunk.framing(), chunk.len)
+        .map_err(|error| invalid(format!("chunk {}: {error:#}", chunk.cid)))
 }

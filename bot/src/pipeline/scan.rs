@@ -1,7 +1,6 @@
 //! Scanning a folder: its tree listed without following links, each changed file chunked,
 //! encrypted and stored, unchanged ones taken from the file cache.
 
-use super::crypto::BLOCK_OVERHEAD;
 use super::{BackupSecret, ChunkRef, Manifest, ManifestEntry, ManifestHeader, MANIFEST_FORMAT};
 use crate::store::ContentStore;
 use crate::tree::{self, EntryKind, FileStamp, Skipped, TreeEntry};
@@ -115,10 +114,7 @@ async fn chunk_file(
         read += chunk.data.len() as u64;
         let block = secret.seal_chunk(&chunk.data)?;
         put_counted(store, &block, stats).await?;
-        chunks.push(ChunkRef {
-            cid: block.cid.to_string(),
-            len: u32::try_from(chunk.data.len())?,
-        });
+        chunks.push(ChunkRef::sealed(&block, chunk.data.len())?);
     }
     stats.bytes_read += read;
     let now = FileStamp::of_file(&file)?;
@@ -134,7 +130,7 @@ fn all_whole(store: &ContentStore, chunks: &[ChunkRef]) -> Result<bool> {
         let Ok(cid) = Cid::try_from(chunk.cid.as_str()) else {
             return Ok(false);
         };
-        if !store.pinned_block_whole(&cid, u64::from(chunk.len) + BLOCK_OVERHEAD)? {
+        if !store.pinned_block_whole(&cid, chunk.block_len())? {
             return Ok(false);
         }
     }

@@ -1,7 +1,6 @@
 //! Sealing a scanned tree: the manifest's pages, the chunk list, the envelope sealed to the
 //! recipients and the snapshot's root, stored.
 
-use super::crypto::BLOCK_OVERHEAD;
 use super::manifest::{Envelope, CHUNKS_LINK, MANIFEST_LINK};
 use super::scan::put_counted;
 use super::{ChunkRef, Scanned, SnapshotStats, MAX_MANIFEST_BYTES};
@@ -50,12 +49,10 @@ pub async fn seal(
     }
     let mut pages = Vec::new();
     for page in secret.chunker(&lines[..], MIN_PAGE, AVG_PAGE, MAX_PAGE) {
-        let block = secret.seal_chunk(&page?.data)?;
+        let page = page?.data;
+        let block = secret.seal_chunk(&page)?;
         put_counted(store, &block, &mut stats).await?;
-        pages.push(ChunkRef {
-            cid: block.cid.to_string(),
-            len: u32::try_from(block.data.len() as u64 - BLOCK_OVERHEAD)?,
-        });
+        pages.push(ChunkRef::sealed(&block, page.len())?);
     }
     // The chunk list: each distinct chunk once, in order of first use, then the pages.
     let mut seen = HashSet::new();
@@ -63,7 +60,7 @@ pub async fn seal(
     let file_chunks = manifest.entries.iter().flat_map(|entry| &entry.chunks);
     for chunk in file_chunks.chain(&pages) {
         if seen.insert(chunk.cid.as_str()) {
-            let block_len = u64::from(chunk.len) + BLOCK_OVERHEAD;
+            let block_len = chunk.block_len();
             stats.chunks += 1;
             stats.snapshot_bytes += block_len;
             leaves.push(Child {
