@@ -119,6 +119,16 @@ pub struct Skipped {
     pub reason: String,
 }
 
+impl Skipped {
+    /// `entry`, left out for `reason`.
+    pub fn of(entry: &TreeEntry, reason: &str) -> Self {
+        Self {
+            path: entry.display(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// A listed tree: its root folder, held open, and its entries, each folder before what it
 /// holds, names in byte order.
 pub struct Listing {
@@ -314,14 +324,6 @@ impl Listing {
 
     /// Why a file whose size or time changed while it was read is left out.
     pub const CHANGED_WHILE_READ: &'static str = CHANGED;
-
-    /// Records that `entry` was left out for `reason`.
-    pub fn skip(&mut self, entry: &TreeEntry, reason: &str) {
-        self.skipped.push(Skipped {
-            path: entry.display(),
-            reason: reason.to_string(),
-        });
-    }
 }
 
 /// Checks that a stored path stays inside the folder it is restored into: relative, no empty,

@@ -3,14 +3,15 @@
 
 use super::{BackupSecret, ChunkRef, Manifest, ManifestEntry, ManifestHeader, MANIFEST_FORMAT};
 use crate::store::ContentStore;
-use crate::tree::{self, EntryKind, FileStamp, Skipped, TreeEntry};
+use crate::tree::{self, EntryKind, FileStamp, Listing, Skipped, TreeEntry};
 use crate::unixfs::Block;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use cid::Cid;
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Smallest chunk FastCDC cuts (but for the end of a file).
 pub const MIN_CHUNK: u32 = 64 * 1024;
@@ -96,31 +97,108 @@ pub(super) async fn put_counted(
     Ok(())
 }
 
-/// Chunks, encrypts and stores `file`, listed as `entry`; `None` when it changed while it
-/// was read (its size or modification time is no longer the listed one).
-async fn chunk_file(
-    store: &ContentStore,
+/// What the reader thread sends of each file it reads, in the order of the files given.
+enum FileRead {
+    /// The file's next chunk, sealed: its block and plaintext length.
+    Chunk(Block, usize),
+    /// The file's end: bytes read, and whether the file was still as listed.
+    End { read: u64, unchanged: bool },
+    /// The file is left out, for this reason (not opened).
+    Skipped(&'static str),
+}
+
+/// Sealed chunks in flight between the reader thread and the store: 16 MiB at the average
+/// chunk size, 64 MiB at most.
+const CHUNKS_IN_FLIGHT: usize = 64;
+
+/// Starts a thread that opens, reads, chunks and seals `files` in order (restic's archiver
+/// reads files while it saves blobs in the same way), so that reading and sealing the next
+/// chunks goes on while the store writes the last ones. It stops at the first error it sends,
+/// or when the receiver is dropped.
+fn spawn_reader(
+    listing: Arc<Listing>,
+    secret: BackupSecret,
+    files: Vec<TreeEntry>,
+) -> Result<mpsc::Receiver<Result<FileRead>>> {
+    let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    std::thread::Builder::new()
+        .name("snapshot reader".to_string())
+        .spawn(move || {
+            for entry in &files {
+                let result = read_file(&listing, &secret, entry, &mut |read| {
+                    sender.blocking_send(Ok(read)).is_ok()
+                });
+                match result {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(error) => {
+                        let _ = sender.blocking_send(Err(error));
+                        return;
+                    }
+                }
+            }
+        })
+        .context("starting the snapshot reader thread")?;
+    Ok(receiver)
+}
+
+/// Reads, chunks and seals the file `entry`, handing each [`FileRead`] to `send`; `Ok(false)`
+/// once `send` refuses one.
+fn read_file(
+    listing: &Listing,
     secret: &BackupSecret,
-    file: File,
     entry: &TreeEntry,
-    stats: &mut SnapshotStats,
-) -> Result<Option<Vec<ChunkRef>>> {
+    send: &mut dyn FnMut(FileRead) -> bool,
+) -> Result<bool> {
+    let file = match listing.open_file(entry)? {
+        Ok(file) => file,
+        Err(reason) => return Ok(send(FileRead::Skipped(reason))),
+    };
     let expected_len = entry.size();
     let chunker = secret.chunker((&file).take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
-    let mut chunks = Vec::new();
     let mut read = 0u64;
     for chunk in chunker {
         let chunk = chunk.with_context(|| format!("reading {}", entry.display()))?;
         read += chunk.data.len() as u64;
         let block = secret.seal_chunk(&chunk.data)?;
-        put_counted(store, &block, stats).await?;
-        chunks.push(ChunkRef::sealed(&block, chunk.data.len())?);
+        if !send(FileRead::Chunk(block, chunk.data.len())) {
+            return Ok(false);
+        }
     }
-    stats.bytes_read += read;
     let now = FileStamp::of_file(&file)?;
     let unchanged =
         read == expected_len && now.size == expected_len && now.mtime_ns == entry.stamp.mtime_ns;
-    Ok(unchanged.then_some(chunks))
+    Ok(send(FileRead::End { read, unchanged }))
+}
+
+/// Stores the next file `reader` sends: its chunks, or why it is left out (it was not the
+/// file listed, or changed while it was read).
+async fn store_file(
+    store: &ContentStore,
+    reader: &mut mpsc::Receiver<Result<FileRead>>,
+    stats: &mut SnapshotStats,
+) -> Result<Result<Vec<ChunkRef>, &'static str>> {
+    let mut chunks = Vec::new();
+    loop {
+        let Some(read) = reader.recv().await else {
+            bail!("the snapshot reader thread stopped");
+        };
+        match read? {
+            FileRead::Chunk(block, len) => {
+                put_counted(store, &block, stats).await?;
+                chunks.push(ChunkRef::sealed(&block, len)?);
+            }
+            FileRead::End { read, unchanged } => {
+                stats.bytes_read += read;
+                return Ok(if unchanged {
+                    Ok(chunks)
+                } else {
+                    Err(Listing::CHANGED_WHILE_READ)
+                });
+            }
+            FileRead::Skipped(reason) => return Ok(Err(reason)),
+        }
+    }
 }
 
 /// Whether every block of `chunks` is whole in `store` (see
@@ -135,6 +213,52 @@ fn all_whole(store: &ContentStore, chunks: &[ChunkRef]) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+/// How a listed file's chunks are found.
+enum Plan {
+    /// In the file cache: its stamp is unchanged and its blocks are whole in the store.
+    Cached(Vec<ChunkRef>),
+    /// Read by the reader thread.
+    Read,
+    /// Neither: another name of a file planned under an earlier name (a hard link), read
+    /// only if that name is left out.
+    Linked,
+}
+
+/// The plan of each of `entries` (`None` for a folder or link), decided before any file is
+/// read, so that the reader thread knows which to read.
+fn plan(
+    store: &ContentStore,
+    entries: &[TreeEntry],
+    previous: &FileCache,
+) -> Result<Vec<Option<Plan>>> {
+    let mut planned: HashMap<(u64, u64), FileStamp> = HashMap::new();
+    let mut plans = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if !matches!(entry.kind, EntryKind::File { .. }) {
+            plans.push(None);
+            continue;
+        }
+        let file = (entry.stamp.device, entry.stamp.inode);
+        if planned.get(&file) == Some(&entry.stamp) {
+            plans.push(Some(Plan::Linked));
+            continue;
+        }
+        if entry.links > 1 {
+            planned.insert(file, entry.stamp);
+        }
+        let cached = previous
+            .get(&cache_key(entry))
+            .filter(|cached| cached.stamp == entry.stamp);
+        plans.push(Some(match cached {
+            Some(cached) if all_whole(store, &cached.chunks)? => {
+                Plan::Cached(cached.chunks.clone())
+            }
+            _ => Plan::Read,
+        }));
+    }
+    Ok(plans)
 }
 
 /// Files modified this close to the scan's start are read, but not cached: a write in the
@@ -159,6 +283,16 @@ pub async fn scan(
     let settled_before = i128::try_from(started_ns)? - CACHE_SETTLE_NS;
     let mut listing = tree::list_tree(source)?;
     let entries = std::mem::take(&mut listing.entries);
+    let mut skipped = std::mem::take(&mut listing.skipped);
+    let listing = Arc::new(listing);
+    let plans = plan(store, &entries, previous)?;
+    let to_read = entries
+        .iter()
+        .zip(&plans)
+        .filter(|(_, plan)| matches!(plan, Some(Plan::Read)))
+        .map(|(entry, _)| entry.clone())
+        .collect();
+    let mut reader = spawn_reader(listing.clone(), secret.clone(), to_read)?;
     let total: u64 = entries.iter().map(TreeEntry::size).sum();
     let progress = crate::progress::bar(total, "snapshot");
     let mut stats = SnapshotStats::default();
@@ -166,47 +300,42 @@ pub async fn scan(
     let mut manifest_entries = Vec::with_capacity(entries.len());
     // Files with more than one name, by device and inode: the first name kept, and its stamp.
     let mut first_names: HashMap<(u64, u64), (Vec<u8>, FileStamp)> = HashMap::new();
-    for entry in entries {
+    for (entry, plan) in entries.into_iter().zip(plans) {
         progress.inc(entry.size());
-        let file = (entry.stamp.device, entry.stamp.inode);
-        if let Some((first, stamp)) = first_names.get(&file) {
-            // The same file, unchanged since its first name was read: a link to it.
-            if *stamp == entry.stamp {
-                stats.hard_links += 1;
-                manifest_entries.push(ManifestEntry::hard_link(&entry, first));
-                continue;
-            }
-        }
-        let chunks = match &entry.kind {
-            EntryKind::Dir => {
+        let chunks = match (&entry.kind, plan) {
+            (EntryKind::Dir, _) => {
                 stats.directories += 1;
                 Vec::new()
             }
-            EntryKind::Symlink { .. } => {
+            (EntryKind::Symlink { .. }, _) => {
                 stats.symlinks += 1;
                 Vec::new()
             }
-            EntryKind::File { size } => {
-                let key = cache_key(&entry);
-                let cached = previous
-                    .get(&key)
-                    .filter(|cached| cached.stamp == entry.stamp);
-                let chunks = match cached {
-                    Some(cached) if all_whole(store, &cached.chunks)? => cached.chunks.clone(),
-                    _ => {
-                        let read = match listing.open_file(&entry)? {
-                            Ok(file) => chunk_file(store, secret, file, &entry, &mut stats)
-                                .await?
-                                .ok_or(tree::Listing::CHANGED_WHILE_READ),
-                            Err(reason) => Err(reason),
-                        };
-                        match read {
-                            Ok(chunks) => chunks,
-                            Err(reason) => {
-                                listing.skip(&entry, reason);
-                                continue;
-                            }
+            (EntryKind::File { size }, plan) => {
+                let file = (entry.stamp.device, entry.stamp.inode);
+                let read = match plan {
+                    Some(Plan::Cached(chunks)) => Ok(chunks),
+                    Some(Plan::Read) => store_file(store, &mut reader, &mut stats).await?,
+                    _ => match first_names.get(&file) {
+                        // The same file, unchanged since its first name was read: a link.
+                        Some((first, stamp)) if *stamp == entry.stamp => {
+                            stats.hard_links += 1;
+                            manifest_entries.push(ManifestEntry::hard_link(&entry, first));
+                            continue;
                         }
+                        // Its first name was left out: this name is read on its own.
+                        _ => {
+                            let files = vec![entry.clone()];
+                            let mut alone = spawn_reader(listing.clone(), secret.clone(), files)?;
+                            store_file(store, &mut alone, &mut stats).await?
+                        }
+                    },
+                };
+                let chunks = match read {
+                    Ok(chunks) => chunks,
+                    Err(reason) => {
+                        skipped.push(Skipped::of(&entry, reason));
+                        continue;
                     }
                 };
                 stats.files += 1;
@@ -217,7 +346,7 @@ pub async fn scan(
                 if entry.stamp.mtime_ns < settled_before {
                     let stamp = entry.stamp;
                     cache.insert(
-                        key,
+                        cache_key(&entry),
                         CachedFile {
                             stamp,
                             chunks: chunks.clone(),
@@ -230,7 +359,7 @@ pub async fn scan(
         manifest_entries.push(ManifestEntry::of(&entry, chunks));
     }
     progress.finish_and_clear();
-    stats.skipped = listing.skipped.len() as u64;
+    stats.skipped = skipped.len() as u64;
     Ok(Scanned {
         manifest: Manifest {
             header: ManifestHeader {
@@ -243,6 +372,6 @@ pub async fn scan(
         },
         cache,
         stats,
-        skipped: listing.skipped,
+        skipped,
     })
 }
