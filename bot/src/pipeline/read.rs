@@ -73,15 +73,20 @@ pub(super) async fn walk_file(
     Ok((leaves, content))
 }
 
+/// Fetches the block of the chunk a manifest lists, verified against its CID.
+pub(super) async fn fetch_listed_chunk(store: &ContentStore, chunk: &ChunkRef) -> Result<Vec<u8>> {
+    let cid = Cid::try_from(chunk.cid.as_str())
+        .map_err(|_| invalid(format!("bad chunk CID {}", chunk.cid)))?;
+    Ok(fetch_verified(store, &cid).await?.data)
+}
+
 /// Fetches, verifies and decrypts the chunk a manifest lists, checking its length.
 pub(super) async fn open_listed_chunk(
     store: &ContentStore,
     secret: &BackupSecret,
     chunk: &ChunkRef,
 ) -> Result<Vec<u8>> {
-    let cid = Cid::try_from(chunk.cid.as_str())
-        .map_err(|_| invalid(format!("bad chunk CID {}", chunk.cid)))?;
-    open_chunk_of(secret, &fetch_verified(store, &cid).await?.data, chunk)
+    open_chunk_of(secret, &fetch_listed_chunk(store, chunk).await?, chunk)
 }
 
 /// Decrypts a verified block of the chunk `chunk` lists, checking its block's and its

@@ -1,8 +1,8 @@
 //! Restoring a snapshot: its manifest opened and checked, the tree written into a staging
 //! folder that replaces the target only once complete.
 
-use super::read::open_listed_chunk;
-use super::{open_manifest, Manifest};
+use super::read::{fetch_listed_chunk, open_chunk_of};
+use super::{open_manifest, BackupSecret, ChunkRef, Manifest};
 use crate::invalid::{invalid, Invalid};
 use crate::staging::Staging;
 use crate::store::ContentStore;
@@ -133,7 +133,7 @@ async fn write_tree(
         .filter_map(|entry| hex::decode(entry.hard_link_hex.as_deref()?).ok())
         .collect();
     let mut written: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut writer = FileWriter::start();
+    let mut writer = FileWriter::start(secret.clone());
     for entry in &manifest.entries {
         let path = entry.path_bytes()?;
         tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
@@ -168,9 +168,9 @@ async fn write_tree(
         }
         writer.send(WriteStep::Open(staging.create_file(&path)?))?;
         for chunk in &entry.chunks {
-            let plaintext = open_listed_chunk(store, secret, chunk).await?;
-            progress.inc(plaintext.len() as u64);
-            writer.send(WriteStep::Append(plaintext))?;
+            let block = fetch_listed_chunk(store, chunk).await?;
+            progress.inc(u64::from(chunk.len));
+            writer.send(WriteStep::Append(block, chunk.clone()))?;
         }
         writer.send(WriteStep::Finish {
             mode,
@@ -187,21 +187,21 @@ async fn write_tree(
     Ok(stats)
 }
 
-/// What the writer thread does, in order: open a file, append to it, give it its mode and
-/// time.
+/// What the writer thread does, in order: open a file, append a chunk to it (its verified
+/// block, decrypted there), give it its mode and time.
 enum WriteStep {
     Open(File),
-    Append(Vec<u8>),
+    Append(Vec<u8>, ChunkRef),
     Finish { mode: u32, mtime_ns: Option<i64> },
 }
 
-/// Steps in flight between the restore and its writer (64 chunks: 4 MiB at the average
+/// Steps in flight between the restore and its writer (64 chunks: 16 MiB at the average
 /// chunk size, 64 MiB at most).
 const WRITES_IN_FLIGHT: usize = 64;
 
-/// Writes the restored files on a thread of its own, so that fetching, verifying and
-/// decrypting the next chunks goes on while the disk takes the last ones (restic's restorer
-/// writes concurrently too). A hard link made before its file's last bytes are written is
+/// Decrypts, decompresses and writes the restored files' chunks on a thread of its own, so
+/// that fetching and verifying the next blocks goes on meanwhile (restic's restorer decrypts
+/// and writes concurrently too). A hard link made before its file's last bytes are written is
 /// the same file, so it needs no wait.
 struct FileWriter {
     steps: Option<SyncSender<WriteStep>>,
@@ -209,15 +209,18 @@ struct FileWriter {
 }
 
 impl FileWriter {
-    fn start() -> Self {
+    fn start(secret: BackupSecret) -> Self {
         let (steps, received) = sync_channel(WRITES_IN_FLIGHT);
         let thread = std::thread::spawn(move || -> Result<()> {
             let mut open: Option<File> = None;
             for step in received {
                 match step {
                     WriteStep::Open(file) => open = Some(file),
-                    WriteStep::Append(bytes) => {
-                        open.as_mut().context("no file open")?.write_all(&bytes)?
+                    WriteStep::Append(block, chunk) => {
+                        let plaintext = open_chunk_of(&secret, &block, &chunk)?;
+                        open.as_mut()
+                            .context("no file open")?
+                            .write_all(&plaintext)?
                     }
                     WriteStep::Finish { mode, mtime_ns } => {
                         let file = open.take().context("no file open")?;
