@@ -125,10 +125,7 @@ fn spawn_reader(
         .name("snapshot reader".to_string())
         .spawn(move || {
             for entry in &files {
-                let result = read_file(&listing, &secret, entry, &mut |read| {
-                    sender.blocking_send(Ok(read)).is_ok()
-                });
-                match result {
+                match read_file(&listing, &secret, entry, &sender) {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => {
@@ -142,14 +139,15 @@ fn spawn_reader(
     Ok(receiver)
 }
 
-/// Reads, chunks and seals the file `entry`, handing each [`FileRead`] to `send`; `Ok(false)`
-/// once `send` refuses one.
+/// Reads, chunks and seals the file `entry`, sending each [`FileRead`]; `Ok(false)` once the
+/// receiver is gone.
 fn read_file(
     listing: &Listing,
     secret: &BackupSecret,
     entry: &TreeEntry,
-    send: &mut dyn FnMut(FileRead) -> bool,
+    sender: &mpsc::Sender<Result<FileRead>>,
 ) -> Result<bool> {
+    let send = |read| sender.blocking_send(Ok(read)).is_ok();
     let file = match listing.open_file(entry)? {
         Ok(file) => file,
         Err(reason) => return Ok(send(FileRead::Skipped(reason))),
@@ -316,7 +314,7 @@ pub async fn scan(
                 let read = match plan {
                     Some(Plan::Cached(chunks)) => Ok(chunks),
                     Some(Plan::Read) => store_file(store, &mut reader, &mut stats).await?,
-                    _ => match first_names.get(&file) {
+                    Some(Plan::Linked) | None => match first_names.get(&file) {
                         // The same file, unchanged since its first name was read: a link.
                         Some((first, stamp)) if *stamp == entry.stamp => {
                             stats.hard_links += 1;
