@@ -6,6 +6,7 @@
 //! compares with its target. Also
 //! [`claim_work_dir`], the work folder rule `bench` and `demo` share.
 
+use crate::bot::{snapshot_if_changed, Snapshot, SnapshotSource};
 use crate::pipeline::{self, BackupSecret, SnapshotStats};
 use crate::state::NodeCache;
 use crate::store::{ContentStore, LocalStore};
@@ -104,45 +105,32 @@ fn time_syncing(store: &ContentStore) -> Duration {
     }
 }
 
-/// The bot's snapshot step, as a pass runs it: scan with the cache, compare with the last
-/// snapshot, seal and pin if changed.
+/// The bot's snapshot step, as a pass runs it ([`snapshot_if_changed`]), then the pin.
 async fn our_snapshot(
     store: &ContentStore,
-    tree: &Path,
-    secret: &BackupSecret,
-    recipients: &[age::x25519::Recipient],
+    source: &SnapshotSource<'_>,
     cache: &mut NodeCache,
 ) -> Result<Ours> {
     let start = Instant::now();
     let synced_before = time_syncing(store);
-    let scanned = pipeline::scan(store, tree, secret, "owner", "bench", &cache.files).await?;
-    let digest = hex::encode(scanned.manifest.digest()?);
-    let names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
-    if cache.describes(&digest, &names) {
-        return Ok(Ours {
-            elapsed: start.elapsed(),
-            synced_in: Duration::ZERO,
-            stats: scanned.stats,
-            recorded: false,
-        });
-    }
-    let (root, stats) = pipeline::seal(store, &scanned, recipients).await?;
-    store.sync()?;
-    let synced_in = time_syncing(store) - synced_before;
-    store.pin(&root).await?;
-    let elapsed = start.elapsed();
-    *cache = NodeCache {
-        root: root.to_string(),
-        secret_fingerprint: secret.fingerprint(),
-        manifest_sha256: digest,
-        recipients: names,
-        files: scanned.cache,
+    let (stats, recorded) = match snapshot_if_changed(store, source, Some(cache), false).await? {
+        Snapshot::Unchanged { stats } => (stats, false),
+        Snapshot::Sealed {
+            root,
+            stats,
+            cache: sealed,
+            ..
+        } => {
+            store.pin(&root).await?;
+            *cache = *sealed;
+            (stats, true)
+        }
     };
     Ok(Ours {
-        elapsed,
-        synced_in,
+        elapsed: start.elapsed(),
+        synced_in: time_syncing(store) - synced_before,
         stats,
-        recorded: true,
+        recorded,
     })
 }
 
@@ -196,6 +184,13 @@ async fn measure(total_mib: u64, work_dir: &Path) -> Result<Figures> {
     let secret = BackupSecret::derive(&identity, "owner", "bench");
     let recipients = [identity.to_public()];
     let mut cache = NodeCache::default();
+    let source = SnapshotSource {
+        folder: &tree,
+        owner: "owner",
+        node_id: "bench",
+        secret: &secret,
+        recipients: &recipients,
+    };
     let repository = work_dir.join("restic-repo");
     let restic = || {
         let mut command = Command::new("restic");
@@ -216,16 +211,16 @@ async fn measure(total_mib: u64, work_dir: &Path) -> Result<Figures> {
 
     // Each timed step starts with no dirty page left by the step before (`settle`).
     settle();
-    let first = our_snapshot(&store, &tree, &secret, &recipients, &mut cache).await?;
+    let first = our_snapshot(&store, &source, &mut cache).await?;
     settle();
     let restic_first = restic_backup()?;
     settle();
-    let second = our_snapshot(&store, &tree, &secret, &recipients, &mut cache).await?;
+    let second = our_snapshot(&store, &source, &mut cache).await?;
     settle();
     let restic_second = restic_backup()?;
     let changed = change_tree(&tree, &files, &mut state)?;
     settle();
-    let third = our_snapshot(&store, &tree, &secret, &recipients, &mut cache).await?;
+    let third = our_snapshot(&store, &source, &mut cache).await?;
     settle();
     let restic_third = restic_backup()?;
     ensure!(
@@ -318,10 +313,8 @@ pub async fn run(total_mib: u64, runs: usize, work_dir: &Path) -> Result<()> {
             figures.ours_restore.as_secs_f64(),
             figures.restic_restore.as_secs_f64(),
         );
-        // Each run writes about 5 GiB: only the last run's files are kept.
-        if number < runs {
-            fs::remove_dir_all(&dir)?;
-        }
+        // Each run's files (about 5 GiB) are kept until every run is done: removing them
+        // before the next run slowed its file creations (see the end of this function).
         all.push(figures);
     }
     let peak_ours = peak_rss(false)?;
@@ -436,8 +429,15 @@ pub async fn run(total_mib: u64, runs: usize, work_dir: &Path) -> Result<()> {
         spread(&of(&|f| seconds(f.ours[0].synced_in)), 2),
         spread(&of(&|f| seconds(f.ours[2].synced_in)), 2),
     );
-    let last_dir = work_dir.join(format!("run-{runs}"));
-    println!("work files of the last run in {}", last_dir.display());
+    // Removed at the end, not between runs: ext4 does not reuse an inode freed within the
+    // last minutes, and looks at each one when it makes a file, so a run that followed the
+    // removal of the previous run's ~70,000 files made its files several times slower (the
+    // restore's file creations went from 0.4 s to 7-12 s; `perf`: `recently_deleted` and
+    // `find_inode_bit` in the kernel).
+    for number in 1..=runs {
+        fs::remove_dir_all(work_dir.join(format!("run-{number}")))?;
+    }
+    println!("work files removed from {}", work_dir.display());
     Ok(())
 }
 

@@ -44,6 +44,9 @@ pub struct FileConfig {
     pub data_dir: Option<PathBuf>,
     /// Kubo RPC API address; the embedded store is used when absent.
     pub kubo_api: Option<String>,
+    /// IPFS proxy API of the IPFS Cluster peer in front of `kubo_api`: snapshots are pinned
+    /// in the cluster as well, which replicates them.
+    pub cluster_proxy_api: Option<String>,
     /// Seconds between passes.
     pub interval_secs: Option<u64>,
     /// Blocks after which the pins of a node taken out of the configuration are released,

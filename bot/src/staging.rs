@@ -18,6 +18,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Mode of a restored folder whose snapshot does not say (format 2), and of the restored
 /// tree's top folder.
@@ -30,13 +31,33 @@ pub struct Staging {
     /// The staging folder's name in `parent`.
     name: OsString,
     /// The staging folder.
-    root: OwnedFd,
+    root: Arc<OwnedFd>,
     /// The folder the last entry was made in, by path: entries come folder by folder.
-    last_dir: Option<(Vec<u8>, OwnedFd)>,
+    last_dir: Option<(Vec<u8>, Arc<OwnedFd>)>,
     /// Folders made, with the mode and time they get once their content is written.
     dirs: Vec<(Vec<u8>, u32, Option<i64>)>,
     /// Whether the staging folder became the target (or was removed).
     done: bool,
+}
+
+/// A file of a staging folder not made yet: its folder, opened, and its name there.
+pub struct FilePlace {
+    dir: Arc<OwnedFd>,
+    name: Vec<u8>,
+    /// Its path in the snapshot, for errors.
+    path: Vec<u8>,
+}
+
+impl FilePlace {
+    /// Makes the empty file (mode 0600 until [`Staging::finish_file`]), never over an existing
+    /// entry, through no symbolic link.
+    pub fn create(&self) -> Result<File> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&self.dir, &self.name, flags, Mode::from_raw_mode(0o600))
+            .map_err(|error| bad_entry(error, &self.path, "creating"))?;
+        Ok(File::from(fd))
+    }
 }
 
 /// The folder holding `target` and `target`'s name in it.
@@ -188,12 +209,12 @@ impl Staging {
             .file_name()
             .expect("a temporary folder has a name")
             .to_os_string();
-        let root = rustix::fs::openat(
+        let root = Arc::new(rustix::fs::openat(
             &parent,
             &name,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-        )?;
+        )?);
         Ok(Self {
             parent,
             name,
@@ -213,7 +234,7 @@ impl Staging {
     }
 
     /// The folder `path`'s entry goes in, and its name there.
-    fn dir_of<'a>(&mut self, path: &'a [u8]) -> Result<(&OwnedFd, &'a [u8])> {
+    fn dir_of<'a>(&mut self, path: &'a [u8]) -> Result<(&Arc<OwnedFd>, &'a [u8])> {
         let Some(slash) = path.iter().rposition(|byte| *byte == b'/') else {
             return Ok((&self.root, path));
         };
@@ -223,7 +244,7 @@ impl Staging {
             let dir = self
                 .open_dir(dir_path)
                 .map_err(|error| bad_entry(error, path, "opening the folder of"))?;
-            self.last_dir = Some((dir_path.to_vec(), dir));
+            self.last_dir = Some((dir_path.to_vec(), Arc::new(dir)));
         }
         let (_, dir) = self.last_dir.as_ref().expect("set above");
         Ok((dir, name))
@@ -264,7 +285,7 @@ impl Staging {
                     .map_err(|error| bad_entry(error, first, "opening the folder of"))?;
                 (dir, &first[slash + 1..])
             }
-            None => (self.root.try_clone()?, first),
+            None => (self.root.as_ref().try_clone()?, first),
         };
         let (dir, name) = self.dir_of(path)?;
         rustix::fs::linkat(&first_dir, first_name, dir, name, AtFlags::empty())
@@ -273,12 +294,18 @@ impl Staging {
 
     /// Makes the empty file `path` (mode 0600 until [`Staging::finish_file`]).
     pub fn create_file(&mut self, path: &[u8]) -> Result<File> {
+        self.file_place(path)?.create()
+    }
+
+    /// Where the file `path` is to be made, for [`FilePlace::create`] to make it later, on
+    /// another thread: its folder is opened now, in the order of the entries.
+    pub fn file_place(&mut self, path: &[u8]) -> Result<FilePlace> {
         let (dir, name) = self.dir_of(path)?;
-        let flags =
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600))
-            .map_err(|error| bad_entry(error, path, "creating"))?;
-        Ok(File::from(fd))
+        Ok(FilePlace {
+            dir: Arc::clone(dir),
+            name: name.to_vec(),
+            path: path.to_vec(),
+        })
     }
 
     /// Gives the written `file` its permission bits and modification time.

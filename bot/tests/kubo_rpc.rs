@@ -5,6 +5,13 @@
 //! `{"Message", "Code", "Type"}`. This checks the bot's side of the protocol: the endpoints and
 //! options it sends, a snapshot stored, pinned, restored and unpinned through it, and that a CID
 //! other than its own, an RPC error or an unreachable node each become an error.
+//!
+//! The same stand-in also answers as an IPFS Cluster peer's IPFS proxy API in front of that
+//! node, as ipfs-cluster's `api/ipfsproxy` does: `pin/add`, `pin/rm` and `pin/ls` act on the
+//! cluster's shared pin set and read only the first `arg`; a `pin/rm` of a CID the cluster
+//! does not pin answers 500 `{"Message": "cannot unpin pin uncommitted to state: ..."}`, a
+//! `pin/ls` of one 500 `{"Message": "Error: path '...' is not pinned"}`; every other call goes
+//! to the node behind it.
 
 use backup_bot::pipeline::{self, BackupSecret, FileCache};
 use backup_bot::store::{ContentStore, KuboStore};
@@ -23,6 +30,8 @@ struct KuboState {
     blocks: HashMap<String, Vec<u8>>,
     /// Recursive pins: roots, and blocks put with `pin=true`.
     pins: HashSet<String>,
+    /// The cluster's shared pin set, which its proxy's pin calls act on.
+    cluster_pins: HashSet<String>,
     /// Request targets (`/api/v0/...?...`), in order.
     requests: Vec<String>,
     /// When set, `block/put` ignores `cid-codec` and reads the block as dag-pb, as js-ipfs
@@ -127,10 +136,23 @@ fn single_part(request: &Request) -> Vec<u8> {
     body[start..end].to_vec()
 }
 
-/// The stand-in's answer to one request: status, content type and body.
-fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Vec<u8>) {
+/// Which API a listener of the stand-in serves.
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    /// The IPFS node's own.
+    Node,
+    /// The IPFS proxy API of a cluster peer in front of the node.
+    ClusterProxy,
+}
+
+/// The stand-in's answer to one request on `api`: status, content type and body.
+fn answer(state: &Mutex<KuboState>, api: Api, request: &Request) -> (u16, &'static str, Vec<u8>) {
     let mut state = state.lock().unwrap();
-    state.requests.push(request.target.clone());
+    let asked = match api {
+        Api::Node => request.target.clone(),
+        Api::ClusterProxy => format!("cluster {}", request.target),
+    };
+    state.requests.push(asked);
     assert_eq!(request.method, "POST", "Kubo's RPC API takes POST only");
     let (path, query) = request
         .target
@@ -140,19 +162,44 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
         let body = serde_json::json!({ "Message": message, "Code": 0, "Type": "error" });
         (500, "application/json", body.to_string().into_bytes())
     };
+    let json =
+        |value: serde_json::Value| (200, "application/json", format!("{value}\n").into_bytes());
     let options: HashMap<&str, &str> = query
         .split('&')
         .filter_map(|option| option.split_once('='))
         .collect();
     let arg = options.get("arg").copied().unwrap_or_default().to_string();
+    if api == Api::ClusterProxy {
+        let cluster_error = |message: &str| {
+            let body = serde_json::json!({ "Message": message });
+            (500, "application/json", body.to_string().into_bytes())
+        };
+        match path {
+            "/api/v0/pin/add" => {
+                state.cluster_pins.insert(arg.clone());
+                return json(serde_json::json!({ "Pins": [arg] }));
+            }
+            "/api/v0/pin/rm" if state.cluster_pins.remove(&arg) => {
+                return json(serde_json::json!({ "Pins": [arg] }));
+            }
+            "/api/v0/pin/rm" => {
+                return cluster_error("cannot unpin pin uncommitted to state: not found");
+            }
+            "/api/v0/pin/ls" if state.cluster_pins.contains(&arg) => {
+                return json(serde_json::json!({ "Keys": { arg: { "Type": "recursive" } } }));
+            }
+            "/api/v0/pin/ls" => {
+                return cluster_error(&format!("Error: path '{arg}' is not pinned"))
+            }
+            _ => {}
+        }
+    }
     // `pin/rm` takes several.
     let args: Vec<String> = query
         .split('&')
         .filter_map(|option| option.strip_prefix("arg="))
         .map(str::to_string)
         .collect();
-    let json =
-        |value: serde_json::Value| (200, "application/json", format!("{value}\n").into_bytes());
     match path {
         "/api/v0/block/put" => {
             let content = single_part(request);
@@ -214,9 +261,14 @@ fn answer(state: &Mutex<KuboState>, request: &Request) -> (u16, &'static str, Ve
 
 /// Starts the stand-in on a free loopback port; returns its API address and state.
 async fn start_kubo() -> (String, Arc<Mutex<KuboState>>) {
+    let state = Arc::new(Mutex::new(KuboState::default()));
+    (serve(&state, Api::Node).await, state)
+}
+
+/// Serves `api` of the stand-in holding `state` on a free loopback port; returns its address.
+async fn serve(state: &Arc<Mutex<KuboState>>, api: Api) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(Mutex::new(KuboState::default()));
     let shared = state.clone();
     tokio::spawn(async move {
         loop {
@@ -228,7 +280,7 @@ async fn start_kubo() -> (String, Arc<Mutex<KuboState>>) {
                 if stalled.is_some_and(|path| request.target.starts_with(path)) {
                     std::future::pending::<()>().await;
                 }
-                let (status, content_type, body) = answer(&state, &request);
+                let (status, content_type, body) = answer(&state, api, &request);
                 let head = format!(
                     "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     if status == 200 { "OK" } else { "Internal Server Error" },
@@ -240,7 +292,7 @@ async fn start_kubo() -> (String, Arc<Mutex<KuboState>>) {
             });
         }
     });
-    (address, state)
+    address
 }
 
 /// The demo's sample tree in `dir/source`, scanned and sealed into `store` (not pinned);
@@ -262,6 +314,21 @@ async fn sealed_sample(
     (root, identity, source)
 }
 
+/// Restores `root` from `store` into a new folder of `dir` and checks it is `source`.
+async fn assert_restores(
+    store: &ContentStore,
+    root: &Cid,
+    identity: &age::x25519::Identity,
+    source: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    let target = dir.join("restored");
+    pipeline::restore(store, root, identity, None, &target)
+        .await
+        .unwrap();
+    assert_eq!(tree::first_difference(source, &target).unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_snapshot_is_stored_pinned_restored_and_unpinned_through_the_rpc_api() {
     let (api, state) = start_kubo().await;
@@ -271,11 +338,7 @@ async fn a_snapshot_is_stored_pinned_restored_and_unpinned_through_the_rpc_api()
     store.pin(&root).await.unwrap();
     assert!(store.is_pinned(&root).await.unwrap());
 
-    let target = dir.path().join("restored");
-    pipeline::restore(&store, &root, &identity, None, &target)
-        .await
-        .unwrap();
-    assert_eq!(tree::first_difference(&source, &target).unwrap(), None);
+    assert_restores(&store, &root, &identity, &source, dir.path()).await;
 
     store.unpin(&root).await.unwrap();
     assert!(!store.is_pinned(&root).await.unwrap());
@@ -343,6 +406,82 @@ async fn blocks_are_pinned_while_put_until_their_root_is() {
     );
     assert!(!journal.exists());
     restarted.release_put_pins().await.unwrap();
+}
+
+/// The stand-in's node API and a cluster proxy in front of it (one state), a folder, and the
+/// path of a journal of pins put there.
+async fn node_behind_cluster_proxy() -> (
+    String,
+    String,
+    Arc<Mutex<KuboState>>,
+    tempfile::TempDir,
+    std::path::PathBuf,
+) {
+    let (api, state) = start_kubo().await;
+    let proxy = serve(&state, Api::ClusterProxy).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("kubo-put-pins");
+    (api, proxy, state, dir, journal)
+}
+
+/// With an IPFS Cluster proxy given, a root is pinned on the node (proving it whole there)
+/// and in the cluster (which replicates it); the blocks' own pins are released on the node;
+/// unpinning empties both, and a root the cluster lost no longer counts as pinned.
+#[tokio::test]
+async fn a_cluster_proxy_pins_every_root_cluster_wide() {
+    let (api, proxy, state, dir, journal) = node_behind_cluster_proxy().await;
+    let store = ContentStore::Kubo(KuboStore::new(&api).with_cluster_proxy(&format!("{proxy}/")))
+        .pin_while_putting(journal.clone());
+    let (root, identity, source) = sealed_sample(&store, dir.path()).await;
+    store.pin(&root).await.unwrap();
+    let only_root = HashSet::from([root.to_string()]);
+    assert_eq!(state.lock().unwrap().pins, only_root, "on the node");
+    assert_eq!(
+        state.lock().unwrap().cluster_pins,
+        only_root,
+        "in the cluster"
+    );
+    assert!(!journal.exists());
+    assert!(store.is_pinned(&root).await.unwrap());
+    assert_restores(&store, &root, &identity, &source, dir.path()).await;
+
+    state.lock().unwrap().cluster_pins.clear();
+    assert!(
+        !store.is_pinned(&root).await.unwrap(),
+        "a root the cluster no longer pins is not pinned"
+    );
+    store.pin(&root).await.unwrap();
+    store.unpin(&root).await.unwrap();
+    assert!(state.lock().unwrap().pins.is_empty());
+    assert!(state.lock().unwrap().cluster_pins.is_empty());
+    assert!(!store.is_pinned(&root).await.unwrap());
+    // Neither the cluster's "uncommitted to state" nor the node's "not pinned" is an error.
+    store.unpin(&root).await.unwrap();
+    let requests = state.lock().unwrap().requests.clone();
+    let cluster_unpin = format!("cluster /api/v0/pin/rm?arg={root}&recursive=true");
+    let node_unpin = format!("/api/v0/pin/rm?arg={root}&recursive=true");
+    let first = |asked: &str| requests.iter().position(|target| target == asked).unwrap();
+    assert!(
+        first(&cluster_unpin) < first(&node_unpin),
+        "unpinned in the cluster first: {requests:?}"
+    );
+}
+
+/// The proxy given as the node's own API: the pins blocks get while put are the node's, which
+/// the proxy cannot release (it unpins only in the cluster, and only the first CID named).
+/// The pin is then an error naming the mistake, and the journal of those pins stays.
+#[tokio::test]
+async fn a_cluster_proxy_given_as_the_node_is_an_error_not_a_leak() {
+    let (_, proxy, state, dir, journal) = node_behind_cluster_proxy().await;
+    let store = ContentStore::Kubo(KuboStore::new(&proxy)).pin_while_putting(journal.clone());
+    let (root, _, _) = sealed_sample(&store, dir.path()).await;
+    let error = format!("{:#}", store.pin(&root).await.unwrap_err());
+    assert!(error.contains("IPFS Cluster proxy"), "{error}");
+    assert!(journal.exists());
+    assert!(
+        state.lock().unwrap().pins.len() > 1,
+        "the blocks' pins are kept"
+    );
 }
 
 #[tokio::test]

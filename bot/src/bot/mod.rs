@@ -25,6 +25,8 @@ mod restore;
 mod snapshot;
 mod unpin;
 
+pub use self::snapshot::{snapshot_if_changed, Snapshot, SnapshotSource};
+
 /// Blocks a submitted snapshot stays pinned while the registry does not show it (an hour of
 /// 6-second blocks): its transaction may still land after the bot gave up on it, and the
 /// registry would then name a snapshot whose blocks were collected.

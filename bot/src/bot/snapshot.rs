@@ -5,14 +5,16 @@ use super::{snapshot_due, Bot, PassReport, RecordedSnapshot};
 use crate::chain::Chain;
 use crate::config::ServedNode;
 use crate::keys;
-use crate::pipeline::{self, BackupSecret};
+use crate::pipeline::{self, BackupSecret, FileCache, SnapshotStats};
 use crate::registry::{self, refusal};
 use crate::state::{node_key, NodeCache};
+use crate::store::ContentStore;
+use crate::tree::Skipped;
 use crate::unixfs;
 use anyhow::Result;
 use backup_registry::Error as ContractError;
 use cid::Cid;
-use std::collections::HashMap;
+use std::path::Path;
 use tracing::{info, warn};
 
 /// The description recorded with every snapshot: nothing of the tree (file counts, sizes),
@@ -86,45 +88,42 @@ impl<C: Chain> Bot<C> {
             recipients.push(keys::parse_recipient(&owner_recipient)?);
         }
         recipients.extend(self.extra_recipients.iter().cloned());
-        let recipient_names: Vec<String> = recipients.iter().map(ToString::to_string).collect();
         let owner = node.owner.to_string();
         // A new set of recipients starts a new secret: a recipient removed from the backup,
         // who could read the previous snapshots, cannot read the later ones' blocks.
-        let secret =
-            BackupSecret::derive(&identity, &owner, &node.node_id).for_recipients(&recipient_names);
+        let secret = BackupSecret::derive(&identity, &owner, &node.node_id)
+            .for_recipients(&recipient_names(&recipients));
         let cache = self
             .usable_cache(node, latest.map(|snapshot| snapshot.cid), &secret)
             .await?;
-        let no_files = HashMap::new();
-        let previous_files = cache.as_ref().map_or(&no_files, |cache| &cache.files);
-        let scanned = pipeline::scan(
-            &self.store,
-            &node.source,
-            &secret,
-            &owner,
-            &node.node_id,
-            previous_files,
-        )
-        .await?;
-        for skipped in &scanned.skipped {
-            warn!(node = %node.node_id, path = %skipped.path, "left out: {}", skipped.reason);
-        }
-        let manifest_sha256 = hex::encode(scanned.manifest.digest()?);
+        let source = SnapshotSource {
+            folder: &node.source,
+            owner: &owner,
+            node_id: &node.node_id,
+            secret: &secret,
+            recipients: &recipients,
+        };
         // Unchanged: same tree, same recipients as the latest snapshot on chain (unless the
         // owner asked for a snapshot: then it gets one, and its request is done).
-        if !requested
-            && cache.is_some_and(|cache| cache.describes(&manifest_sha256, &recipient_names))
-        {
-            info!(node = %node.node_id, "content unchanged since the last snapshot");
-            self.unchanged_at.insert(key, now);
-            report.unchanged.push(node.node_id.clone());
-            return Ok(());
-        }
-        let (root, stats) = pipeline::seal(&self.store, &scanned, &recipients).await?;
+        let (root, stats, node_cache, skipped) =
+            match snapshot_if_changed(&self.store, &source, cache.as_ref(), requested).await? {
+                Snapshot::Unchanged { .. } => {
+                    info!(node = %node.node_id, "content unchanged since the last snapshot");
+                    self.unchanged_at.insert(key, now);
+                    report.unchanged.push(node.node_id.clone());
+                    return Ok(());
+                }
+                Snapshot::Sealed {
+                    root,
+                    stats,
+                    cache,
+                    skipped,
+                } => (root, stats, cache, skipped),
+            };
         let cid = root.to_string();
-        // Durable, then pinned (and the pin remembered), before it is recorded: the registry
-        // never names a snapshot whose blocks a crash or the store's collection may lose.
-        self.store.sync()?;
+        // Durable (synced by `snapshot_if_changed`), then pinned (and the pin remembered),
+        // before it is recorded: the registry never names a snapshot whose blocks a crash or
+        // the store's collection may lose.
         let pinned = self.pins.entry(key).or_default();
         if !pinned.contains(&cid) {
             pinned.push(cid.clone());
@@ -167,21 +166,12 @@ impl<C: Chain> Bot<C> {
         );
         self.submitted.remove(&cid);
         self.state.save_submitted(&self.submitted)?;
-        self.state.save_cache(
-            node,
-            &NodeCache {
-                root: cid.clone(),
-                secret_fingerprint: secret.fingerprint(),
-                manifest_sha256,
-                recipients: recipient_names,
-                files: scanned.cache,
-            },
-        )?;
+        self.state.save_cache(node, &node_cache)?;
         report.snapshots.push(RecordedSnapshot {
             node_id: node.node_id.clone(),
             cid,
             stats,
-            skipped: scanned.skipped,
+            skipped,
         });
         Ok(())
     }
@@ -236,4 +226,91 @@ impl<C: Chain> Bot<C> {
         let root = Cid::try_from(latest.as_str())?;
         Ok(self.store.is_pinned(&root).await?.then_some(cache))
     }
+}
+
+/// A folder to snapshot, and whose snapshot it is.
+pub struct SnapshotSource<'a> {
+    /// The folder whose tree is backed up.
+    pub folder: &'a Path,
+    /// The backup's owner (SS58).
+    pub owner: &'a str,
+    /// The backup's node id.
+    pub node_id: &'a str,
+    /// The secret the snapshot's chunks are encrypted under.
+    pub secret: &'a BackupSecret,
+    /// Whom the manifest is sealed to.
+    pub recipients: &'a [age::x25519::Recipient],
+}
+
+/// What [`snapshot_if_changed`] did.
+pub enum Snapshot {
+    /// The tree and the recipients are those of the previous snapshot: nothing was sealed
+    /// (the scan stored only chunks the store lacked).
+    Unchanged {
+        /// What the scan read and stored.
+        stats: SnapshotStats,
+    },
+    /// A new snapshot, sealed and durable in the store; its root is not pinned yet.
+    Sealed {
+        /// The snapshot's root.
+        root: Cid,
+        /// What the snapshot holds and what it stored.
+        stats: SnapshotStats,
+        /// The cache describing it, for the next snapshot of the folder.
+        cache: Box<NodeCache>,
+        /// The entries left out.
+        skipped: Vec<Skipped>,
+    },
+}
+
+/// The names of `recipients`, as a [`NodeCache`] lists them.
+fn recipient_names(recipients: &[age::x25519::Recipient]) -> Vec<String> {
+    recipients.iter().map(ToString::to_string).collect()
+}
+
+/// The snapshot step the bot's pass and the benchmark share: scans `source` with the file
+/// cache of `previous` (files unchanged since are not read again; `previous` must have been
+/// made under `source.secret`); when the tree and recipients are those `previous` describes
+/// and `force` is off, that is all; otherwise seals the manifest and makes the store durable.
+/// Entries left out are logged.
+pub async fn snapshot_if_changed(
+    store: &ContentStore,
+    source: &SnapshotSource<'_>,
+    previous: Option<&NodeCache>,
+    force: bool,
+) -> Result<Snapshot> {
+    let no_files = FileCache::new();
+    let scanned = pipeline::scan(
+        store,
+        source.folder,
+        source.secret,
+        source.owner,
+        source.node_id,
+        previous.map_or(&no_files, |cache| &cache.files),
+    )
+    .await?;
+    for skipped in &scanned.skipped {
+        warn!(node = %source.node_id, path = %skipped.path, "left out: {}", skipped.reason);
+    }
+    let manifest_sha256 = hex::encode(scanned.manifest.digest()?);
+    let recipients = recipient_names(source.recipients);
+    if !force && previous.is_some_and(|cache| cache.describes(&manifest_sha256, &recipients)) {
+        return Ok(Snapshot::Unchanged {
+            stats: scanned.stats,
+        });
+    }
+    let (root, stats) = pipeline::seal(store, &scanned, source.recipients).await?;
+    store.sync()?;
+    Ok(Snapshot::Sealed {
+        root,
+        stats,
+        cache: Box::new(NodeCache {
+            root: root.to_string(),
+            secret_fingerprint: source.secret.fingerprint(),
+            manifest_sha256,
+            recipients,
+            files: scanned.cache,
+        }),
+        skipped: scanned.skipped,
+    })
 }

@@ -1,6 +1,6 @@
 //! `check`: are the snapshots the registry keeps of the served nodes whole in the store?
 
-use super::settings::{content_store, ChainArgs, ChainSettings, StoreArgs};
+use super::settings::{ChainArgs, ChainSettings, StoreArgs};
 use super::Ended;
 use anyhow::{bail, Context, Result};
 use backup_bot::config::ServedNode;
@@ -38,9 +38,9 @@ struct CheckedSnapshot {
 /// Checks the snapshots the registry keeps of the served nodes.
 pub async fn execute(args: CheckArgs) -> Result<Ended> {
     let chain = ChainSettings::resolve(args.chain)?;
-    let (data_dir, kubo_api) = chain.store_place(args.store);
-    let store = content_store(kubo_api.as_deref(), &data_dir.join("store"))?;
-    let keyring = Keyring::open(data_dir.join("keys"))?;
+    let place = chain.store_place(args.store);
+    let store = place.store()?;
+    let keyring = Keyring::open(place.data_dir.join("keys"))?;
     let mut registry = chain.query_registry().await?;
     let mut kept = Vec::new();
     for node in chain.nodes()? {

@@ -1,6 +1,6 @@
 //! `run`: serve the registry, one pass every interval (or one pass with `--once`).
 
-use super::settings::{authority_key, content_store, ChainArgs, ChainSettings, StoreArgs};
+use super::settings::{authority_key, ChainArgs, ChainSettings, StoreArgs, StorePlace};
 use super::Ended;
 use anyhow::{Context, Result};
 use backup_bot::bot::Bot;
@@ -49,8 +49,7 @@ pub struct RunArgs {
 struct RunSettings {
     chain: ChainSettings,
     signer: Keypair,
-    data_dir: PathBuf,
-    kubo_api: Option<String>,
+    place: StorePlace,
     interval: Duration,
     nodes: Vec<ServedNode>,
     recipients: Vec<age::x25519::Recipient>,
@@ -74,10 +73,9 @@ impl RunSettings {
             .collect::<Result<Vec<_>>>()
             .context("`recipients` in the configuration")?;
         let interval = args.interval.or(chain.file.interval_secs).unwrap_or(6);
-        let (data_dir, kubo_api) = chain.store_place(args.store);
+        let place = chain.store_place(args.store);
         Ok(Self {
-            data_dir,
-            kubo_api,
+            place,
             chain,
             signer,
             interval: Duration::from_secs(interval),
@@ -88,9 +86,12 @@ impl RunSettings {
 
     async fn connect(&self) -> Result<Bot<NodeChain>> {
         let registry = self.chain.registry(self.signer.clone()).await?;
-        let store = content_store(self.kubo_api.as_deref(), &self.data_dir.join("store"))?
-            .pin_while_putting(self.data_dir.join("kubo-put-pins"));
-        let mut bot = Bot::new(registry, store, self.nodes.clone(), &self.data_dir)?;
+        let data_dir = &self.place.data_dir;
+        let store = self
+            .place
+            .store()?
+            .pin_while_putting(data_dir.join("kubo-put-pins"));
+        let mut bot = Bot::new(registry, store, self.nodes.clone(), data_dir)?;
         bot.set_extra_recipients(self.recipients.clone());
         if let Some(blocks) = self.chain.file.release_unserved_after_blocks {
             bot.set_release_unserved_after(blocks);
@@ -105,7 +106,7 @@ pub async fn execute(args: RunArgs) -> Result<Ended> {
     let (once, json) = (args.once, args.json);
     let settings = RunSettings::resolve(args)?;
     // Held until the process ends, across reconnections.
-    let _lock = DataDirLock::acquire(&settings.data_dir)?;
+    let _lock = DataDirLock::acquire(&settings.place.data_dir)?;
     info!(
         url = %config::without_credentials(&settings.chain.url),
         contract = %settings.chain.contract,

@@ -49,6 +49,39 @@ pub struct StoreArgs {
     /// store in the data folder is used.
     #[arg(long, env = "BACKUP_BOT_KUBO_API")]
     kubo_api: Option<String>,
+    /// IPFS proxy API of an IPFS Cluster peer (for example http://127.0.0.1:9095), with
+    /// --kubo-api naming that peer's IPFS node: every snapshot pinned on the node is pinned
+    /// in the cluster too, which replicates it.
+    #[arg(long, env = "BACKUP_BOT_CLUSTER_PROXY_API", requires = "kubo_api")]
+    cluster_proxy_api: Option<String>,
+}
+
+/// Where the bot keeps its keys, state and blocks, once flags, environment and file are
+/// merged.
+pub struct StorePlace {
+    /// The bot's folder.
+    pub data_dir: PathBuf,
+    /// The IPFS node's RPC API, if the bot stores there rather than in its folder.
+    pub kubo_api: Option<String>,
+    /// The IPFS Cluster proxy API that replicates the node's pins, if any.
+    pub cluster_proxy_api: Option<String>,
+}
+
+impl StorePlace {
+    /// The store this place names: the IPFS node (its pins replicated by the cluster, if one
+    /// is given), else the embedded store in the data folder.
+    pub fn store(&self) -> Result<ContentStore> {
+        let store = content_store(self.kubo_api.as_deref(), &self.data_dir.join("store"))?;
+        match (&self.cluster_proxy_api, store) {
+            (None, store) => Ok(store),
+            (Some(proxy), ContentStore::Kubo(kubo)) => {
+                Ok(ContentStore::Kubo(kubo.with_cluster_proxy(proxy)))
+            }
+            (Some(_), ContentStore::Local(_)) => bail!(
+                "an IPFS Cluster proxy API needs the IPFS API of the node behind it (kubo_api)"
+            ),
+        }
+    }
 }
 
 /// The registry's place, once flags, environment and file are merged.
@@ -104,13 +137,19 @@ impl ChainSettings {
         self.file.served_nodes()
     }
 
-    /// The data folder and the IPFS API, if any: flags and environment, else the file.
-    pub fn store_place(&self, args: StoreArgs) -> (PathBuf, Option<String>) {
-        let data_dir = args
-            .data_dir
-            .or(self.file.data_dir.clone())
-            .unwrap_or_else(|| ".backup-bot".into());
-        (data_dir, args.kubo_api.or(self.file.kubo_api.clone()))
+    /// The data folder, the IPFS API and the cluster's, if any: flags and environment, else
+    /// the file.
+    pub fn store_place(&self, args: StoreArgs) -> StorePlace {
+        StorePlace {
+            data_dir: args
+                .data_dir
+                .or(self.file.data_dir.clone())
+                .unwrap_or_else(|| ".backup-bot".into()),
+            kubo_api: args.kubo_api.or(self.file.kubo_api.clone()),
+            cluster_proxy_api: args
+                .cluster_proxy_api
+                .or(self.file.cluster_proxy_api.clone()),
+        }
     }
 }
 

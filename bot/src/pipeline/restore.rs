@@ -4,7 +4,7 @@
 use super::read::{fetch_listed_chunk, open_chunk_of};
 use super::{open_manifest, BackupSecret, ChunkRef, Manifest};
 use crate::invalid::{invalid, Invalid};
-use crate::staging::Staging;
+use crate::staging::{FilePlace, Staging};
 use crate::store::ContentStore;
 use crate::tree;
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -133,7 +133,7 @@ async fn write_tree(
         .filter_map(|entry| hex::decode(entry.hard_link_hex.as_deref()?).ok())
         .collect();
     let mut written: HashMap<Vec<u8>, u64> = HashMap::new();
-    let mut writer = FileWriter::start(secret.clone());
+    let mut writer = FileWriters::start(secret);
     for entry in &manifest.entries {
         let path = entry.path_bytes()?;
         tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
@@ -166,7 +166,14 @@ async fn write_tree(
             stats.symlinks += 1;
             continue;
         }
-        writer.send(WriteStep::Open(staging.create_file(&path)?))?;
+        // A file a hard link names is made here, before the link; the others by the writers,
+        // several at a time (a file system may make each creation wait on its journal).
+        let file = if linked.contains(&path) {
+            NewFile::Made(staging.create_file(&path)?)
+        } else {
+            NewFile::ToMake(staging.file_place(&path)?)
+        };
+        writer.send(WriteStep::Open(file))?;
         for chunk in &entry.chunks {
             let block = fetch_listed_chunk(store, chunk).await?;
             progress.inc(u64::from(chunk.len));
@@ -187,22 +194,71 @@ async fn write_tree(
     Ok(stats)
 }
 
-/// What the writer thread does, in order: open a file, append a chunk to it (its verified
-/// block, decrypted there), give it its mode and time.
+/// What a writer thread does, in order: open a file (making it, unless made already), append a
+/// chunk to it (its verified block, decrypted there), give it its mode and time.
 enum WriteStep {
-    Open(File),
+    Open(NewFile),
     Append(Vec<u8>, ChunkRef),
     Finish { mode: u32, mtime_ns: Option<i64> },
 }
 
-/// Steps in flight between the restore and its writer (64 chunks: 16 MiB at the average
-/// chunk size, 64 MiB at most).
-const WRITES_IN_FLIGHT: usize = 64;
+/// A file to write: made already, or to be made by the writer.
+enum NewFile {
+    Made(File),
+    ToMake(FilePlace),
+}
 
-/// Decrypts, decompresses and writes the restored files' chunks on a thread of its own, so
-/// that fetching and verifying the next blocks goes on meanwhile (restic's restorer decrypts
-/// and writes concurrently too). A hard link made before its file's last bytes are written is
-/// the same file, so it needs no wait.
+/// Steps in flight between the restore and all its writers (32 chunks: 8 MiB at the average
+/// chunk size, 32 MiB at most).
+const WRITES_IN_FLIGHT: usize = 32;
+
+/// Writer threads: each file goes to the next one, whole. Four, so that decrypting,
+/// decompressing and writing use every core, and a file whose making waits (on its folder's
+/// lock, or on the file system's inode allocation) does not hold up the others; restic's
+/// restorer writes files from several workers too.
+const WRITERS: usize = 4;
+
+/// The restore's writers: files handed out in turn, each file's steps to one writer in order.
+struct FileWriters {
+    writers: Vec<FileWriter>,
+    /// The writer of the file opened last.
+    current: usize,
+}
+
+impl FileWriters {
+    fn start(secret: &BackupSecret) -> Self {
+        Self {
+            writers: (0..WRITERS)
+                .map(|_| FileWriter::start(secret.clone()))
+                .collect(),
+            current: 0,
+        }
+    }
+
+    /// Hands `step` to the writer of its file (the next writer for an [`WriteStep::Open`]).
+    fn send(&mut self, step: WriteStep) -> Result<()> {
+        if matches!(step, WriteStep::Open(_)) {
+            self.current = (self.current + 1) % self.writers.len();
+        }
+        self.writers[self.current].send(step)
+    }
+
+    /// Waits until every writer has written every step; the first error any met.
+    fn finish(&mut self) -> Result<()> {
+        let mut first_error = None;
+        for writer in &mut self.writers {
+            if let Err(error) = writer.finish() {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Decrypts, decompresses and writes restored files on a thread of its own, so that fetching
+/// and verifying the next blocks goes on meanwhile (restic's restorer decrypts and writes
+/// concurrently too). A hard link made before its file's last bytes are written is the same
+/// file, so it needs no wait.
 struct FileWriter {
     steps: Option<SyncSender<WriteStep>>,
     thread: Option<JoinHandle<Result<()>>>,
@@ -210,12 +266,13 @@ struct FileWriter {
 
 impl FileWriter {
     fn start(secret: BackupSecret) -> Self {
-        let (steps, received) = sync_channel(WRITES_IN_FLIGHT);
+        let (steps, received) = sync_channel(WRITES_IN_FLIGHT / WRITERS);
         let thread = std::thread::spawn(move || -> Result<()> {
             let mut open: Option<File> = None;
             for step in received {
                 match step {
-                    WriteStep::Open(file) => open = Some(file),
+                    WriteStep::Open(NewFile::Made(file)) => open = Some(file),
+                    WriteStep::Open(NewFile::ToMake(place)) => open = Some(place.create()?),
                     WriteStep::Append(block, chunk) => {
                         let plaintext = open_chunk_of(&secret, &block, &chunk)?;
                         open.as_mut()

@@ -107,9 +107,9 @@ enum FileRead {
     Skipped(&'static str),
 }
 
-/// Sealed chunks in flight between the reader thread and the store: 16 MiB at the average
-/// chunk size, 64 MiB at most.
-const CHUNKS_IN_FLIGHT: usize = 64;
+/// Sealed chunks in flight between the reader thread and the store: 8 MiB at the average
+/// chunk size, 32 MiB at most.
+const CHUNKS_IN_FLIGHT: usize = 32;
 
 /// Starts a thread that opens, reads, chunks and seals `files` in order (restic's archiver
 /// reads files while it saves blobs in the same way), so that reading and sealing the next

@@ -1,4 +1,5 @@
-//! An IPFS node's HTTP RPC API (Kubo's, or js-ipfs's) as a block store.
+//! An IPFS node's HTTP RPC API (Kubo's, or js-ipfs's) as a block store, its pins optionally
+//! replicated by an IPFS Cluster through the cluster's IPFS proxy API.
 
 use crate::unixfs::{self, Block, DAG_PB};
 use anyhow::{bail, Context, Result};
@@ -30,6 +31,10 @@ pub struct KuboStore {
     /// When set, blocks are pinned as they are put, and listed in this file (one CID a
     /// line) until the root reaching them is pinned.
     put_pins: Option<PathBuf>,
+    /// When set, the IPFS proxy API of an IPFS Cluster peer (`/api/v0`, port 9095 by
+    /// default): every root pinned on the node is pinned in the cluster too, which replicates
+    /// it to its peers, and unpinned there first.
+    cluster_proxy: Option<String>,
 }
 
 /// The body of `response`, refused past `limit` bytes.
@@ -101,6 +106,10 @@ impl std::error::Error for RpcError {
 /// root): Kubo says "not pinned or pinned indirectly", js-ipfs "is pinned indirectly under".
 const NOT_PINNED: &[&str] = &["not pinned", "pinned indirectly"];
 
+/// An IPFS Cluster proxy's wordings of "the cluster has no such pin" (`pin/rm` of a CID that is
+/// not in its shared pin set: "cannot unpin pin uncommitted to state: not found").
+const NOT_IN_CLUSTER: &[&str] = &["uncommitted to state"];
+
 /// The node's wordings of "this block is not here": Kubo offline says "not found", a node
 /// that ignores `offline` gives up looking with "timed out".
 const NO_BLOCK: &[&str] = &["not found", "timed out"];
@@ -113,6 +122,11 @@ fn not_pinned<T>(error: RpcError, value: T) -> Result<T> {
     } else {
         Err(error.into())
     }
+}
+
+/// The address of the RPC call `call` (`pin/add`) of the API at `api`.
+fn rpc_url(api: &str, call: &str) -> String {
+    format!("{api}/api/v0/{call}")
 }
 
 /// The multicodec name IPFS's RPC API uses for `codec`.
@@ -132,7 +146,19 @@ impl KuboStore {
             http: Self::client(DEFAULT_CALL_TIMEOUT),
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             put_pins: None,
+            cluster_proxy: None,
         }
+    }
+
+    /// The same client, pinning and unpinning every root in the IPFS Cluster whose IPFS proxy
+    /// API is at `proxy` (for example `http://127.0.0.1:9095`) as well as on the node: the
+    /// node's pin proves the snapshot whole where it was put, the cluster's replicates it to
+    /// the peers it allocates. Blocks are still put on, and the pins they get while put
+    /// released from, the node itself: the proxy keeps its own pin set, and answers a
+    /// `pin/rm` for only the first CID it names.
+    pub fn with_cluster_proxy(mut self, proxy: &str) -> Self {
+        self.cluster_proxy = Some(proxy.trim_end_matches('/').to_string());
+        self
     }
 
     /// The same client, pinning each block as it puts it (`block/put` with `pin=true`), so
@@ -169,25 +195,50 @@ impl KuboStore {
             .collect();
         let cids: Vec<String> = cids.iter().map(Cid::to_string).collect();
         for batch in cids.chunks(PINS_RELEASED_PER_CALL) {
-            if self.unpin_all(batch).await.is_err() {
+            match self.unpin_all(batch).await {
+                Ok(released) if released == batch.len() => {}
+                Ok(released) => bail!(
+                    "the IPFS node released {released} of the {} pins asked: the IPFS API \
+                     looks like an IPFS Cluster proxy (give the IPFS node's own API, and the \
+                     proxy as the cluster's)",
+                    batch.len()
+                ),
                 // Kubo stops at the first CID without a pin of its own: one by one, then.
-                for cid in batch {
-                    self.unpin_all(std::slice::from_ref(cid))
-                        .await
-                        .or_else(|error| not_pinned(error, ()))?;
+                Err(_) => {
+                    for cid in batch {
+                        match self.unpin_all(std::slice::from_ref(cid)).await {
+                            Ok(_) => {}
+                            Err(error) if error.answered(NOT_IN_CLUSTER) => bail!(
+                                "{error}: the IPFS API is an IPFS Cluster proxy, which cannot \
+                                 release the pins its IPFS node gave blocks as they were put \
+                                 (give the IPFS node's own API, and the proxy as the cluster's)"
+                            ),
+                            Err(error) => not_pinned(error, ())?,
+                        }
+                    }
                 }
             }
         }
         fs::remove_file(journal).with_context(|| format!("removing {}", journal.display()))
     }
 
-    /// Removes the recursive pins of `cids` in one `pin/rm` call.
-    async fn unpin_all(&self, cids: &[String]) -> Result<(), RpcError> {
+    /// Removes the recursive pins of `cids` in one `pin/rm` call; how many the node says it
+    /// removed.
+    async fn unpin_all(&self, cids: &[String]) -> Result<usize, RpcError> {
         let mut query: Vec<(&str, &str)> = cids.iter().map(|cid| ("arg", cid.as_str())).collect();
         query.push(("recursive", "true"));
-        self.send(self.http.post(self.url("pin/rm")).query(&query))
+        let response = self
+            .send(self.http.post(self.url("pin/rm")).query(&query))
+            .await?;
+        #[derive(serde::Deserialize)]
+        struct Removed {
+            #[serde(rename = "Pins", default)]
+            pins: Vec<String>,
+        }
+        // An answer that cannot be read says nothing of how many: as many as asked.
+        Ok(read_json::<Removed>(response)
             .await
-            .map(drop)
+            .map_or(cids.len(), |removed| removed.pins.len()))
     }
 
     /// An HTTP client whose calls give up after `timeout`.
@@ -229,7 +280,7 @@ impl KuboStore {
     }
 
     fn url(&self, call: &str) -> String {
-        format!("{}/api/v0/{call}", self.api)
+        rpc_url(&self.api, call)
     }
 
     /// Sends `request`; an HTTP error status becomes an error carrying the node's message.
@@ -336,30 +387,69 @@ impl KuboStore {
         }
     }
 
-    /// Calls the pin API `call` on `root`, recursively.
-    pub(super) async fn pin_call(
+    /// Calls the pin API `call` on `root`, recursively, at the API `api`.
+    async fn pin_call(
         &self,
+        api: &str,
         call: &str,
         root: &Cid,
     ) -> Result<reqwest::Response, RpcError> {
         let arg = root.to_string();
         let query = [("arg", arg.as_str()), ("recursive", "true")];
-        self.send(self.http.post(self.url(call)).query(&query))
+        self.send(self.http.post(rpc_url(api, call)).query(&query))
             .await
     }
 
+    /// Pins `root` on the node (which answers once every block it reaches is there), then in
+    /// the cluster if there is one, then releases the pins its blocks got while put.
+    pub(super) async fn pin(&self, root: &Cid) -> Result<()> {
+        self.pin_call(&self.api, "pin/add", root).await?;
+        if let Some(proxy) = &self.cluster_proxy {
+            self.pin_call(proxy, "pin/add", root)
+                .await
+                .context("pinning in the IPFS Cluster")?;
+        }
+        self.release_put_pins(Some(root)).await
+    }
+
+    /// Unpins `root` in the cluster if there is one (first: a cluster peer would otherwise
+    /// pin it again on the node), then on the node. A root without a pin is no error.
     pub(super) async fn unpin(&self, root: &Cid) -> Result<()> {
-        self.pin_call("pin/rm", root)
+        if let Some(proxy) = &self.cluster_proxy {
+            match self.pin_call(proxy, "pin/rm", root).await {
+                Ok(_) => {}
+                Err(error) if error.answered(NOT_IN_CLUSTER) || error.answered(NOT_PINNED) => {}
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context("unpinning in the IPFS Cluster"))
+                }
+            }
+        }
+        self.pin_call(&self.api, "pin/rm", root)
             .await
             .map(drop)
             .or_else(|error| not_pinned(error, ()))
     }
 
+    /// Whether `root` has a recursive pin on the node and, if there is one, in the cluster.
     pub(super) async fn is_pinned(&self, root: &Cid) -> Result<bool> {
+        if !self.pinned_at(&self.api, root).await? {
+            return Ok(false);
+        }
+        match &self.cluster_proxy {
+            Some(proxy) => self
+                .pinned_at(proxy, root)
+                .await
+                .context("asking the IPFS Cluster"),
+            None => Ok(true),
+        }
+    }
+
+    /// Whether the API `api` lists `root` among its recursive pins.
+    async fn pinned_at(&self, api: &str, root: &Cid) -> Result<bool> {
         let arg = root.to_string();
         let query = [("arg", arg.as_str()), ("type", "recursive")];
         match self
-            .send(self.http.post(self.url("pin/ls")).query(&query))
+            .send(self.http.post(rpc_url(api, "pin/ls")).query(&query))
             .await
         {
             Ok(_) => Ok(true),

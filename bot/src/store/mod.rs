@@ -97,10 +97,7 @@ impl ContentStore {
     pub async fn pin(&self, root: &Cid) -> Result<()> {
         match self {
             Self::Local(store) => store.pin(root),
-            Self::Kubo(store) => {
-                store.pin_call("pin/add", root).await?;
-                store.release_put_pins(Some(root)).await
-            }
+            Self::Kubo(store) => store.pin(root).await,
         }
     }
 
