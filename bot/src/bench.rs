@@ -6,37 +6,76 @@
 //! compares with its target. Also
 //! [`claim_work_dir`], the work folder rule `bench` and `demo` share.
 
-use crate::bot::{snapshot_if_changed, Snapshot, SnapshotSource};
-use crate::pipeline::{self, BackupSecret, SnapshotStats};
-use crate::state::NodeCache;
-use crate::store::{ContentStore, LocalStore};
 use crate::tree;
 use anyhow::{bail, ensure, Context, Result};
 use std::fs;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 mod generate;
+mod many_files;
+mod ours;
 
 pub use self::generate::random_bytes;
 use self::generate::{change_tree, generate_tree};
+pub use self::many_files::run_many_files;
+use self::ours::{OurBackup, Ours};
 
 const MIB: u64 = 1024 * 1024;
 
-/// Runs `command`, failing with its output if it fails; returns how long it took.
+/// The largest peak resident memory of a command [`timed`] ran, in bytes.
+static CHILD_PEAK_RSS: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `command`, failing with its error output if it fails; returns how long it took. Its
+/// peak memory is read from `/proc` while it runs (`VmHWM`, the last value read before it
+/// exits) into [`CHILD_PEAK_RSS`]: `getrusage(RUSAGE_CHILDREN)` would not do, as a child's
+/// count starts from this process's own peak, which its `exec` inherits.
 fn timed(command: &mut Command) -> Result<Duration> {
     let start = Instant::now();
-    let output = command
-        .output()
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("running {command:?}"))?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+    let mut stderr = child.stderr.take().context("stderr is piped")?;
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).map(|_| text)
+    });
+    let status_path = format!("/proc/{}/status", child.id());
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Ok(status) = fs::read_to_string(&status_path) {
+            if let Some(peak) = vm_hwm(&status) {
+                CHILD_PEAK_RSS.fetch_max(peak, Ordering::Relaxed);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    let errors = errors
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading {command:?}'s errors panicked"))??;
+    if !status.success() {
+        bail!("{command:?} failed: {errors}");
     }
-    Ok(start.elapsed())
+    Ok(elapsed)
+}
+
+/// The `VmHWM` (peak resident memory) of a `/proc/PID/status`, in bytes.
+fn vm_hwm(status: &str) -> Option<u64> {
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 /// Writes every dirty page back (`sync(2)`), so that a timed step does not pay for the
@@ -63,75 +102,24 @@ fn du(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
-/// Peak resident memory, in bytes: of this process (`VmHWM`), or of the largest child
-/// waited for (`getrusage`).
+/// Peak resident memory, in bytes: of this process, or of the largest command [`timed`] ran.
 fn peak_rss(children: bool) -> Result<u64> {
     if children {
-        // SAFETY: `usage` is a valid out-pointer for the call.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        ensure!(
-            unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } == 0,
-            "getrusage failed"
-        );
-        return Ok(u64::try_from(usage.ru_maxrss)? * 1024);
+        return Ok(CHILD_PEAK_RSS.load(Ordering::Relaxed));
     }
-    let status = fs::read_to_string("/proc/self/status")?;
-    let line = status
-        .lines()
-        .find(|line| line.starts_with("VmHWM:"))
-        .context("no VmHWM in /proc/self/status")?;
-    let kib: u64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("VmHWM has no value")?
-        .parse()?;
-    Ok(kib * 1024)
+    vm_hwm(&fs::read_to_string("/proc/self/status")?).context("no VmHWM in /proc/self/status")
 }
 
-/// One measured snapshot of ours.
-struct Ours {
-    elapsed: Duration,
-    /// Of `elapsed`, the time the store spent syncing packs (durable before pinned).
-    synced_in: Duration,
-    stats: SnapshotStats,
-    recorded: bool,
-}
-
-/// How long `store` has spent syncing (see [`LocalStore::time_syncing`]).
-fn time_syncing(store: &ContentStore) -> Duration {
-    match store {
-        ContentStore::Local(local) => local.time_syncing(),
-        ContentStore::Kubo(_) => Duration::ZERO,
-    }
-}
-
-/// The bot's snapshot step, as a pass runs it ([`snapshot_if_changed`]), then the pin.
-async fn our_snapshot(
-    store: &ContentStore,
-    source: &SnapshotSource<'_>,
-    cache: &mut NodeCache,
-) -> Result<Ours> {
-    let start = Instant::now();
-    let synced_before = time_syncing(store);
-    let (stats, recorded) = match snapshot_if_changed(store, source, Some(cache), false).await? {
-        Snapshot::Unchanged { stats } => (stats, false),
-        Snapshot::Sealed {
-            root,
-            stats,
-            cache: sealed,
-            ..
-        } => {
-            store.pin(&root).await?;
-            *cache = *sealed;
-            (stats, true)
-        }
-    };
-    Ok(Ours {
-        elapsed: start.elapsed(),
-        synced_in: time_syncing(store) - synced_before,
-        stats,
-        recorded,
-    })
+/// A `restic` command on the repository `work_dir/restic-repo`, its cache in `work_dir`.
+fn restic_in(work_dir: &Path) -> Command {
+    let mut command = Command::new("restic");
+    command
+        .arg("--repo")
+        .arg(work_dir.join("restic-repo"))
+        .arg("--quiet")
+        .env("RESTIC_PASSWORD", "benchmark")
+        .env("RESTIC_CACHE_DIR", work_dir.join("restic-cache"));
+    command
 }
 
 /// MiB per second.
@@ -178,30 +166,9 @@ async fn measure(total_mib: u64, work_dir: &Path) -> Result<Figures> {
     timed(&mut find_exec("cat"))?;
     let sha = timed(&mut find_exec("sha256sum"))?;
 
-    let local = LocalStore::open(work_dir.join("store"))?;
-    let store = ContentStore::Local(local);
-    let identity = age::x25519::Identity::generate();
-    let secret = BackupSecret::derive(&identity, "owner", "bench");
-    let recipients = [identity.to_public()];
-    let mut cache = NodeCache::default();
-    let source = SnapshotSource {
-        folder: &tree,
-        owner: "owner",
-        node_id: "bench",
-        secret: &secret,
-        recipients: &recipients,
-    };
+    let mut ours = OurBackup::open(work_dir)?;
     let repository = work_dir.join("restic-repo");
-    let restic = || {
-        let mut command = Command::new("restic");
-        command
-            .arg("--repo")
-            .arg(&repository)
-            .arg("--quiet")
-            .env("RESTIC_PASSWORD", "benchmark")
-            .env("RESTIC_CACHE_DIR", work_dir.join("restic-cache"));
-        command
-    };
+    let restic = || restic_in(work_dir);
     timed(restic().arg("init"))?;
     let restic_backup = || -> Result<(Duration, u64)> {
         let before = du(&repository)?;
@@ -211,16 +178,16 @@ async fn measure(total_mib: u64, work_dir: &Path) -> Result<Figures> {
 
     // Each timed step starts with no dirty page left by the step before (`settle`).
     settle();
-    let first = our_snapshot(&store, &source, &mut cache).await?;
+    let first = ours.snapshot(&tree).await?;
     settle();
     let restic_first = restic_backup()?;
     settle();
-    let second = our_snapshot(&store, &source, &mut cache).await?;
+    let second = ours.snapshot(&tree).await?;
     settle();
     let restic_second = restic_backup()?;
     let changed = change_tree(&tree, &files, &mut state)?;
     settle();
-    let third = our_snapshot(&store, &source, &mut cache).await?;
+    let third = ours.snapshot(&tree).await?;
     settle();
     let restic_third = restic_backup()?;
     ensure!(
@@ -229,11 +196,8 @@ async fn measure(total_mib: u64, work_dir: &Path) -> Result<Figures> {
     );
 
     let ours_target = work_dir.join("restored-ours");
-    let root = cid::Cid::try_from(cache.root.as_str())?;
     settle();
-    let start = Instant::now();
-    pipeline::restore(&store, &root, &identity, None, &ours_target).await?;
-    let ours_restore = start.elapsed();
+    let ours_restore = ours.restore_latest(&ours_target).await?;
     let restic_target = work_dir.join("restored-restic");
     settle();
     let restic_restore = timed(
@@ -244,10 +208,7 @@ async fn measure(total_mib: u64, work_dir: &Path) -> Result<Figures> {
     if let Some(difference) = tree::first_difference(&tree, &ours_target)? {
         bail!("our restore differs from the tree: {difference}");
     }
-    let ours_store = match &store {
-        ContentStore::Local(local) => local.size_bytes()?,
-        ContentStore::Kubo(_) => unreachable!("the bench stores locally"),
-    };
+    let ours_store = ours.store_bytes()?;
     Ok(Figures {
         files: files.len(),
         restored_bytes: du(&tree)?,

@@ -90,6 +90,24 @@ pub(super) fn generate_tree(root: &Path, total_mib: u64, state: &mut u64) -> Res
     Ok(files)
 }
 
+/// Writes `count` small files of random bytes (16 B to 1 KiB) under `root`, a thousand to a
+/// folder; returns their bytes.
+pub(super) fn generate_small_files(root: &Path, count: u64, state: &mut u64) -> Result<u64> {
+    let mut bytes = 0;
+    let mut buffer = [0u8; 1024];
+    for index in 0..count {
+        let dir = root.join(format!("dir-{:04}", index / 1000));
+        if index % 1000 == 0 {
+            fs::create_dir_all(&dir)?;
+        }
+        let size = 16 + below(state, 1024 - 16 + 1) as usize;
+        fill_random(&mut buffer[..size], state);
+        fs::write(dir.join(format!("file-{index:07}")), &buffer[..size])?;
+        bytes += size as u64;
+    }
+    Ok(bytes)
+}
+
 /// Changes 1 % of `files` (half appended to, half edited in the middle) and adds 3 files of
 /// 1 MiB; returns the bytes written.
 pub(super) fn change_tree(root: &Path, files: &[String], state: &mut u64) -> Result<u64> {
