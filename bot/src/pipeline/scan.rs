@@ -111,21 +111,22 @@ enum FileRead {
 /// chunk size, 32 MiB at most.
 const CHUNKS_IN_FLIGHT: usize = 32;
 
-/// Starts a thread that opens, reads, chunks and seals `files` in order (restic's archiver
-/// reads files while it saves blobs in the same way), so that reading and sealing the next
-/// chunks goes on while the store writes the last ones. It stops at the first error it sends,
-/// or when the receiver is dropped.
+/// Starts a thread that opens, reads, chunks and seals the files `entries[index]` of `files`,
+/// in order (restic's archiver reads files while it saves blobs in the same way), so that
+/// reading and sealing the next chunks goes on while the store writes the last ones. It stops
+/// at the first error it sends, or when the receiver is dropped.
 fn spawn_reader(
     listing: Arc<Listing>,
     secret: BackupSecret,
-    files: Vec<TreeEntry>,
+    entries: Arc<Vec<TreeEntry>>,
+    files: Vec<usize>,
 ) -> Result<mpsc::Receiver<Result<FileRead>>> {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     std::thread::Builder::new()
         .name("snapshot reader".to_string())
         .spawn(move || {
-            for entry in &files {
-                match read_file(&listing, &secret, entry, &sender) {
+            for index in files {
+                match read_file(&listing, &secret, &entries[index], &sender) {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => {
@@ -280,17 +281,18 @@ pub async fn scan(
         .as_nanos();
     let settled_before = i128::try_from(started_ns)? - CACHE_SETTLE_NS;
     let mut listing = tree::list_tree(source)?;
-    let entries = std::mem::take(&mut listing.entries);
+    // Shared with the reader thread, which is handed the indices of the files to read.
+    let entries = Arc::new(std::mem::take(&mut listing.entries));
     let mut skipped = std::mem::take(&mut listing.skipped);
     let listing = Arc::new(listing);
     let plans = plan(store, &entries, previous)?;
-    let to_read = entries
+    let to_read = plans
         .iter()
-        .zip(&plans)
+        .enumerate()
         .filter(|(_, plan)| matches!(plan, Some(Plan::Read)))
-        .map(|(entry, _)| entry.clone())
+        .map(|(index, _)| index)
         .collect();
-    let mut reader = spawn_reader(listing.clone(), secret.clone(), to_read)?;
+    let mut reader = spawn_reader(listing.clone(), secret.clone(), entries.clone(), to_read)?;
     let total: u64 = entries.iter().map(TreeEntry::size).sum();
     let progress = crate::progress::bar(total, "snapshot");
     let mut stats = SnapshotStats::default();
@@ -298,7 +300,7 @@ pub async fn scan(
     let mut manifest_entries = Vec::with_capacity(entries.len());
     // Files with more than one name, by device and inode: the first name kept, and its stamp.
     let mut first_names: HashMap<(u64, u64), (Vec<u8>, FileStamp)> = HashMap::new();
-    for (entry, plan) in entries.into_iter().zip(plans) {
+    for (index, (entry, plan)) in entries.iter().zip(plans).enumerate() {
         progress.inc(entry.size());
         let chunks = match (&entry.kind, plan) {
             (EntryKind::Dir, _) => {
@@ -318,13 +320,17 @@ pub async fn scan(
                         // The same file, unchanged since its first name was read: a link.
                         Some((first, stamp)) if *stamp == entry.stamp => {
                             stats.hard_links += 1;
-                            manifest_entries.push(ManifestEntry::hard_link(&entry, first));
+                            manifest_entries.push(ManifestEntry::hard_link(entry, first));
                             continue;
                         }
                         // Its first name was left out: this name is read on its own.
                         _ => {
-                            let files = vec![entry.clone()];
-                            let mut alone = spawn_reader(listing.clone(), secret.clone(), files)?;
+                            let mut alone = spawn_reader(
+                                listing.clone(),
+                                secret.clone(),
+                                entries.clone(),
+                                vec![index],
+                            )?;
                             store_file(store, &mut alone, &mut stats).await?
                         }
                     },
@@ -332,7 +338,7 @@ pub async fn scan(
                 let chunks = match read {
                     Ok(chunks) => chunks,
                     Err(reason) => {
-                        skipped.push(Skipped::of(&entry, reason));
+                        skipped.push(Skipped::of(entry, reason));
                         continue;
                     }
                 };
@@ -344,7 +350,7 @@ pub async fn scan(
                 if entry.stamp.mtime_ns < settled_before {
                     let stamp = entry.stamp;
                     cache.insert(
-                        cache_key(&entry),
+                        cache_key(entry),
                         CachedFile {
                             stamp,
                             chunks: chunks.clone(),
@@ -354,7 +360,7 @@ pub async fn scan(
                 chunks
             }
         };
-        manifest_entries.push(ManifestEntry::of(&entry, chunks));
+        manifest_entries.push(ManifestEntry::of(entry, chunks));
     }
     progress.finish_and_clear();
     stats.skipped = skipped.len() as u64;
