@@ -167,7 +167,8 @@ async fn write_tree(
             continue;
         }
         // A file a hard link names is made here, before the link; the others by the writers,
-        // several at a time (a file system may make each creation wait on its journal).
+        // several at a time (making a file may wait on its folder's lock or on the file
+        // system's inode allocation).
         let file = if linked.contains(&path) {
             NewFile::Made(staging.create_file(&path)?)
         } else {
