@@ -102,6 +102,12 @@ fn du(dir: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// Starts this process's peak resident memory again from what it holds now (Linux 4.0 on),
+/// so that [`peak_rss`] then tells one step's peak.
+fn reset_peak_rss() -> Result<()> {
+    fs::write("/proc/self/clear_refs", "5").context("resetting the peak RSS")
+}
+
 /// Peak resident memory, in bytes: of this process, or of the largest command [`timed`] ran.
 fn peak_rss(children: bool) -> Result<u64> {
     if children {

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 /// A bar over `total` bytes of work called `label`; hidden when stderr is not a terminal.
 pub fn bar(total: u64, label: &str) -> ProgressBar {
     styled(
-        total,
+        Some(total),
         &format!("{label} {{bytes}}/{{total_bytes}} {{wide_bar}} {{eta}}"),
     )
 }
@@ -14,16 +14,22 @@ pub fn bar(total: u64, label: &str) -> ProgressBar {
 /// A bar over `total` items of work called `label`; hidden when stderr is not a terminal.
 pub fn items(total: u64, label: &str) -> ProgressBar {
     styled(
-        total,
+        Some(total),
         &format!("{label} {{pos}}/{{len}} {{wide_bar}} {{eta}}"),
     )
 }
 
-fn styled(total: u64, template: &str) -> ProgressBar {
+/// A count of the bytes done in work of unknown size called `label`; hidden when stderr is
+/// not a terminal.
+pub fn bytes_done(label: &str) -> ProgressBar {
+    styled(None, &format!("{label} {{bytes}} {{binary_bytes_per_sec}}"))
+}
+
+fn styled(total: Option<u64>, template: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(total);
+    let bar = total.map_or_else(ProgressBar::no_length, ProgressBar::new);
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }

@@ -132,7 +132,8 @@ impl Skipped {
 /// A listed tree: its root folder, held open, and its entries, each folder before what it
 /// holds, names in byte order.
 pub struct Listing {
-    root: OwnedFd,
+    /// The root, from which its files are opened.
+    pub root: TreeRoot,
     /// The entries kept.
     pub entries: Vec<TreeEntry>,
     /// The entries left out.
@@ -200,24 +201,31 @@ fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     path
 }
 
-/// Lists the tree under `root`: folders, regular files and symbolic links, each folder before
-/// its content, names in byte order; other kinds, and folders that change while listed, are
-/// skipped and reported.
-pub fn list_tree(root: &Path) -> Result<Listing> {
-    let root_fd = open_root(root)?;
-    let mut listing = Listing {
-        root: root_fd,
-        entries: Vec::new(),
-        skipped: Vec::new(),
-    };
-    let root_dir = listing.root.try_clone()?;
-    list_dir(&mut listing, &root_dir, &[], 0)
-        .with_context(|| format!("listing {}", root.display()))?;
-    Ok(listing)
+/// What a walk yields next: an entry kept, or one left out.
+pub enum Walked {
+    /// A folder, regular file or symbolic link.
+    Entry(TreeEntry),
+    /// An entry left out, and why.
+    Skipped(Skipped),
 }
 
-/// Lists the folder open as `dir` (at `relative`) into `listing`, then the folders in it.
-fn list_dir(listing: &mut Listing, dir: &OwnedFd, relative: &[u8], depth: usize) -> Result<()> {
+/// A folder being walked: its handle, path and the names in it not walked yet.
+struct Frame {
+    dir: OwnedFd,
+    relative: Vec<u8>,
+    names: std::vec::IntoIter<Vec<u8>>,
+    depth: usize,
+}
+
+/// The tree under a root, walked in the order [`list_tree`] lists it, one folder's names at
+/// a time: what is held is the names left in the folders on the current path, not the tree.
+pub struct TreeWalk {
+    root: OwnedFd,
+    stack: Vec<Frame>,
+}
+
+/// The names in the folder open as `dir` (`.` and `..` left out), in byte order.
+fn sorted_names(dir: &OwnedFd) -> Result<Vec<Vec<u8>>> {
     let mut names = Vec::new();
     for item in rustix::fs::Dir::read_from(dir)? {
         let name = item?.file_name().to_bytes().to_vec();
@@ -226,95 +234,120 @@ fn list_dir(listing: &mut Listing, dir: &OwnedFd, relative: &[u8], depth: usize)
         }
     }
     names.sort();
-    for name in names {
-        let path = join(relative, &name);
-        let skip = |listing: &mut Listing, reason: &str| {
-            listing.skipped.push(Skipped {
-                path: String::from_utf8_lossy(&path).into_owned(),
-                reason: reason.to_string(),
-            })
-        };
-        let stat = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) => stat,
-            Err(Errno::NOENT) => {
-                skip(listing, "removed during the scan");
-                continue;
-            }
-            Err(error) => {
-                return Err(error)
-                    .with_context(|| format!("reading {}", String::from_utf8_lossy(&path)))
-            }
-        };
-        let kind = match FileType::from_raw_mode(stat.st_mode) {
-            FileType::Directory => EntryKind::Dir,
-            FileType::RegularFile => EntryKind::File {
-                size: u64::try_from(stat.st_size).unwrap_or(0),
-            },
-            FileType::Symlink => match rustix::fs::readlinkat(dir, name.as_slice(), Vec::new()) {
-                Ok(target) => EntryKind::Symlink {
-                    target: target.into_bytes(),
-                },
-                Err(Errno::NOENT | Errno::INVAL) => {
-                    skip(listing, CHANGED);
-                    continue;
-                }
-                Err(error) => return Err(error.into()),
-            },
-            FileType::Fifo => {
-                skip(listing, "a FIFO: not backed up");
-                continue;
-            }
-            FileType::Socket => {
-                skip(listing, "a socket: not backed up");
-                continue;
-            }
-            _ => {
-                skip(listing, "a device: not backed up");
-                continue;
-            }
-        };
-        let stamp = FileStamp::of(&stat);
-        let entry = TreeEntry {
-            relative: path.clone(),
-            kind,
-            mode: stat.st_mode & 0o7777,
-            mtime_ns: i64::try_from(stamp.mtime_ns).unwrap_or(0),
-            stamp,
-            #[allow(clippy::useless_conversion)]
-            links: stat.st_nlink.into(),
-        };
-        if entry.kind != EntryKind::Dir {
-            listing.entries.push(entry);
-            continue;
-        }
-        if depth + 1 >= MAX_DEPTH {
-            skip(listing, "nested too deep");
-            continue;
-        }
-        let child = match open_beneath(&listing.root, &path, OFlags::RDONLY | OFlags::DIRECTORY)? {
-            Ok(child) if is_listed(&child, &entry)? => child,
-            Ok(_) => {
-                skip(listing, CHANGED);
-                continue;
-            }
-            Err(reason) => {
-                skip(listing, reason);
-                continue;
-            }
-        };
-        listing.entries.push(entry);
-        list_dir(listing, &child, &path, depth + 1)?;
-    }
-    Ok(())
+    Ok(names)
 }
 
-impl Listing {
+impl TreeWalk {
+    /// Starts a walk of the tree under `root`.
+    pub fn open(root: &Path) -> Result<Self> {
+        let root_fd = open_root(root)?;
+        let names =
+            sorted_names(&root_fd).with_context(|| format!("listing {}", root.display()))?;
+        let frame = Frame {
+            dir: root_fd.try_clone()?,
+            relative: Vec::new(),
+            names: names.into_iter(),
+            depth: 0,
+        };
+        Ok(Self {
+            root: root_fd,
+            stack: vec![frame],
+        })
+    }
+
+    /// A handle on the walk's root, from which its files are opened ([`TreeRoot::open_file`]).
+    pub fn root(&self) -> Result<TreeRoot> {
+        Ok(TreeRoot(self.root.try_clone()?))
+    }
+
+    /// The next entry: each folder before its content, names in byte order; other kinds, and
+    /// folders that change while listed, are left out. `None` once the tree is walked.
+    pub fn next_item(&mut self) -> Result<Option<Walked>> {
+        loop {
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(None);
+            };
+            let Some(name) = frame.names.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let path = join(&frame.relative, &name);
+            let (dir, depth) = (&frame.dir, frame.depth);
+            let skip = |reason: &str| {
+                Ok(Some(Walked::Skipped(Skipped {
+                    path: String::from_utf8_lossy(&path).into_owned(),
+                    reason: reason.to_string(),
+                })))
+            };
+            let stat = match rustix::fs::statat(dir, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(stat) => stat,
+                Err(Errno::NOENT) => return skip("removed during the scan"),
+                Err(error) => {
+                    return Err(error)
+                        .with_context(|| format!("reading {}", String::from_utf8_lossy(&path)))
+                }
+            };
+            let kind = match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Directory => EntryKind::Dir,
+                FileType::RegularFile => EntryKind::File {
+                    size: u64::try_from(stat.st_size).unwrap_or(0),
+                },
+                FileType::Symlink => match rustix::fs::readlinkat(dir, name.as_slice(), Vec::new())
+                {
+                    Ok(target) => EntryKind::Symlink {
+                        target: target.into_bytes(),
+                    },
+                    Err(Errno::NOENT | Errno::INVAL) => return skip(CHANGED),
+                    Err(error) => return Err(error.into()),
+                },
+                FileType::Fifo => return skip("a FIFO: not backed up"),
+                FileType::Socket => return skip("a socket: not backed up"),
+                _ => return skip("a device: not backed up"),
+            };
+            let stamp = FileStamp::of(&stat);
+            let entry = TreeEntry {
+                relative: path.clone(),
+                kind,
+                mode: stat.st_mode & 0o7777,
+                mtime_ns: i64::try_from(stamp.mtime_ns).unwrap_or(0),
+                stamp,
+                #[allow(clippy::useless_conversion)]
+                links: stat.st_nlink.into(),
+            };
+            if entry.kind != EntryKind::Dir {
+                return Ok(Some(Walked::Entry(entry)));
+            }
+            if depth + 1 >= MAX_DEPTH {
+                return skip("nested too deep");
+            }
+            let child = match open_beneath(&self.root, &path, OFlags::RDONLY | OFlags::DIRECTORY)? {
+                Ok(child) if is_listed(&child, &entry)? => child,
+                Ok(_) => return skip(CHANGED),
+                Err(reason) => return skip(reason),
+            };
+            let names = sorted_names(&child)
+                .with_context(|| format!("listing {}", String::from_utf8_lossy(&path)))?;
+            self.stack.push(Frame {
+                dir: child,
+                relative: path,
+                names: names.into_iter(),
+                depth: depth + 1,
+            });
+            return Ok(Some(Walked::Entry(entry)));
+        }
+    }
+}
+
+/// The root of a walked tree, held open: its files are opened beneath it.
+pub struct TreeRoot(OwnedFd);
+
+impl TreeRoot {
     /// Opens the regular file `entry` for reading, beneath the root and through no link;
     /// `Ok(Err(reason))` when it is to be skipped: no longer the file listed (gone, replaced,
     /// a link or FIFO swapped in), or not readable by this process.
     pub fn open_file(&self, entry: &TreeEntry) -> Result<Result<fs::File, &'static str>> {
         Ok(
-            match open_beneath(&self.root, &entry.relative, OFlags::RDONLY)? {
+            match open_beneath(&self.0, &entry.relative, OFlags::RDONLY)? {
                 Ok(fd) if is_listed(&fd, entry)? => Ok(fs::File::from(fd)),
                 Ok(_) => Err(CHANGED),
                 Err(reason) => Err(reason),
@@ -324,6 +357,23 @@ impl Listing {
 
     /// Why a file whose size or time changed while it was read is left out.
     pub const CHANGED_WHILE_READ: &'static str = CHANGED;
+}
+
+/// Lists the whole tree under `root` (see [`TreeWalk`]).
+pub fn list_tree(root: &Path) -> Result<Listing> {
+    let mut walk = TreeWalk::open(root)?;
+    let mut listing = Listing {
+        root: walk.root()?,
+        entries: Vec::new(),
+        skipped: Vec::new(),
+    };
+    while let Some(item) = walk.next_item()? {
+        match item {
+            Walked::Entry(entry) => listing.entries.push(entry),
+            Walked::Skipped(skipped) => listing.skipped.push(skipped),
+        }
+    }
+    Ok(listing)
 }
 
 /// Checks that a stored path stays inside the folder it is restored into: relative, no empty,
@@ -384,6 +434,7 @@ pub fn first_difference(left: &Path, right: &Path) -> Result<Option<String>> {
         if matches!(a.kind, EntryKind::File { .. }) {
             let read = |tree: &Listing, entry: &TreeEntry| -> Result<Vec<u8>> {
                 let mut file = tree
+                    .root
                     .open_file(entry)?
                     .map_err(|reason| anyhow::anyhow!("{}: {reason}", entry.display()))?;
                 let mut bytes = Vec::new();

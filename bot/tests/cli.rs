@@ -158,7 +158,7 @@ async fn snapshot_for(dir: &Path, owner: &age::x25519::Identity) -> String {
     .await
     .unwrap();
     let recipients = [bot_identity.to_public(), owner.to_public()];
-    let (root, _) = pipeline::seal(&store, &scanned, &recipients).await.unwrap();
+    let (root, _) = pipeline::seal(&store, scanned, &recipients).await.unwrap();
     root.to_string()
 }
 

@@ -149,7 +149,7 @@ impl World {
         .await
         .unwrap();
         let recipients = [self.identity.to_public()];
-        pipeline::seal(&self.store, &scanned, &recipients)
+        pipeline::seal(&self.store, scanned, &recipients)
             .await
             .unwrap()
             .0

@@ -102,7 +102,7 @@ async fn snapshot(
     let scanned = pipeline::scan(store, source, &secret, "owner", "node", &FileCache::new())
         .await
         .unwrap();
-    let (root, _) = pipeline::seal(store, &scanned, &[identity.to_public()])
+    let (root, _) = pipeline::seal(store, scanned, &[identity.to_public()])
         .await
         .unwrap();
     store.pin(&root).await.unwrap();

@@ -308,7 +308,7 @@ async fn sealed_sample(
     let scanned = pipeline::scan(store, &source, &secret, "owner", "node", &FileCache::new())
         .await
         .unwrap();
-    let (root, _) = pipeline::seal(store, &scanned, &[identity.to_public()])
+    let (root, _) = pipeline::seal(store, scanned, &[identity.to_public()])
         .await
         .unwrap();
     (root, identity, source)

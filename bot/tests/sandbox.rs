@@ -78,7 +78,7 @@ async fn crafted_snapshot(
     let owner = world.node.owner.to_string();
     let secret = BackupSecret::derive(identity, &owner, DEMO_NODE);
     let store = world.bot.store();
-    let mut scanned = pipeline::scan(
+    let scanned = pipeline::scan(
         store,
         &world.node.source,
         &secret,
@@ -88,8 +88,13 @@ async fn crafted_snapshot(
     )
     .await
     .unwrap();
-    edit(&mut scanned.manifest);
-    let (root, _) = pipeline::seal(store, &scanned, &[identity.to_public()])
+    let recipients = [identity.to_public()];
+    let (scanned_root, _) = pipeline::seal(store, scanned, &recipients).await.unwrap();
+    let mut manifest = pipeline::open_manifest(store, &scanned_root, identity)
+        .await
+        .unwrap();
+    edit(&mut manifest);
+    let (root, _) = pipeline::seal_manifest(store, &manifest, &recipients, Default::default())
         .await
         .unwrap();
     store.pin(&root).await.unwrap();

@@ -93,7 +93,7 @@ async fn a_snapshot_dag_checks_out_with_javascript() {
     let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
         .await
         .unwrap();
-    let (root, stats) = pipeline::seal(&store, &scanned, &[identity.to_public()])
+    let (root, stats) = pipeline::seal(&store, scanned, &[identity.to_public()])
         .await
         .unwrap();
     store.sync().unwrap();

@@ -4,7 +4,9 @@
 //! restore, next to restic's, with each one's peak RSS.
 
 use super::generate::generate_small_files;
-use super::{claim_work_dir, du, peak_rss, restic_in, settle, timed, OurBackup, MIB};
+use super::{
+    claim_work_dir, du, peak_rss, reset_peak_rss, restic_in, settle, timed, OurBackup, MIB,
+};
 use crate::tree;
 use anyhow::{bail, ensure, Result};
 use std::fs;
@@ -36,17 +38,23 @@ pub async fn run_many_files(count: u64, work_dir: &Path) -> Result<()> {
     // unchanged snapshot, as they would on a node.
     std::thread::sleep(Duration::from_secs(2));
     settle();
+    reset_peak_rss()?;
     let first = ours.snapshot(&tree).await?;
+    let first_peak = peak_rss(false)?;
     settle();
+    reset_peak_rss()?;
     let second = ours.snapshot(&tree).await?;
+    let second_peak = peak_rss(false)?;
     ensure!(
         first.recorded && !second.recorded,
         "the first snapshot is recorded, the unchanged second is not"
     );
     let ours_target = work_dir.join("restored-ours");
     settle();
+    reset_peak_rss()?;
     let ours_restore = ours.restore_latest(&ours_target).await?;
-    let ours_peak = peak_rss(false)?;
+    let restore_peak = peak_rss(false)?;
+    let ours_peak = first_peak.max(second_peak).max(restore_peak);
     if let Some(difference) = tree::first_difference(&tree, &ours_target)? {
         bail!("our restore differs from the tree: {difference}");
     }
@@ -93,6 +101,12 @@ pub async fn run_many_files(count: u64, work_dir: &Path) -> Result<()> {
         "| peak RSS, MiB | {} | {} |",
         ours_peak / MIB,
         restic_peak / MIB
+    );
+    println!(
+        "backup-bot's peak RSS by step: first snapshot {} MiB, unchanged {} MiB, restore {} MiB",
+        first_peak / MIB,
+        second_peak / MIB,
+        restore_peak / MIB
     );
     fs::remove_dir_all(work_dir.join("tree"))?;
     for dir in [

@@ -292,14 +292,17 @@ pub async fn snapshot_if_changed(
     for skipped in &scanned.skipped {
         warn!(node = %source.node_id, path = %skipped.path, "left out: {}", skipped.reason);
     }
-    let manifest_sha256 = hex::encode(scanned.manifest.digest()?);
+    let manifest_sha256 = hex::encode(scanned.manifest.manifest_sha256());
     let recipients = recipient_names(source.recipients);
     if !force && previous.is_some_and(|cache| cache.describes(&manifest_sha256, &recipients)) {
         return Ok(Snapshot::Unchanged {
             stats: scanned.stats,
         });
     }
-    let (root, stats) = pipeline::seal(store, &scanned, source.recipients).await?;
+    let (root, stats) = scanned
+        .manifest
+        .seal(store, source.recipients, scanned.stats)
+        .await?;
     store.sync()?;
     Ok(Snapshot::Sealed {
         root,

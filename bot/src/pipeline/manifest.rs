@@ -13,7 +13,6 @@ use crate::tree::{EntryKind, TreeEntry};
 use crate::unixfs::Block;
 use anyhow::{ensure, Result};
 use cid::Cid;
-use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::Read;
 
@@ -204,13 +203,6 @@ pub(super) struct Envelope {
     pub(super) chunk_list: String,
     /// The pages of the entry list, in order.
     pub(super) pages: Vec<ChunkRef>,
-}
-
-impl Manifest {
-    /// sha2-256 of its JSON: equal for equal trees of one backup.
-    pub fn digest(&self) -> Result<[u8; 32]> {
-        Ok(Sha256::digest(serde_json::to_vec(self)?).into())
-    }
 }
 
 /// Fetches and opens the manifest of snapshot `root` with `identity`, checking the root's

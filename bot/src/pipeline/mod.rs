@@ -56,4 +56,4 @@ pub use self::restore::{restore, Expected, RestoreStats};
 pub use self::scan::{
     scan, CachedFile, FileCache, Scanned, SnapshotStats, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK,
 };
-pub use self::seal::seal;
+pub use self::seal::{seal, seal_manifest, ManifestSealer};

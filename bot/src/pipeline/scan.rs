@@ -1,13 +1,15 @@
 //! Scanning a folder: its tree listed without following links, each changed file chunked,
 //! encrypted and stored, unchanged ones taken from the file cache.
 
-use super::{BackupSecret, ChunkRef, Manifest, ManifestEntry, ManifestHeader, MANIFEST_FORMAT};
+use super::{
+    BackupSecret, ChunkRef, ManifestEntry, ManifestHeader, ManifestSealer, MANIFEST_FORMAT,
+};
 use crate::store::ContentStore;
-use crate::tree::{self, EntryKind, FileStamp, Listing, Skipped, TreeEntry};
+use crate::tree::{EntryKind, FileStamp, Skipped, TreeEntry, TreeRoot, TreeWalk, Walked};
 use crate::unixfs::Block;
 use anyhow::{bail, Context, Result};
 use cid::Cid;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -72,10 +74,11 @@ pub struct SnapshotStats {
     pub snapshot_bytes: u64,
 }
 
-/// A scanned tree: its manifest, the chunks it needs, and the cache for the next scan.
+/// A scanned tree: its manifest, pushed to a sealer (its pages and chunk list stored as they
+/// filled), and the cache for the next scan.
 pub struct Scanned {
-    /// The manifest to seal.
-    pub manifest: Manifest,
+    /// The manifest, to seal or to drop.
+    pub manifest: ManifestSealer,
     /// The files' cache entries, for the next scan.
     pub cache: FileCache,
     /// Counts so far.
@@ -111,22 +114,26 @@ enum FileRead {
 /// chunk size, 32 MiB at most.
 const CHUNKS_IN_FLIGHT: usize = 32;
 
-/// Starts a thread that opens, reads, chunks and seals the files `entries[index]` of `files`,
-/// in order (restic's archiver reads files while it saves blobs in the same way), so that
-/// reading and sealing the next chunks goes on while the store writes the last ones. It stops
-/// at the first error it sends, or when the receiver is dropped.
+/// Entries walked and planned ahead of the one being stored: the reader thread reads the
+/// files among them while the store writes the blocks before. What the scan holds of the
+/// tree is these, not the tree.
+const ENTRIES_AHEAD: usize = 1024;
+
+/// Starts a thread that opens, reads, chunks and seals the files `files` sends, beneath
+/// `root`, in order (restic's archiver reads files while it saves blobs in the same way), so
+/// that reading and sealing the next chunks goes on while the store writes the last ones. It
+/// stops at the first error it sends, when `files` ends, or when the receiver is dropped.
 fn spawn_reader(
-    listing: Arc<Listing>,
+    root: Arc<TreeRoot>,
     secret: BackupSecret,
-    entries: Arc<Vec<TreeEntry>>,
-    files: Vec<usize>,
+    files: std::sync::mpsc::Receiver<TreeEntry>,
 ) -> Result<mpsc::Receiver<Result<FileRead>>> {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
     std::thread::Builder::new()
         .name("snapshot reader".to_string())
         .spawn(move || {
-            for index in files {
-                match read_file(&listing, &secret, &entries[index], &sender) {
+            for entry in files {
+                match read_file(&root, &secret, &entry, &sender) {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => {
@@ -143,13 +150,13 @@ fn spawn_reader(
 /// Reads, chunks and seals the file `entry`, sending each [`FileRead`]; `Ok(false)` once the
 /// receiver is gone.
 fn read_file(
-    listing: &Listing,
+    root: &TreeRoot,
     secret: &BackupSecret,
     entry: &TreeEntry,
     sender: &mpsc::Sender<Result<FileRead>>,
 ) -> Result<bool> {
     let send = |read| sender.blocking_send(Ok(read)).is_ok();
-    let file = match listing.open_file(entry)? {
+    let file = match root.open_file(entry)? {
         Ok(file) => file,
         Err(reason) => return Ok(send(FileRead::Skipped(reason))),
     };
@@ -192,7 +199,7 @@ async fn store_file(
                 return Ok(if unchanged {
                     Ok(chunks)
                 } else {
-                    Err(Listing::CHANGED_WHILE_READ)
+                    Err(TreeRoot::CHANGED_WHILE_READ)
                 });
             }
             FileRead::Skipped(reason) => return Ok(Err(reason)),
@@ -225,39 +232,32 @@ enum Plan {
     Linked,
 }
 
-/// The plan of each of `entries` (`None` for a folder or link), decided before any file is
-/// read, so that the reader thread knows which to read.
+/// The plan of the listed `entry` (`None` for a folder or link), decided before any file
+/// after it is read, so that the reader thread knows which to read. `planned` holds the
+/// files with more than one name planned so far, by device and inode.
 fn plan(
     store: &ContentStore,
-    entries: &[TreeEntry],
+    entry: &TreeEntry,
     previous: &FileCache,
-) -> Result<Vec<Option<Plan>>> {
-    let mut planned: HashMap<(u64, u64), FileStamp> = HashMap::new();
-    let mut plans = Vec::with_capacity(entries.len());
-    for entry in entries {
-        if !matches!(entry.kind, EntryKind::File { .. }) {
-            plans.push(None);
-            continue;
-        }
-        let file = (entry.stamp.device, entry.stamp.inode);
-        if planned.get(&file) == Some(&entry.stamp) {
-            plans.push(Some(Plan::Linked));
-            continue;
-        }
-        if entry.links > 1 {
-            planned.insert(file, entry.stamp);
-        }
-        let cached = previous
-            .get(&cache_key(entry))
-            .filter(|cached| cached.stamp == entry.stamp);
-        plans.push(Some(match cached {
-            Some(cached) if all_whole(store, &cached.chunks)? => {
-                Plan::Cached(cached.chunks.clone())
-            }
-            _ => Plan::Read,
-        }));
+    planned: &mut HashMap<(u64, u64), FileStamp>,
+) -> Result<Option<Plan>> {
+    if !matches!(entry.kind, EntryKind::File { .. }) {
+        return Ok(None);
     }
-    Ok(plans)
+    let file = (entry.stamp.device, entry.stamp.inode);
+    if planned.get(&file) == Some(&entry.stamp) {
+        return Ok(Some(Plan::Linked));
+    }
+    if entry.links > 1 {
+        planned.insert(file, entry.stamp);
+    }
+    let cached = previous
+        .get(&cache_key(entry))
+        .filter(|cached| cached.stamp == entry.stamp);
+    Ok(Some(match cached {
+        Some(cached) if all_whole(store, &cached.chunks)? => Plan::Cached(cached.chunks.clone()),
+        _ => Plan::Read,
+    }))
 }
 
 /// Files modified this close to the scan's start are read, but not cached: a write in the
@@ -280,27 +280,46 @@ pub async fn scan(
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
     let settled_before = i128::try_from(started_ns)? - CACHE_SETTLE_NS;
-    let mut listing = tree::list_tree(source)?;
-    // Shared with the reader thread, which is handed the indices of the files to read.
-    let entries = Arc::new(std::mem::take(&mut listing.entries));
-    let mut skipped = std::mem::take(&mut listing.skipped);
-    let listing = Arc::new(listing);
-    let plans = plan(store, &entries, previous)?;
-    let to_read = plans
-        .iter()
-        .enumerate()
-        .filter(|(_, plan)| matches!(plan, Some(Plan::Read)))
-        .map(|(index, _)| index)
-        .collect();
-    let mut reader = spawn_reader(listing.clone(), secret.clone(), entries.clone(), to_read)?;
-    let total: u64 = entries.iter().map(TreeEntry::size).sum();
-    let progress = crate::progress::bar(total, "snapshot");
+    let mut walk = TreeWalk::open(source)?;
+    let root = Arc::new(walk.root()?);
+    let (to_read, files) = std::sync::mpsc::sync_channel(ENTRIES_AHEAD);
+    let mut reader = spawn_reader(root.clone(), secret.clone(), files)?;
+    let progress = crate::progress::bytes_done("snapshot");
     let mut stats = SnapshotStats::default();
+    let mut skipped = Vec::new();
     let mut cache = FileCache::new();
-    let mut manifest_entries = Vec::with_capacity(entries.len());
-    // Files with more than one name, by device and inode: the first name kept, and its stamp.
+    let mut manifest = ManifestSealer::new(ManifestHeader {
+        format: MANIFEST_FORMAT,
+        owner: owner.to_string(),
+        node_id: node_id.to_string(),
+        secret: secret.clone(),
+    })?;
+    // Files with more than one name, by device and inode: planned so far; and the first name
+    // kept, with its stamp.
+    let mut planned = HashMap::new();
     let mut first_names: HashMap<(u64, u64), (Vec<u8>, FileStamp)> = HashMap::new();
-    for (index, (entry, plan)) in entries.iter().zip(plans).enumerate() {
+    let mut ahead = VecDeque::with_capacity(ENTRIES_AHEAD);
+    let mut walked = false;
+    loop {
+        while !walked && ahead.len() < ENTRIES_AHEAD {
+            match walk.next_item()? {
+                None => walked = true,
+                Some(Walked::Skipped(left_out)) => skipped.push(left_out),
+                Some(Walked::Entry(entry)) => {
+                    let plan = plan(store, &entry, previous, &mut planned)?;
+                    if matches!(plan, Some(Plan::Read)) {
+                        // Never waits: no more than ENTRIES_AHEAD are ahead. If the reader
+                        // has stopped, its error comes with the files it was given.
+                        let _ = to_read.send(entry.clone());
+                    }
+                    ahead.push_back((entry, plan));
+                }
+            }
+        }
+        let Some((entry, plan)) = ahead.pop_front() else {
+            break;
+        };
+        let entry = &entry;
         progress.inc(entry.size());
         let chunks = match (&entry.kind, plan) {
             (EntryKind::Dir, _) => {
@@ -320,17 +339,16 @@ pub async fn scan(
                         // The same file, unchanged since its first name was read: a link.
                         Some((first, stamp)) if *stamp == entry.stamp => {
                             stats.hard_links += 1;
-                            manifest_entries.push(ManifestEntry::hard_link(entry, first));
+                            let link = ManifestEntry::hard_link(entry, first);
+                            manifest.push(store, &link, &mut stats).await?;
                             continue;
                         }
                         // Its first name was left out: this name is read on its own.
                         _ => {
-                            let mut alone = spawn_reader(
-                                listing.clone(),
-                                secret.clone(),
-                                entries.clone(),
-                                vec![index],
-                            )?;
+                            let (to_read, files) = std::sync::mpsc::sync_channel(1);
+                            to_read.send(entry.clone())?;
+                            drop(to_read);
+                            let mut alone = spawn_reader(root.clone(), secret.clone(), files)?;
                             store_file(store, &mut alone, &mut stats).await?
                         }
                     },
@@ -360,20 +378,14 @@ pub async fn scan(
                 chunks
             }
         };
-        manifest_entries.push(ManifestEntry::of(entry, chunks));
+        manifest
+            .push(store, &ManifestEntry::of(entry, chunks), &mut stats)
+            .await?;
     }
     progress.finish_and_clear();
     stats.skipped = skipped.len() as u64;
     Ok(Scanned {
-        manifest: Manifest {
-            header: ManifestHeader {
-                format: MANIFEST_FORMAT,
-                owner: owner.to_string(),
-                node_id: node_id.to_string(),
-                secret: secret.clone(),
-            },
-            entries: manifest_entries,
-        },
+        manifest,
         cache,
         stats,
         skipped,

@@ -44,9 +44,7 @@ async fn a_hard_link_to_no_earlier_file_is_refused() {
         entry.hard_link_hex = Some(hex::encode(first));
         entry.chunks.clear();
         entry.size = 11;
-        let (root, _) = seal(&fixture.store, &edited, &[fixture.identity.to_public()])
-            .await
-            .unwrap();
+        let root = fixture.reseal(&edited.manifest).await;
         assert_refused(
             &fixture,
             &root,
@@ -120,9 +118,18 @@ async fn a_manifest_from_another_snapshot_is_refused() {
 async fn only_recipients_restore_and_a_restore_replaces_the_target() {
     let fixture = fixture();
     let owner = age::x25519::Identity::generate();
-    let scanned = fixture.scan(&FileCache::new()).await;
+    let scanned = scan(
+        &fixture.store,
+        &fixture.source,
+        &fixture.secret,
+        "owner",
+        "node",
+        &FileCache::new(),
+    )
+    .await
+    .unwrap();
     let recipients = [fixture.identity.to_public(), owner.to_public()];
-    let (root, _) = seal(&fixture.store, &scanned, &recipients).await.unwrap();
+    let (root, _) = seal(&fixture.store, scanned, &recipients).await.unwrap();
     let target = fixture.root.join("owner");
     fs::create_dir_all(target.join("old")).unwrap();
     restore(&fixture.store, &root, &owner, None, &target)
@@ -160,9 +167,7 @@ async fn a_path_leaving_the_target_is_refused() {
     let fixture = fixture();
     let mut scanned = fixture.scan(&FileCache::new()).await;
     scanned.manifest.entries[0].path = "../escape".into();
-    let (root, _) = seal(&fixture.store, &scanned, &[fixture.identity.to_public()])
-        .await
-        .unwrap();
+    let root = fixture.reseal(&scanned.manifest).await;
     assert_refused(&fixture, &root, "unsafe path: ../escape").await;
     assert!(!fixture.root.join("escape").exists());
 }
@@ -216,9 +221,7 @@ async fn a_manifest_naming_a_terabyte_is_refused_before_writing() {
     };
     entry.chunks = vec![chunk; 256];
     entry.size = 256 * u64::from(u32::MAX);
-    let (root, _) = seal(&fixture.store, &scanned, &[fixture.identity.to_public()])
-        .await
-        .unwrap();
+    let root = fixture.reseal(&scanned.manifest).await;
     assert_refused(&fixture, &root, "restore target's file system has").await;
 }
 
