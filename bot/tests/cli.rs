@@ -3,7 +3,7 @@
 //! their own identity alone. The commands that read a chain (`run --once --json`,
 //! `snapshots`, `check`) are run against a live node in `tests/live_node.rs`.
 
-use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::pipeline::{self, BackupSecret};
 use backup_bot::state::DataDirLock;
 use backup_bot::store::{ContentStore, LocalStore};
 use backup_bot::{demo, keys, tree};
@@ -147,18 +147,17 @@ async fn snapshot_for(dir: &Path, owner: &age::x25519::Identity) -> String {
     let bot_identity = age::x25519::Identity::generate();
     let owner_account = dev::bob().public_key().to_account_id().to_string();
     let secret = BackupSecret::derive(&bot_identity, &owner_account, "node");
-    let scanned = pipeline::scan(
+    let recipients = [bot_identity.to_public(), owner.to_public()];
+    let (root, _) = pipeline::snapshot_folder(
         &store,
         &source,
         &secret,
         &owner_account,
         "node",
-        &FileCache::new(),
+        &recipients,
     )
     .await
     .unwrap();
-    let recipients = [bot_identity.to_public(), owner.to_public()];
-    let (root, _) = pipeline::seal(&store, scanned, &recipients).await.unwrap();
     root.to_string()
 }
 

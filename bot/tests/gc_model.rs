@@ -9,7 +9,7 @@
 //! was taken.
 
 use backup_bot::bench::random_bytes;
-use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::pipeline::{self, BackupSecret};
 use backup_bot::store::{ContentStore, LocalStore, REPACK_BELOW_LIVE_PERCENT};
 use backup_bot::unixfs::{self, DAG_PB};
 use cid::Cid;
@@ -138,18 +138,8 @@ impl World {
         self.files[backup].insert(file, number);
         let node = format!("node-{backup}");
         let secret = &self.secrets[backup];
-        let scanned = pipeline::scan(
-            &self.store,
-            source,
-            secret,
-            "owner",
-            &node,
-            &FileCache::new(),
-        )
-        .await
-        .unwrap();
         let recipients = [self.identity.to_public()];
-        pipeline::seal(&self.store, scanned, &recipients)
+        pipeline::snapshot_folder(&self.store, source, secret, "owner", &node, &recipients)
             .await
             .unwrap()
             .0

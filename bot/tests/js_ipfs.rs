@@ -9,8 +9,11 @@
 //! Needs Node.js and `npm ci` in `bot/ipfs-daemon` (`scripts/test.sh` does it when npm is
 //! installed, and runs it with `--ignored`; it skips it with a NOTE when npm is not).
 
+#[path = "common/sealed.rs"]
+mod sealed;
+
 use backup_bot::bench::random_bytes;
-use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::pipeline;
 use backup_bot::store::{ContentStore, KuboStore};
 use backup_bot::unixfs::{self, Block, Link, RAW};
 use backup_bot::{keys, tree};
@@ -98,13 +101,7 @@ async fn snapshot(
     source: &Path,
     identity: &age::x25519::Identity,
 ) -> cid::Cid {
-    let secret = BackupSecret::derive(identity, "owner", "node");
-    let scanned = pipeline::scan(store, source, &secret, "owner", "node", &FileCache::new())
-        .await
-        .unwrap();
-    let (root, _) = pipeline::seal(store, scanned, &[identity.to_public()])
-        .await
-        .unwrap();
+    let (root, _) = sealed::sealed_to(store, source, identity).await;
     store.pin(&root).await.unwrap();
     root
 }

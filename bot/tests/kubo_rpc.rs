@@ -13,7 +13,10 @@
 //! `pin/ls` of one 500 `{"Message": "Error: path '...' is not pinned"}`; every other call goes
 //! to the node behind it.
 
-use backup_bot::pipeline::{self, BackupSecret, FileCache};
+#[path = "common/sealed.rs"]
+mod sealed;
+
+use backup_bot::pipeline;
 use backup_bot::store::{ContentStore, KuboStore};
 use backup_bot::unixfs::{self, Block, RAW};
 use backup_bot::{demo, tree};
@@ -304,13 +307,7 @@ async fn sealed_sample(
     let source = dir.join("source");
     demo::write_sample_tree(&source).unwrap();
     let identity = age::x25519::Identity::generate();
-    let secret = BackupSecret::derive(&identity, "owner", "node");
-    let scanned = pipeline::scan(store, &source, &secret, "owner", "node", &FileCache::new())
-        .await
-        .unwrap();
-    let (root, _) = pipeline::seal(store, scanned, &[identity.to_public()])
-        .await
-        .unwrap();
+    let (root, _) = sealed::sealed_to(store, &source, &identity).await;
     (root, identity, source)
 }
 

@@ -10,7 +10,7 @@ use backup_bot::bot::{self, Bot};
 use backup_bot::chain::{At, Call, Chain, Outcome, SandboxChain};
 use backup_bot::config::ServedNode;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
-use backup_bot::pipeline::{self, BackupSecret, FileCache};
+use backup_bot::pipeline::{self, BackupSecret, PreviousFiles};
 use backup_bot::registry::{self, Registry};
 use backup_bot::state::{self, StateDir};
 use backup_bot::store::{ContentStore, LocalStore};
@@ -84,7 +84,8 @@ async fn crafted_snapshot(
         &secret,
         &owner,
         DEMO_NODE,
-        &FileCache::new(),
+        &mut PreviousFiles::none(),
+        None,
     )
     .await
     .unwrap();
@@ -378,7 +379,9 @@ async fn a_restarted_bot_does_not_record_unchanged_data_again() {
     assert_eq!(first.snapshots.len(), 1, "{first:?}");
     let remembered = StateDir::open(&world.bot_data_dir)
         .unwrap()
-        .cache_path(&world.node);
+        .cache_file(&world.node)
+        .path()
+        .to_path_buf();
     let mode = fs::metadata(&remembered).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "only the bot reads what it remembers");
 

@@ -8,7 +8,9 @@
 //! Needs Node.js and `npm ci` in `bot/unixfs-check` (`scripts/test.sh` does it when npm is
 //! installed, and says so when it is not).
 
-use backup_bot::pipeline::{self, BackupSecret, FileCache};
+#[path = "common/sealed.rs"]
+mod sealed;
+
 use backup_bot::store::{ContentStore, LocalStore};
 use backup_bot::unixfs::{self, CHUNK_SIZE, MAX_LINKS};
 use std::path::PathBuf;
@@ -89,13 +91,7 @@ async fn a_snapshot_dag_checks_out_with_javascript() {
     let store_dir = dir.path().join("store");
     let store = ContentStore::Local(LocalStore::open(&store_dir).unwrap());
     let identity = age::x25519::Identity::generate();
-    let secret = BackupSecret::derive(&identity, "owner", "node");
-    let scanned = pipeline::scan(&store, &source, &secret, "owner", "node", &FileCache::new())
-        .await
-        .unwrap();
-    let (root, stats) = pipeline::seal(&store, scanned, &[identity.to_public()])
-        .await
-        .unwrap();
+    let (root, stats) = sealed::sealed_to(&store, &source, &identity).await;
     store.sync().unwrap();
     // 3,000 file chunks, and the pages of a manifest of 3,000 entries.
     assert!(stats.chunks > 3000, "{stats:?}");

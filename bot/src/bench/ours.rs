@@ -2,7 +2,7 @@
 
 use crate::bot::{snapshot_if_changed, Snapshot, SnapshotSource};
 use crate::pipeline::{self, BackupSecret, SnapshotStats};
-use crate::state::NodeCache;
+use crate::state::CacheFile;
 use crate::store::{ContentStore, LocalStore};
 use anyhow::{bail, Result};
 use std::path::Path;
@@ -28,31 +28,34 @@ fn time_syncing(store: &ContentStore) -> Duration {
     }
 }
 
-/// The bot's side of a run: an embedded store in the work folder, a node identity, and the
-/// cache of the latest snapshot.
+/// The bot's side of a run: an embedded store in the work folder, a node identity, the cache
+/// file of the latest snapshot, and its root.
 pub(super) struct OurBackup {
     store: ContentStore,
     identity: age::x25519::Identity,
     secret: BackupSecret,
     recipients: [age::x25519::Recipient; 1],
-    cache: NodeCache,
+    cache: CacheFile,
+    latest: Option<cid::Cid>,
 }
 
 impl OurBackup {
-    /// A new backup stored in `work_dir/store`.
+    /// A new backup stored in `work_dir/store`, its cache in `work_dir/store/cache.json`.
     pub(super) fn open(work_dir: &Path) -> Result<Self> {
         let identity = age::x25519::Identity::generate();
+        let store_dir = work_dir.join("store");
         Ok(Self {
-            store: ContentStore::Local(LocalStore::open(work_dir.join("store"))?),
+            store: ContentStore::Local(LocalStore::open(&store_dir)?),
             secret: BackupSecret::derive(&identity, "owner", "bench"),
             recipients: [identity.to_public()],
             identity,
-            cache: NodeCache::default(),
+            cache: CacheFile::at(store_dir.join("cache.json")),
+            latest: None,
         })
     }
 
     /// The bot's snapshot step of `tree`, as a pass runs it ([`snapshot_if_changed`]), then
-    /// the pin.
+    /// the pin and the cache saved.
     pub(super) async fn snapshot(&mut self, tree: &Path) -> Result<Ours> {
         let source = SnapshotSource {
             folder: tree,
@@ -64,17 +67,21 @@ impl OurBackup {
         let store = &self.store;
         let start = Instant::now();
         let synced_before = time_syncing(store);
-        let previous = Some(&self.cache);
-        let (stats, recorded) = match snapshot_if_changed(store, &source, previous, false).await? {
+        let previous = self.cache.load();
+        let next = self.cache.next_files()?;
+        let snapshot = snapshot_if_changed(store, &source, previous, next, false).await?;
+        let (stats, recorded) = match snapshot {
             Snapshot::Unchanged { stats } => (stats, false),
             Snapshot::Sealed {
                 root,
                 stats,
-                cache: sealed,
+                cache,
+                files,
                 ..
             } => {
                 store.pin(&root).await?;
-                self.cache = *sealed;
+                self.cache.save(&cache, files)?;
+                self.latest = Some(root);
                 (stats, true)
             }
         };
@@ -88,7 +95,9 @@ impl OurBackup {
 
     /// Restores the latest snapshot into `target`; how long it took.
     pub(super) async fn restore_latest(&self, target: &Path) -> Result<Duration> {
-        let root = cid::Cid::try_from(self.cache.root.as_str())?;
+        let Some(root) = self.latest else {
+            bail!("no snapshot to restore");
+        };
         let start = Instant::now();
         pipeline::restore(&self.store, &root, &self.identity, None, target).await?;
         Ok(start.elapsed())

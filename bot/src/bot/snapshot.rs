@@ -5,7 +5,7 @@ use super::{snapshot_due, Bot, PassReport, RecordedSnapshot};
 use crate::chain::Chain;
 use crate::config::ServedNode;
 use crate::keys;
-use crate::pipeline::{self, BackupSecret, FileCache, SnapshotStats};
+use crate::pipeline::{self, BackupSecret, NextFiles, PreviousFiles, SnapshotStats};
 use crate::registry::{self, refusal};
 use crate::state::{node_key, NodeCache};
 use crate::store::ContentStore;
@@ -96,6 +96,8 @@ impl<C: Chain> Bot<C> {
         let cache = self
             .usable_cache(node, latest.map(|snapshot| snapshot.cid), &secret)
             .await?;
+        let cache_file = self.state.cache_file(node);
+        let next_files = cache_file.next_files()?;
         let source = SnapshotSource {
             folder: &node.source,
             owner: &owner,
@@ -105,21 +107,22 @@ impl<C: Chain> Bot<C> {
         };
         // Unchanged: same tree, same recipients as the latest snapshot on chain (unless the
         // owner asked for a snapshot: then it gets one, and its request is done).
-        let (root, stats, node_cache, skipped) =
-            match snapshot_if_changed(&self.store, &source, cache.as_ref(), requested).await? {
-                Snapshot::Unchanged { .. } => {
-                    info!(node = %node.node_id, "content unchanged since the last snapshot");
-                    self.unchanged_at.insert(key, now);
-                    report.unchanged.push(node.node_id.clone());
-                    return Ok(());
-                }
-                Snapshot::Sealed {
-                    root,
-                    stats,
-                    cache,
-                    skipped,
-                } => (root, stats, cache, skipped),
-            };
+        let snapshot = snapshot_if_changed(&self.store, &source, cache, next_files, requested);
+        let (root, stats, node_cache, files, skipped) = match snapshot.await? {
+            Snapshot::Unchanged { .. } => {
+                info!(node = %node.node_id, "content unchanged since the last snapshot");
+                self.unchanged_at.insert(key, now);
+                report.unchanged.push(node.node_id.clone());
+                return Ok(());
+            }
+            Snapshot::Sealed {
+                root,
+                stats,
+                cache,
+                files,
+                skipped,
+            } => (root, stats, cache, files, skipped),
+        };
         let cid = root.to_string();
         // Durable (synced by `snapshot_if_changed`), then pinned (and the pin remembered),
         // before it is recorded: the registry never names a snapshot whose blocks a crash or
@@ -166,7 +169,7 @@ impl<C: Chain> Bot<C> {
         );
         self.submitted.remove(&cid);
         self.state.save_submitted(&self.submitted)?;
-        self.state.save_cache(node, &node_cache)?;
+        cache_file.save(&node_cache, files)?;
         report.snapshots.push(RecordedSnapshot {
             node_id: node.node_id.clone(),
             cid,
@@ -215,8 +218,10 @@ impl<C: Chain> Bot<C> {
         node: &ServedNode,
         latest: Option<String>,
         secret: &BackupSecret,
-    ) -> Result<Option<NodeCache>> {
-        let cache = self.state.load_cache(node);
+    ) -> Result<Option<(NodeCache, PreviousFiles)>> {
+        let Some((cache, files)) = self.state.cache_file(node).load() else {
+            return Ok(None);
+        };
         if cache.secret_fingerprint != secret.fingerprint() {
             return Ok(None);
         }
@@ -224,7 +229,7 @@ impl<C: Chain> Bot<C> {
             return Ok(None);
         };
         let root = Cid::try_from(latest.as_str())?;
-        Ok(self.store.is_pinned(&root).await?.then_some(cache))
+        Ok(self.store.is_pinned(&root).await?.then_some((cache, files)))
     }
 }
 
@@ -258,6 +263,8 @@ pub enum Snapshot {
         stats: SnapshotStats,
         /// The cache describing it, for the next snapshot of the folder.
         cache: Box<NodeCache>,
+        /// The files of that cache, written.
+        files: NextFiles,
         /// The entries left out.
         skipped: Vec<Skipped>,
     },
@@ -268,25 +275,31 @@ fn recipient_names(recipients: &[age::x25519::Recipient]) -> Vec<String> {
     recipients.iter().map(ToString::to_string).collect()
 }
 
-/// The snapshot step the bot's pass and the benchmark share: scans `source` with the file
-/// cache of `previous` (files unchanged since are not read again; `previous` must have been
-/// made under `source.secret`); when the tree and recipients are those `previous` describes
-/// and `force` is off, that is all; otherwise seals the manifest and makes the store durable.
-/// Entries left out are logged.
+/// The snapshot step the bot's pass and the benchmark share: scans `source` with the cache
+/// of `previous` (files unchanged since are not read again; `previous` must have been made
+/// under `source.secret`), writing the next cache's files to `next`; when the tree and
+/// recipients are those `previous` describes and `force` is off, that is all (and `next` is
+/// discarded); otherwise seals the manifest and makes the store durable. Entries left out are
+/// logged.
 pub async fn snapshot_if_changed(
     store: &ContentStore,
     source: &SnapshotSource<'_>,
-    previous: Option<&NodeCache>,
+    previous: Option<(NodeCache, PreviousFiles)>,
+    mut next: NextFiles,
     force: bool,
 ) -> Result<Snapshot> {
-    let no_files = FileCache::new();
+    let (previous, mut previous_files) = match previous {
+        Some((cache, files)) => (Some(cache), files),
+        None => (None, PreviousFiles::none()),
+    };
     let scanned = pipeline::scan(
         store,
         source.folder,
         source.secret,
         source.owner,
         source.node_id,
-        previous.map_or(&no_files, |cache| &cache.files),
+        &mut previous_files,
+        Some(&mut next),
     )
     .await?;
     for skipped in &scanned.skipped {
@@ -295,6 +308,7 @@ pub async fn snapshot_if_changed(
     let manifest_sha256 = hex::encode(scanned.manifest.manifest_sha256());
     let recipients = recipient_names(source.recipients);
     if !force && previous.is_some_and(|cache| cache.describes(&manifest_sha256, &recipients)) {
+        next.discard();
         return Ok(Snapshot::Unchanged {
             stats: scanned.stats,
         });
@@ -304,16 +318,17 @@ pub async fn snapshot_if_changed(
         .seal(store, source.recipients, scanned.stats)
         .await?;
     store.sync()?;
+    let cache = NodeCache::new(
+        root.to_string(),
+        source.secret.fingerprint(),
+        manifest_sha256,
+        recipients,
+    );
     Ok(Snapshot::Sealed {
         root,
         stats,
-        cache: Box::new(NodeCache {
-            root: root.to_string(),
-            secret_fingerprint: source.secret.fingerprint(),
-            manifest_sha256,
-            recipients,
-            files: scanned.cache,
-        }),
+        cache: Box::new(cache),
+        files: next,
         skipped: scanned.skipped,
     })
 }

@@ -32,12 +32,14 @@
 //! target only once complete.
 //!
 //! **Rooms**, along restic's `internal/` lines: `scan` (a folder into a
-//! manifest and stored chunks), `seal` (the manifest into pages, chunk list, sealed envelope
+//! manifest and stored chunks), `file_cache` (what the scan remembers of files, as lines in
+//! the walk's order), `seal` (the manifest into pages, chunk list, sealed envelope
 //! and root), `crypto` (the backup's secret; compression and encryption of chunks), `manifest` (the format, and opening it from a
 //! root), `read` (verified, bounded reads of a snapshot's blocks), `check` and `restore`.
 
 mod check;
 mod crypto;
+mod file_cache;
 mod manifest;
 mod read;
 mod restore;
@@ -48,12 +50,11 @@ mod tests;
 
 pub use self::check::{check, CheckStats};
 pub use self::crypto::BackupSecret;
+pub use self::file_cache::{CachedFile, NextFiles, PreviousFiles};
 pub use self::manifest::{
     open_manifest, ChunkRef, Manifest, ManifestEntry, ManifestHeader, MANIFEST_FORMAT,
     MAX_MANIFEST_BYTES, NOT_A_RECIPIENT,
 };
 pub use self::restore::{restore, Expected, RestoreStats};
-pub use self::scan::{
-    scan, CachedFile, FileCache, Scanned, SnapshotStats, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK,
-};
-pub use self::seal::{seal, seal_manifest, ManifestSealer};
+pub use self::scan::{scan, Scanned, SnapshotStats, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+pub use self::seal::{seal, seal_manifest, snapshot_folder, ManifestSealer};

@@ -1,6 +1,7 @@
 //! Scanning a folder: its tree listed without following links, each changed file chunked,
 //! encrypted and stored, unchanged ones taken from the file cache.
 
+use super::file_cache::{CachedFile, NextFiles, PreviousFiles};
 use super::{
     BackupSecret, ChunkRef, ManifestEntry, ManifestHeader, ManifestSealer, MANIFEST_FORMAT,
 };
@@ -25,27 +26,6 @@ pub const AVG_CHUNK: u32 = 256 * 1024;
 /// implementation accepts and exchanges, with room for the multipart framing of `block/put`
 /// (js-ipfs limits a whole request to 1 MiB).
 pub const MAX_CHUNK: u32 = 1024 * 1024 - 4096;
-
-/// What the bot remembers of a file it chunked: if its stamp is unchanged, its chunks are.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CachedFile {
-    /// The file's stamp when it was read.
-    pub stamp: FileStamp,
-    /// Its chunks.
-    pub chunks: Vec<ChunkRef>,
-}
-
-/// Files chunked before, by path: reused without reading while unchanged.
-pub type FileCache = HashMap<String, CachedFile>;
-
-/// The key of a listed entry in a [`FileCache`]: its path, or for a path that is not UTF-8,
-/// a NUL (which no name holds) and its bytes in hex.
-fn cache_key(entry: &TreeEntry) -> String {
-    match std::str::from_utf8(&entry.relative) {
-        Ok(path) => path.to_string(),
-        Err(_) => format!("\0{}", hex::encode(&entry.relative)),
-    }
-}
 
 /// Counts of a scan and a seal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -75,12 +55,10 @@ pub struct SnapshotStats {
 }
 
 /// A scanned tree: its manifest, pushed to a sealer (its pages and chunk list stored as they
-/// filled), and the cache for the next scan.
+/// filled).
 pub struct Scanned {
     /// The manifest, to seal or to drop.
     pub manifest: ManifestSealer,
-    /// The files' cache entries, for the next scan.
-    pub cache: FileCache,
     /// Counts so far.
     pub stats: SnapshotStats,
     /// The entries left out: special files, and files that changed while they were read.
@@ -238,7 +216,7 @@ enum Plan {
 fn plan(
     store: &ContentStore,
     entry: &TreeEntry,
-    previous: &FileCache,
+    previous: &mut PreviousFiles,
     planned: &mut HashMap<(u64, u64), FileStamp>,
 ) -> Result<Option<Plan>> {
     if !matches!(entry.kind, EntryKind::File { .. }) {
@@ -252,10 +230,10 @@ fn plan(
         planned.insert(file, entry.stamp);
     }
     let cached = previous
-        .get(&cache_key(entry))
+        .find(entry)
         .filter(|cached| cached.stamp == entry.stamp);
     Ok(Some(match cached {
-        Some(cached) if all_whole(store, &cached.chunks)? => Plan::Cached(cached.chunks.clone()),
+        Some(cached) if all_whole(store, &cached.chunks)? => Plan::Cached(cached.chunks),
         _ => Plan::Read,
     }))
 }
@@ -265,16 +243,17 @@ fn plan(
 const CACHE_SETTLE_NS: i128 = 1_000_000_000;
 
 /// Reads the tree under `source` into a manifest, storing the chunks of every file whose stamp
-/// is not in `previous` (the others are taken from it without reading). Special files, and
-/// files that change while they are read, are left out and listed in
-/// [`Scanned::skipped`].
+/// is not in `previous` (the others are taken from it without reading), and writing what it
+/// learns of the files to `next`. Special files, and files that change while they are read,
+/// are left out and listed in [`Scanned::skipped`].
 pub async fn scan(
     store: &ContentStore,
     source: &Path,
     secret: &BackupSecret,
     owner: &str,
     node_id: &str,
-    previous: &FileCache,
+    previous: &mut PreviousFiles,
+    mut next: Option<&mut NextFiles>,
 ) -> Result<Scanned> {
     let started_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -287,7 +266,6 @@ pub async fn scan(
     let progress = crate::progress::bytes_done("snapshot");
     let mut stats = SnapshotStats::default();
     let mut skipped = Vec::new();
-    let mut cache = FileCache::new();
     let mut manifest = ManifestSealer::new(ManifestHeader {
         format: MANIFEST_FORMAT,
         owner: owner.to_string(),
@@ -365,15 +343,13 @@ pub async fn scan(
                 if entry.links > 1 {
                     first_names.insert(file, (entry.relative.clone(), entry.stamp));
                 }
-                if entry.stamp.mtime_ns < settled_before {
+                if let Some(next) = next
+                    .as_mut()
+                    .filter(|_| entry.stamp.mtime_ns < settled_before)
+                {
                     let stamp = entry.stamp;
-                    cache.insert(
-                        cache_key(entry),
-                        CachedFile {
-                            stamp,
-                            chunks: chunks.clone(),
-                        },
-                    );
+                    let chunks = chunks.clone();
+                    next.record(entry, CachedFile { stamp, chunks })?;
                 }
                 chunks
             }
@@ -386,7 +362,6 @@ pub async fn scan(
     stats.skipped = skipped.len() as u64;
     Ok(Scanned {
         manifest,
-        cache,
         stats,
         skipped,
     })

@@ -4,7 +4,8 @@
 use super::manifest::{Envelope, CHUNKS_LINK, MANIFEST_LINK};
 use super::scan::put_counted;
 use super::{
-    ChunkRef, Manifest, ManifestEntry, ManifestHeader, Scanned, SnapshotStats, MAX_MANIFEST_BYTES,
+    scan, BackupSecret, ChunkRef, Manifest, ManifestEntry, ManifestHeader, PreviousFiles, Scanned,
+    SnapshotStats, MAX_MANIFEST_BYTES,
 };
 use crate::keys;
 use crate::store::ContentStore;
@@ -13,6 +14,7 @@ use anyhow::{anyhow, ensure, Result};
 use cid::Cid;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
+use std::path::Path;
 
 /// Smallest page of the manifest's entry list (but for the last).
 const MIN_PAGE: u32 = 1024;
@@ -202,6 +204,21 @@ pub async fn seal(
         .manifest
         .seal(store, recipients, scanned.stats)
         .await
+}
+
+/// Scans `source` with no file cache (every file read) and seals it to `recipients`: a
+/// snapshot made outside the bot's pass. Returns its root (not yet pinned) and counts.
+pub async fn snapshot_folder(
+    store: &ContentStore,
+    source: &Path,
+    secret: &BackupSecret,
+    owner: &str,
+    node_id: &str,
+    recipients: &[age::x25519::Recipient],
+) -> Result<(Cid, SnapshotStats)> {
+    let mut no_files = PreviousFiles::none();
+    let scanned = scan(store, source, secret, owner, node_id, &mut no_files, None).await?;
+    seal(store, scanned, recipients).await
 }
 
 /// Seals `manifest` (made by a scan, or read with [`super::open_manifest`] and edited) to

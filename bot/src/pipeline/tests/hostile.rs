@@ -34,7 +34,7 @@ async fn a_hard_link_to_no_earlier_file_is_refused() {
     let fixture = fixture();
     let (_, scanned, _) = fixture.snapshot().await;
     for first in ["small.txt", "data", "../outside"] {
-        let mut edited = fixture.scan(&scanned.cache).await;
+        let mut edited = fixture.scan(Some(&scanned.cache)).await;
         let entry = edited
             .manifest
             .entries
@@ -118,18 +118,17 @@ async fn a_manifest_from_another_snapshot_is_refused() {
 async fn only_recipients_restore_and_a_restore_replaces_the_target() {
     let fixture = fixture();
     let owner = age::x25519::Identity::generate();
-    let scanned = scan(
+    let recipients = [fixture.identity.to_public(), owner.to_public()];
+    let (root, _) = snapshot_folder(
         &fixture.store,
         &fixture.source,
         &fixture.secret,
         "owner",
         "node",
-        &FileCache::new(),
+        &recipients,
     )
     .await
     .unwrap();
-    let recipients = [fixture.identity.to_public(), owner.to_public()];
-    let (root, _) = seal(&fixture.store, scanned, &recipients).await.unwrap();
     let target = fixture.root.join("owner");
     fs::create_dir_all(target.join("old")).unwrap();
     restore(&fixture.store, &root, &owner, None, &target)
@@ -165,7 +164,7 @@ async fn only_recipients_restore_and_a_restore_replaces_the_target() {
 #[tokio::test]
 async fn a_path_leaving_the_target_is_refused() {
     let fixture = fixture();
-    let mut scanned = fixture.scan(&FileCache::new()).await;
+    let mut scanned = fixture.scan(None).await;
     scanned.manifest.entries[0].path = "../escape".into();
     let root = fixture.reseal(&scanned.manifest).await;
     assert_refused(&fixture, &root, "unsafe path: ../escape").await;
@@ -208,7 +207,7 @@ async fn a_dag_repeating_one_child_is_refused_at_once() {
 #[tokio::test]
 async fn a_manifest_naming_a_terabyte_is_refused_before_writing() {
     let fixture = fixture();
-    let mut scanned = fixture.scan(&FileCache::new()).await;
+    let mut scanned = fixture.scan(None).await;
     let entry = scanned
         .manifest
         .entries

@@ -40,7 +40,8 @@ struct Scan {
     manifest: Manifest,
     /// What the scan's sealer made of the manifest ([`ManifestSealer::manifest_sha256`]).
     digest: [u8; 32],
-    cache: FileCache,
+    /// The cache file the scan wrote.
+    cache: PathBuf,
     /// The scan's counts.
     stats: SnapshotStats,
     /// The counts once sealed.
@@ -54,6 +55,8 @@ struct Fixture {
     store: ContentStore,
     identity: age::x25519::Identity,
     secret: BackupSecret,
+    /// Cache files written so far.
+    caches: std::cell::Cell<u32>,
 }
 
 fn fixture() -> Fixture {
@@ -70,6 +73,7 @@ fn fixture() -> Fixture {
         source,
         identity,
         secret,
+        caches: std::cell::Cell::new(0),
     }
 }
 
@@ -81,25 +85,36 @@ impl Fixture {
         }
     }
 
-    async fn scan(&self, previous: &FileCache) -> Scan {
+    /// Scans the fixture's tree with the cache file `previous` (if any), writing the next
+    /// one; seals it and reads its manifest back.
+    async fn scan(&self, previous: Option<&Path>) -> Scan {
+        let mut previous = match previous {
+            Some(path) => PreviousFiles::open(path).unwrap(),
+            None => PreviousFiles::none(),
+        };
+        self.caches.set(self.caches.get() + 1);
+        let cache = self.root.join(format!("cache-{}", self.caches.get()));
+        let mut next = NextFiles::create(&cache).unwrap();
         let scanned = scan(
             &self.store,
             &self.source,
             &self.secret,
             "owner",
             "node",
-            previous,
+            &mut previous,
+            Some(&mut next),
         )
         .await
         .unwrap();
-        self.seal_and_open(scanned).await
+        next.finish().unwrap();
+        self.seal_and_open(scanned, cache).await
     }
 
-    /// Seals `scanned` to the fixture's identity and reads its manifest back.
-    async fn seal_and_open(&self, scanned: Scanned) -> Scan {
+    /// Seals `scanned` (whose cache file is `cache`) to the fixture's identity and reads its
+    /// manifest back.
+    async fn seal_and_open(&self, scanned: Scanned, cache: PathBuf) -> Scan {
         let digest = scanned.manifest.manifest_sha256();
         let stats = scanned.stats;
-        let cache = scanned.cache.clone();
         let (root, sealed) = seal(&self.store, scanned, &[self.identity.to_public()])
             .await
             .unwrap();
@@ -126,7 +141,7 @@ impl Fixture {
     }
 
     async fn snapshot(&self) -> (Cid, Scan, SnapshotStats) {
-        let scan = self.scan(&FileCache::new()).await;
+        let scan = self.scan(None).await;
         let (root, sealed) = (scan.root, scan.sealed);
         (root, scan, sealed)
     }
@@ -191,7 +206,7 @@ async fn equal_trees_share_every_chunk_and_an_edit_changes_only_its_neighbours()
     let middle = content.len() / 2;
     content[middle] ^= 0x55;
     fs::write(&path, &content).unwrap();
-    let third = fixture.scan(&first.cache).await;
+    let third = fixture.scan(Some(&first.cache)).await;
     let (before, after) = (chunk_blocks(&first), chunk_blocks(&third));
     assert_eq!(before.len(), after.len());
     let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
@@ -215,7 +230,7 @@ async fn equal_trees_share_every_chunk_and_an_edit_changes_only_its_neighbours()
 async fn the_cache_skips_unchanged_files_and_a_new_mtime_reuses_chunks() {
     let fixture = fixture();
     let (_, first, _) = fixture.snapshot().await;
-    let again = fixture.scan(&first.cache).await;
+    let again = fixture.scan(Some(&first.cache)).await;
     assert_eq!(again.stats.bytes_read, 0);
     assert_eq!(again.digest, first.digest);
     let whole: [u8; 32] = Sha256::digest(serde_json::to_vec(&first.manifest).unwrap()).into();
@@ -232,7 +247,7 @@ async fn the_cache_skips_unchanged_files_and_a_new_mtime_reuses_chunks() {
         .unwrap()
         .set_modified(later)
         .unwrap();
-    let touched = fixture.scan(&first.cache).await;
+    let touched = fixture.scan(Some(&first.cache)).await;
     assert_eq!(touched.stats.bytes_read, 8 << 20);
     assert_eq!(
         touched.stats.new_blocks, 0,
@@ -259,11 +274,12 @@ async fn the_same_file_in_two_backups_shares_no_block() {
         &other_secret,
         "owner",
         "other node",
-        &FileCache::new(),
+        &mut PreviousFiles::none(),
+        None,
     )
     .await
     .unwrap();
-    let other = fixture.seal_and_open(other).await;
+    let other = fixture.seal_and_open(other, PathBuf::new()).await;
     let ours: HashSet<String> = chunks_of(&first, "data/large.bin").into_iter().collect();
     let theirs = chunks_of(&other, "data/large.bin");
     assert!(theirs.iter().all(|cid| !ours.contains(cid)));
@@ -373,31 +389,39 @@ async fn compressible_chunks_are_stored_smaller() {
 async fn chunks_of_format_4_in_the_cache_are_kept_and_restore() {
     let fixture = fixture();
     let (_, first, _) = fixture.snapshot().await;
-    let mut cache = first.cache.clone();
     let content = fs::read(fixture.source.join("data/large.bin")).unwrap();
+    let mut legacy = Vec::new();
     let mut offset = 0;
-    for chunk in &mut cache.get_mut("data/large.bin").unwrap().chunks {
+    for chunk in chunk_refs(&first, "data/large.bin") {
         let plaintext = &content[offset..offset + chunk.len as usize];
         offset += chunk.len as usize;
         let block = fixture.secret.seal_unframed(plaintext);
         fixture.store.put_block(&block).await.unwrap();
-        *chunk = ChunkRef {
+        legacy.push(ChunkRef {
             cid: block.cid.to_string(),
             len: chunk.len,
             block_len: None,
-        };
+        });
     }
     fixture.store.sync().unwrap();
-    let scanned = fixture.scan(&cache).await;
+    // The cache's line of the file, its chunks replaced.
+    let mut lines = String::new();
+    for line in fs::read_to_string(&first.cache).unwrap().lines() {
+        let mut line: serde_json::Value = serde_json::from_str(line).unwrap();
+        if line["path"] == "data/large.bin" {
+            line["chunks"] = serde_json::to_value(&legacy).unwrap();
+        }
+        lines += &format!("{line}\n");
+    }
+    let cache = fixture.root.join("cache-of-format-4");
+    fs::write(&cache, lines).unwrap();
+    let scanned = fixture.scan(Some(&cache)).await;
     let root = scanned.root;
     assert_eq!(
         scanned.stats.bytes_read, 0,
         "every file taken from the cache"
     );
-    assert_eq!(
-        chunk_refs(&scanned, "data/large.bin"),
-        &cache["data/large.bin"].chunks[..]
-    );
+    assert_eq!(chunk_refs(&scanned, "data/large.bin"), &legacy[..]);
     let target = fixture.root.join("restored");
     fixture.restore(&root, &target).await.unwrap();
     assert_eq!(
