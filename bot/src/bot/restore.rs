@@ -105,7 +105,7 @@ impl<C: Chain> Bot<C> {
             // A CID that does not parse is bad for any reader: claimed, then failed.
             return Cid::try_from(cid).is_err();
         };
-        match pipeline::open_manifest(&self.store, &root, &identity).await {
+        match pipeline::open_snapshot(&self.store, &root, &identity).await {
             Ok(_) => true,
             Err(error) => match error.downcast_ref::<Invalid>() {
                 Some(invalid) if invalid.0.starts_with(pipeline::NOT_A_RECIPIENT) => {

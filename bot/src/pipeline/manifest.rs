@@ -3,7 +3,7 @@
 //! opening it from a snapshot's root.
 
 use super::crypto::{ChunkFraming, UNFRAMED_OVERHEAD};
-use super::read::{decode, fetch_verified, open_listed_chunk, walk_file};
+use super::read::{block_key, decode, fetch_verified, open_listed_chunk, walk_file, BlockKey};
 use super::BackupSecret;
 use crate::invalid::{invalid, Invalid};
 use crate::keys;
@@ -13,7 +13,7 @@ use crate::tree::{EntryKind, TreeEntry};
 use crate::unixfs::Block;
 use anyhow::{ensure, Result};
 use cid::Cid;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 
 /// The manifest format this code writes: 3 added symbolic links, permission bits,
@@ -205,13 +205,24 @@ pub(super) struct Envelope {
     pub(super) pages: Vec<ChunkRef>,
 }
 
-/// Fetches and opens the manifest of snapshot `root` with `identity`, checking the root's
-/// layout and that the manifest names only chunks the snapshot holds.
-pub async fn open_manifest(
+/// A snapshot's manifest, opened and checked up to its entries, which are read a page at a
+/// time ([`OpenedManifest::entries`]): a restore holds a page of the tree, not the tree.
+pub struct OpenedManifest {
+    /// Whose backup, in which format, and its secret.
+    pub header: ManifestHeader,
+    /// The pages of the entry list, in order.
+    pages: Vec<ChunkRef>,
+    /// The chunks the snapshot holds.
+    listed: HashSet<BlockKey>,
+}
+
+/// Fetches and opens the envelope of snapshot `root` with `identity`, checking the root's
+/// layout and that the pages of its manifest are chunks the snapshot holds.
+pub async fn open_snapshot(
     store: &ContentStore,
     root: &Cid,
     identity: &age::x25519::Identity,
-) -> Result<Manifest> {
+) -> Result<OpenedManifest> {
     let root_node = decode(&fetch_verified(store, root).await?)?;
     ensure!(
         root_node.data == [0x08, 0x01] && root_node.links.len() == 2,
@@ -245,39 +256,123 @@ pub async fn open_manifest(
         Invalid::new("the root joins the manifest of another snapshot to these chunks")
     );
     let (listed, _) = walk_file(store, &chunks_cid, false, 0).await?;
-    let listed: HashSet<String> = listed.iter().map(ToString::to_string).collect();
-    let holds = |chunk: &ChunkRef| -> Result<()> {
+    let opened = OpenedManifest {
+        header: envelope.header,
+        pages: envelope.pages,
+        listed,
+    };
+    opened
+        .pages
+        .iter()
+        .try_for_each(|page| opened.holds(page))?;
+    Ok(opened)
+}
+
+impl OpenedManifest {
+    /// Checks that the snapshot holds `chunk`.
+    fn holds(&self, chunk: &ChunkRef) -> Result<()> {
+        let key = Cid::try_from(chunk.cid.as_str())
+            .ok()
+            .and_then(|cid| block_key(&cid).ok());
         ensure!(
-            listed.contains(&chunk.cid),
+            key.is_some_and(|key| self.listed.contains(&key)),
             Invalid::new(format!(
                 "the manifest names chunk {} the snapshot does not hold",
                 chunk.cid
             ))
         );
         Ok(())
-    };
-    let mut lines = Vec::new();
-    for page in &envelope.pages {
-        holds(page)?;
-        lines.extend(open_listed_chunk(store, &envelope.header.secret, page).await?);
-        ensure!(
-            lines.len() as u64 <= MAX_MANIFEST_BYTES,
-            Invalid::new("manifest larger than allowed")
-        );
     }
-    let mut entries = Vec::new();
-    for line in lines
-        .split(|byte| *byte == b'\n')
-        .filter(|line| !line.is_empty())
-    {
+
+    /// Its entries from the first, read a page at a time.
+    pub fn entries(&self) -> ManifestEntries<'_> {
+        ManifestEntries {
+            manifest: self,
+            next_page: 0,
+            partial: Vec::new(),
+            ready: VecDeque::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// The entries of an [`OpenedManifest`] in order, each checked to name only chunks the
+/// snapshot holds.
+pub struct ManifestEntries<'a> {
+    manifest: &'a OpenedManifest,
+    next_page: usize,
+    /// The start of a line the next page ends.
+    partial: Vec<u8>,
+    /// Entries of the pages read, not yet taken.
+    ready: VecDeque<ManifestEntry>,
+    /// Bytes of the pages read.
+    bytes: u64,
+}
+
+impl ManifestEntries<'_> {
+    /// The next entry; `None` after the last.
+    pub async fn next(&mut self, store: &ContentStore) -> Result<Option<ManifestEntry>> {
+        loop {
+            if let Some(entry) = self.ready.pop_front() {
+                return Ok(Some(entry));
+            }
+            let Some(page) = self.manifest.pages.get(self.next_page) else {
+                // A last line without its newline.
+                let last = std::mem::take(&mut self.partial);
+                if last.is_empty() {
+                    return Ok(None);
+                }
+                return self.parse(&last).map(Some);
+            };
+            self.next_page += 1;
+            let secret = &self.manifest.header.secret;
+            let bytes = open_listed_chunk(store, secret, page).await?;
+            self.bytes += bytes.len() as u64;
+            ensure!(
+                self.bytes <= MAX_MANIFEST_BYTES,
+                Invalid::new("manifest larger than allowed")
+            );
+            self.partial.extend_from_slice(&bytes);
+            let Some(end) = self.partial.iter().rposition(|byte| *byte == b'\n') else {
+                continue;
+            };
+            let rest = self.partial.split_off(end + 1);
+            let lines = std::mem::replace(&mut self.partial, rest);
+            for line in lines.split(|byte| *byte == b'\n') {
+                if !line.is_empty() {
+                    let entry = self.parse(line)?;
+                    self.ready.push_back(entry);
+                }
+            }
+        }
+    }
+
+    /// The entry `line` holds, checked.
+    fn parse(&self, line: &[u8]) -> Result<ManifestEntry> {
         let entry: ManifestEntry = serde_json::from_slice(line)
             .map_err(|error| invalid(format!("manifest entry: {error}")))?;
-        entry.chunks.iter().try_for_each(holds)?;
+        for chunk in &entry.chunks {
+            self.manifest.holds(chunk)?;
+        }
+        Ok(entry)
+    }
+}
+
+/// Fetches and opens the whole manifest of snapshot `root` with `identity` (see
+/// [`open_snapshot`]): its header and every entry, checked.
+pub async fn open_manifest(
+    store: &ContentStore,
+    root: &Cid,
+    identity: &age::x25519::Identity,
+) -> Result<Manifest> {
+    let opened = open_snapshot(store, root, identity).await?;
+    let mut entries = Vec::new();
+    let mut reading = opened.entries();
+    while let Some(entry) = reading.next(store).await? {
         entries.push(entry);
     }
-    let manifest = Manifest {
-        header: envelope.header,
+    Ok(Manifest {
+        header: opened.header,
         entries,
-    };
-    Ok(manifest)
+    })
 }

@@ -52,8 +52,8 @@ pub use self::check::{check, CheckStats};
 pub use self::crypto::BackupSecret;
 pub use self::file_cache::{CachedFile, NextFiles, PreviousFiles};
 pub use self::manifest::{
-    open_manifest, ChunkRef, Manifest, ManifestEntry, ManifestHeader, MANIFEST_FORMAT,
-    MAX_MANIFEST_BYTES, NOT_A_RECIPIENT,
+    open_manifest, open_snapshot, ChunkRef, Manifest, ManifestEntries, ManifestEntry,
+    ManifestHeader, OpenedManifest, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, NOT_A_RECIPIENT,
 };
 pub use self::restore::{restore, Expected, RestoreStats};
 pub use self::scan::{scan, Scanned, SnapshotStats, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};

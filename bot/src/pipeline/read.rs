@@ -15,6 +15,17 @@ const MAX_LIST_LEAVES: usize = 64 << 20;
 /// Deepest UnixFS file DAG a restore follows (174^6 leaves is far beyond any manifest).
 const MAX_FILE_DEPTH: usize = 6;
 
+/// A block's CID in bytes, as every block of a snapshot has it: version 1, a one-byte codec, a
+/// sha2-256 digest.
+pub(super) type BlockKey = [u8; 36];
+
+/// The key of `cid`; an [`Invalid`] error for a CID no snapshot's block has.
+pub(super) fn block_key(cid: &Cid) -> Result<BlockKey> {
+    cid.to_bytes()
+        .try_into()
+        .map_err(|_| invalid(format!("{cid} is not the CID of a snapshot's block")))
+}
+
 /// Fetches the block `cid` and checks it against its CID.
 pub(super) async fn fetch_verified(store: &ContentStore, cid: &Cid) -> Result<Block> {
     let bytes = store.get_block(cid).await?;
@@ -30,33 +41,34 @@ pub(super) fn decode(block: &Block) -> Result<unixfs::Node> {
     unixfs::decode_node(&block.data).map_err(|error| invalid(format!("{}: {error:#}", block.cid)))
 }
 
-/// The leaves of the UnixFS file `cid`, in order, and (when `read`) its content, verifying
-/// every block fetched; at most `limit` bytes and [`MAX_LIST_LEAVES`] leaves. A block linked
-/// twice is refused (the bot's files never repeat one), so that a small hostile DAG cannot
-/// make the walk exponential.
+/// The leaves of the UnixFS file `cid` and (when `read`) its content, verifying every block
+/// fetched; at most `limit` bytes and [`MAX_LIST_LEAVES`] leaves. A block linked twice is
+/// refused (the bot's files never repeat one), so that a small hostile DAG cannot make the
+/// walk exponential.
 pub(super) async fn walk_file(
     store: &ContentStore,
     cid: &Cid,
     read: bool,
     limit: u64,
-) -> Result<(Vec<Cid>, Vec<u8>)> {
-    let mut leaves = Vec::new();
+) -> Result<(HashSet<BlockKey>, Vec<u8>)> {
+    let mut leaves = 0;
     let mut content = Vec::new();
+    // Every block visited, leaves and nodes: one set, not two, on a chunk list of millions.
     let mut seen = HashSet::new();
     // Depth-first, in link order: a stack of (cid, depth), last link pushed first.
     let mut pending = vec![(*cid, 0usize)];
     while let Some((cid, depth)) = pending.pop() {
         ensure!(depth <= MAX_FILE_DEPTH, Invalid::new("file DAG too deep"));
         ensure!(
-            seen.insert(cid),
+            seen.insert(block_key(&cid)?),
             Invalid::new(format!("the DAG links {cid} twice"))
         );
         ensure!(
-            leaves.len() < MAX_LIST_LEAVES,
+            leaves < MAX_LIST_LEAVES,
             Invalid::new("the DAG has too many leaves")
         );
         if cid.codec() == RAW {
-            leaves.push(cid);
+            leaves += 1;
             if read {
                 let block = fetch_verified(store, &cid).await?;
                 ensure!(
@@ -70,7 +82,9 @@ pub(super) async fn walk_file(
         let node = decode(&fetch_verified(store, &cid).await?)?;
         pending.extend(node.links.iter().rev().map(|link| (link.cid, depth + 1)));
     }
-    Ok((leaves, content))
+    // The leaves: the blocks whose codec (the key's second byte) is raw.
+    seen.retain(|key| u64::from(key[1]) == RAW);
+    Ok((seen, content))
 }
 
 /// Fetches the block of the chunk a manifest lists, verified against its CID.

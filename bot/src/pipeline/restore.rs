@@ -2,7 +2,7 @@
 //! folder that replaces the target only once complete.
 
 use super::read::{fetch_listed_chunk, open_chunk_of};
-use super::{open_manifest, BackupSecret, ChunkRef, Manifest};
+use super::{open_snapshot, BackupSecret, ChunkRef, OpenedManifest};
 use crate::invalid::{invalid, Invalid};
 use crate::staging::{FilePlace, Staging};
 use crate::store::ContentStore;
@@ -54,7 +54,7 @@ pub async fn restore(
     expected: Option<Expected<'_>>,
     target: &Path,
 ) -> Result<RestoreStats> {
-    let manifest = open_manifest(store, root, identity).await?;
+    let manifest = open_snapshot(store, root, identity).await?;
     if let Some(expected) = expected {
         ensure!(
             manifest.header.owner == expected.owner && manifest.header.node_id == expected.node_id,
@@ -64,19 +64,40 @@ pub async fn restore(
             ))
         );
     }
-    check_sizes(&manifest, target)?;
+    let sizes = check_sizes(store, &manifest, target).await?;
     let mut staging = Staging::create(target)?;
-    let stats = write_tree(store, &manifest, &mut staging).await?;
+    let stats = write_tree(store, &manifest, &sizes, &mut staging).await?;
     staging.replace(target)?;
     Ok(stats)
+}
+
+/// What a first reading of a manifest found: the bytes its files hold, and the paths its hard
+/// links name (only those files' sizes are kept as they are written).
+struct Sizes {
+    total: u64,
+    linked: HashSet<Vec<u8>>,
 }
 
 /// Checks, before anything is written, that every file's chunks add up to its size and that
 /// the whole tree fits the free space of `target`'s file system: a snapshot naming one chunk
 /// again and again cannot fill the disk.
-fn check_sizes(manifest: &Manifest, target: &Path) -> Result<()> {
+async fn check_sizes(
+    store: &ContentStore,
+    manifest: &OpenedManifest,
+    target: &Path,
+) -> Result<Sizes> {
     let mut total = 0u64;
-    for entry in &manifest.entries {
+    let mut linked = HashSet::new();
+    let mut entries = manifest.entries();
+    while let Some(entry) = entries.next(store).await? {
+        // A name that is not hex is refused at its link.
+        if let Some(first) = entry
+            .hard_link_hex
+            .as_deref()
+            .and_then(|hex| hex::decode(hex).ok())
+        {
+            linked.insert(first);
+        }
         let listed: u64 = entry.chunks.iter().map(|chunk| u64::from(chunk.len)).sum();
         // A hard link takes no space: its size is its first name's, checked when it is made.
         let size = if entry.hard_link_hex.is_some() {
@@ -108,33 +129,30 @@ fn check_sizes(manifest: &Manifest, target: &Path) -> Result<()> {
             "the snapshot holds {total} bytes and the restore target's file system has {free} free"
         ))
     );
-    Ok(())
+    Ok(Sizes { total, linked })
 }
 
-/// Writes `manifest`'s tree into `staging`, fetching, verifying and decrypting each chunk.
+/// Writes `manifest`'s tree (of `sizes`) into `staging`, fetching, verifying and decrypting
+/// each chunk.
 async fn write_tree(
     store: &ContentStore,
-    manifest: &Manifest,
+    manifest: &OpenedManifest,
+    sizes: &Sizes,
     staging: &mut Staging,
 ) -> Result<RestoreStats> {
     let secret = &manifest.header.secret;
-    let total: u64 = manifest.entries.iter().map(|entry| entry.size).sum();
-    let progress = crate::progress::bar(total, "restore");
+    let progress = crate::progress::bar(sizes.total, "restore");
     let mut stats = RestoreStats {
         owner: manifest.header.owner.clone(),
         node_id: manifest.header.node_id.clone(),
         ..RestoreStats::default()
     };
-    // The paths hard links name, and the size of each such file written so far: only those
-    // are kept, not every file's. (A name that is not hex is refused at its link.)
-    let linked: HashSet<Vec<u8>> = manifest
-        .entries
-        .iter()
-        .filter_map(|entry| hex::decode(entry.hard_link_hex.as_deref()?).ok())
-        .collect();
+    // The size of each file a hard link names written so far: only those are kept.
+    let linked = &sizes.linked;
     let mut written: HashMap<Vec<u8>, u64> = HashMap::new();
     let mut writer = FileWriters::start(secret);
-    for entry in &manifest.entries {
+    let mut entries = manifest.entries();
+    while let Some(entry) = entries.next(store).await? {
         let path = entry.path_bytes()?;
         tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
         let mode = entry.permissions();

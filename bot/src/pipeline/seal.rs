@@ -2,6 +2,7 @@
 //! recipients and the snapshot's root, stored.
 
 use super::manifest::{Envelope, CHUNKS_LINK, MANIFEST_LINK};
+use super::read::{block_key, BlockKey};
 use super::scan::put_counted;
 use super::{
     scan, BackupSecret, ChunkRef, Manifest, ManifestEntry, ManifestHeader, PreviousFiles, Scanned,
@@ -244,7 +245,7 @@ pub async fn seal_manifest(
 /// made.
 struct ChunkList {
     /// The CIDs listed so far, in bytes.
-    listed: HashSet<[u8; 36]>,
+    listed: HashSet<BlockKey>,
     /// Leaves of the lowest node being filled.
     group: Vec<Child>,
     /// Whether `group` is complete: it becomes a node when another leaf comes (a single
@@ -278,10 +279,7 @@ impl ChunkList {
         stats: &mut SnapshotStats,
     ) -> Result<()> {
         let cid = Cid::try_from(chunk.cid.as_str())?;
-        let key = cid
-            .to_bytes()
-            .try_into()
-            .map_err(|_| anyhow!("chunk {} is not a CID a snapshot lists", chunk.cid))?;
+        let key = block_key(&cid)?;
         if !self.listed.insert(key) {
             return Ok(());
         }

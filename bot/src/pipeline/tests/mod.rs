@@ -433,3 +433,39 @@ async fn chunks_of_format_4_in_the_cache_are_kept_and_restore() {
         .unwrap();
     assert!(checked.chunks_opened >= 8, "{checked:?}");
 }
+
+/// A tree whose manifest spans many pages, lines cut across them: the scan seals it page by
+/// page and the restore reads it back page by page, identical.
+#[tokio::test]
+async fn a_manifest_of_many_pages_is_sealed_and_restored_page_by_page() {
+    let fixture = fixture();
+    for folder in 0..20 {
+        let dir = fixture.source.join(format!("many/folder-{folder:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        for file in 0..100 {
+            fs::write(
+                dir.join(format!("file-{file:03}")),
+                format!("{folder} {file}"),
+            )
+            .unwrap();
+        }
+    }
+    let (root, scan, stats) = fixture.snapshot().await;
+    assert_eq!(stats.files, 3 + 2000);
+    let manifest_bytes: usize = scan
+        .manifest
+        .entries
+        .iter()
+        .map(|entry| serde_json::to_vec(entry).unwrap().len() + 1)
+        .sum();
+    assert!(
+        manifest_bytes > 40 * 4096,
+        "{manifest_bytes} bytes of entries"
+    );
+    let target = fixture.root.join("restored");
+    fixture.restore(&root, &target).await.unwrap();
+    assert_eq!(
+        tree::first_difference(&fixture.source, &target).unwrap(),
+        None
+    );
+}
