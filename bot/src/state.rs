@@ -34,7 +34,7 @@ pub fn node_key(node: &ServedNode) -> String {
 const CACHE_FORMAT: u32 = 2;
 
 /// What the bot remembers of the last snapshot it recorded of a node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct NodeCache {
     /// [`CACHE_FORMAT`] when written.
     pub format: u32,

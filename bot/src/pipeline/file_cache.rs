@@ -96,7 +96,6 @@ impl PreviousFiles {
         loop {
             if self.pending.is_none() {
                 self.pending = self.next_line();
-                self.pending.as_ref()?;
             }
             let (path, _) = self.pending.as_ref()?;
             match walk_order(path, &entry.relative) {

@@ -100,9 +100,20 @@ impl ManifestSealer {
         for chunk in &entry.chunks {
             self.chunk_list.add(store, chunk, stats).await?;
         }
-        // A page's end depends only on the bytes from its start to at most MAX_PAGE on: with
-        // that many held, the first page is the one a cut of the whole list makes.
-        while self.lines.len() >= MAX_PAGE as usize {
+        self.store_pages(store, MAX_PAGE as usize, stats).await
+    }
+
+    /// Cuts pages off the start of the held lines, sealing and storing each, while at least
+    /// `held` bytes are held. A page's end depends only on the bytes from its start to at
+    /// most MAX_PAGE on: with that many held, the first page is the one a cut of the whole
+    /// list makes; with 1, every byte left is paged.
+    async fn store_pages(
+        &mut self,
+        store: &ContentStore,
+        held: usize,
+        stats: &mut SnapshotStats,
+    ) -> Result<()> {
+        while !self.lines.is_empty() && self.lines.len() >= held {
             let secret = &self.header.secret;
             let Some(page) = secret
                 .chunker(&self.lines[..], MIN_PAGE, AVG_PAGE, MAX_PAGE)
@@ -111,22 +122,11 @@ impl ManifestSealer {
                 break;
             };
             let len = page?.length;
-            self.store_page(store, len, stats).await?;
+            let block = secret.seal_chunk(&self.lines[..len])?;
+            put_counted(store, &block, stats).await?;
+            self.pages.push(ChunkRef::sealed(&block, len)?);
+            self.lines.drain(..len);
         }
-        Ok(())
-    }
-
-    /// Seals and stores the first `len` bytes of the held lines as the next page.
-    async fn store_page(
-        &mut self,
-        store: &ContentStore,
-        len: usize,
-        stats: &mut SnapshotStats,
-    ) -> Result<()> {
-        let block = self.header.secret.seal_chunk(&self.lines[..len])?;
-        put_counted(store, &block, stats).await?;
-        self.pages.push(ChunkRef::sealed(&block, len)?);
-        self.lines.drain(..len);
         Ok(())
     }
 
@@ -147,14 +147,7 @@ impl ManifestSealer {
         mut stats: SnapshotStats,
     ) -> Result<(Cid, SnapshotStats)> {
         let stats = &mut stats;
-        let secret = self.header.secret.clone();
-        let held = std::mem::take(&mut self.lines);
-        for page in secret.chunker(&held[..], MIN_PAGE, AVG_PAGE, MAX_PAGE) {
-            let page = page?.data;
-            let block = secret.seal_chunk(&page)?;
-            put_counted(store, &block, stats).await?;
-            self.pages.push(ChunkRef::sealed(&block, page.len())?);
-        }
+        self.store_pages(store, 1, stats).await?;
         // The chunk list: each distinct chunk once, in order of first use, then the pages.
         for page in &self.pages {
             self.chunk_list.add(store, page, stats).await?;
