@@ -7,6 +7,7 @@
 # latest (MiB/s), store sizes and peak memory, each with its target against restic. Then one
 # run on a tree of MANY_FILES small files (1,000,000 unless set; 0 skips it; about a quarter
 # of an hour on 2 cores): first snapshot, unchanged tree, restore and peak memory of both.
+# Then the bot's real pass on a local node (scripts/bench-pass.sh; REAL_PASS=0 skips it).
 # Installs restic 0.14 from Debian when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +22,7 @@ source scripts/env.sh
 cargo run -q --release -p backup-bot --locked -- bench --size-mib "${SIZE_MIB:-1024}" --runs "${RUNS:-3}"
 if [ "${MANY_FILES:-1000000}" != 0 ]; then
     cargo run -q --release -p backup-bot --locked -- bench --many-files "${MANY_FILES:-1000000}"
+fi
+if [ "${REAL_PASS:-1}" != 0 ]; then
+    bash scripts/bench-pass.sh
 fi

@@ -18,8 +18,8 @@ mod generate;
 mod many_files;
 mod ours;
 
-pub use self::generate::random_bytes;
-use self::generate::{change_tree, generate_tree};
+use self::generate::{change_tree, generate_tree, TREE_SEED};
+pub use self::generate::{change_written_tree, random_bytes, write_tree};
 pub use self::many_files::run_many_files;
 use self::ours::{OurBackup, Ours};
 
@@ -157,7 +157,7 @@ struct Figures {
 /// restore, ours and restic's, and checks that our restore equals the tree.
 async fn measure(total_mib: u64, work_dir: &Path) -> Result<Figures> {
     let tree = work_dir.join("tree");
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut state = TREE_SEED;
     let files = generate_tree(&tree, total_mib, &mut state)?;
     let tree_bytes = du(&tree)?;
     // Warm the page cache equally for everyone: read it all once.

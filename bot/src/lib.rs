@@ -22,6 +22,7 @@
 pub mod bench;
 pub mod bot;
 pub mod chain;
+mod compact_map;
 pub mod config;
 #[cfg(feature = "sandbox")]
 pub mod demo;

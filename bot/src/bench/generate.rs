@@ -2,10 +2,14 @@
 //! mixed files, and the change between its second and third snapshots.
 
 use super::MIB;
-use anyhow::{Context, Result};
+use crate::tree::{self, EntryKind};
+use anyhow::{ensure, Context, Result};
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
+
+/// The seed of the benchmark's trees and of their change.
+pub(super) const TREE_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Fills `buffer` with pseudo-random bytes (xorshift64*), which no compressor shrinks.
 fn fill_random(buffer: &mut [u8], state: &mut u64) {
@@ -135,4 +139,29 @@ pub(super) fn change_tree(root: &Path, files: &[String], state: &mut u64) -> Res
         changed += MIB;
     }
     Ok(changed)
+}
+
+/// `bench --write-tree`: writes the benchmark's tree of about `total_mib` MiB into `root`, which
+/// must not exist yet; returns how many files it wrote.
+pub fn write_tree(root: &Path, total_mib: u64) -> Result<usize> {
+    ensure!(
+        !root.exists(),
+        "{} exists: the tree is written into a new folder",
+        root.display()
+    );
+    Ok(generate_tree(root, total_mib, &mut TREE_SEED.clone())?.len())
+}
+
+/// `bench --change-tree`: changes the tree in `root` as the benchmark changes its tree before
+/// the third snapshot (see [`change_tree`]), its files taken in the order of their names;
+/// returns the bytes written.
+pub fn change_written_tree(root: &Path) -> Result<u64> {
+    let mut files = Vec::new();
+    for entry in tree::list_tree(root)?.entries {
+        if matches!(entry.kind, EntryKind::File { .. }) {
+            files.push(String::from_utf8(entry.relative).context("a file name is not UTF-8")?);
+        }
+    }
+    files.sort();
+    change_tree(root, &files, &mut TREE_SEED.clone())
 }

@@ -18,17 +18,33 @@ pub struct BenchArgs {
     /// first snapshot, the unchanged one and the restore, with each tool's peak memory.
     #[arg(long, conflicts_with_all = ["size_mib", "runs"])]
     many_files: Option<u64>,
+    /// Instead: writes the tree of --size-mib MiB the benchmark measures into this folder
+    /// (which must not exist), for timing other commands on it (`scripts/bench-pass.sh`).
+    #[arg(long, conflicts_with_all = ["runs", "many_files", "change_tree"])]
+    write_tree: Option<PathBuf>,
+    /// Instead: changes the tree --write-tree wrote in this folder as the benchmark changes
+    /// its tree before the third snapshot (4 KiB written into 1 % of its files, three files
+    /// of 1 MiB added).
+    #[arg(long, conflicts_with_all = ["size_mib", "runs", "many_files"])]
+    change_tree: Option<PathBuf>,
     /// Folder for the tree, the store and the restic repository: created, or emptied if
     /// `demo` or `bench` made it; any other folder is refused.
     #[arg(long, default_value = "target/bot-bench")]
     work_dir: PathBuf,
 }
 
-/// Runs the benchmark and prints its table.
+/// Runs the benchmark and prints its table (or writes or changes its tree).
 pub async fn execute(args: BenchArgs) -> Result<Ended> {
-    match args.many_files {
-        Some(count) => bench::run_many_files(count, &args.work_dir).await?,
-        None => bench::run(args.size_mib, args.runs, &args.work_dir).await?,
+    if let Some(root) = args.write_tree {
+        let files = bench::write_tree(&root, args.size_mib)?;
+        println!("{files} files written under {}", root.display());
+    } else if let Some(root) = args.change_tree {
+        let bytes = bench::change_written_tree(&root)?;
+        println!("{bytes} bytes written under {}", root.display());
+    } else if let Some(count) = args.many_files {
+        bench::run_many_files(count, &args.work_dir).await?;
+    } else {
+        bench::run(args.size_mib, args.runs, &args.work_dir).await?;
     }
     Ok(Ended::Done)
 }

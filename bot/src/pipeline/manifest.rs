@@ -5,6 +5,7 @@
 use super::crypto::{ChunkFraming, UNFRAMED_OVERHEAD};
 use super::read::{block_key, decode, fetch_verified, open_listed_chunk, walk_file, BlockKey};
 use super::BackupSecret;
+use crate::compact_map::CompactSet;
 use crate::invalid::{invalid, Invalid};
 use crate::keys;
 use crate::staging;
@@ -13,7 +14,7 @@ use crate::tree::{EntryKind, TreeEntry};
 use crate::unixfs::Block;
 use anyhow::{ensure, Result};
 use cid::Cid;
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::Read;
 
 /// The manifest format this code writes: 3 added symbolic links, permission bits,
@@ -213,7 +214,7 @@ pub struct OpenedManifest {
     /// The pages of the entry list, in order.
     pages: Vec<ChunkRef>,
     /// The chunks the snapshot holds.
-    listed: HashSet<BlockKey>,
+    listed: CompactSet<BlockKey>,
 }
 
 /// Fetches and opens the envelope of snapshot `root` with `identity`, checking the root's

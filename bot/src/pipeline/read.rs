@@ -1,16 +1,18 @@
 //! Reading a snapshot's blocks from the store: each verified against its CID, UnixFS files
 //! walked within bounds, chunks decrypted and measured.
 
-use super::{BackupSecret, ChunkRef};
+use super::{BackupSecret, ChunkRef, MAX_MANIFEST_BYTES};
+use crate::compact_map::CompactSet;
 use crate::invalid::{invalid, Invalid};
 use crate::store::ContentStore;
 use crate::unixfs::{self, Block, DAG_PB, RAW};
 use anyhow::{ensure, Result};
 use cid::Cid;
-use std::collections::HashSet;
 
-/// Most leaves a snapshot's chunk list may have (a 1 TiB folder of 256 KiB chunks has 4 M).
-const MAX_LIST_LEAVES: usize = 64 << 20;
+/// Most leaves a snapshot's chunk list may have: its manifest names each of its chunks at
+/// least once, by a CID of 59 characters, in at most [`MAX_MANIFEST_BYTES`] (9.1 M; a 1 TiB
+/// folder of 256 KiB chunks has 4 M).
+const MAX_LIST_LEAVES: u64 = MAX_MANIFEST_BYTES / 59;
 
 /// Deepest UnixFS file DAG a restore follows (174^6 leaves is far beyond any manifest).
 const MAX_FILE_DEPTH: usize = 6;
@@ -50,17 +52,17 @@ pub(super) async fn walk_file(
     cid: &Cid,
     read: bool,
     limit: u64,
-) -> Result<(HashSet<BlockKey>, Vec<u8>)> {
-    let mut leaves = 0;
+) -> Result<(CompactSet<BlockKey>, Vec<u8>)> {
+    let mut leaves = 0u64;
     let mut content = Vec::new();
     // Every block visited, leaves and nodes: one set, not two, on a chunk list of millions.
-    let mut seen = HashSet::new();
+    let mut seen = CompactSet::default();
     // Depth-first, in link order: a stack of (cid, depth), last link pushed first.
     let mut pending = vec![(*cid, 0usize)];
     while let Some((cid, depth)) = pending.pop() {
         ensure!(depth <= MAX_FILE_DEPTH, Invalid::new("file DAG too deep"));
         ensure!(
-            seen.insert(block_key(&cid)?),
+            seen.insert(block_key(&cid)?, ()),
             Invalid::new(format!("the DAG links {cid} twice"))
         );
         ensure!(
@@ -83,7 +85,7 @@ pub(super) async fn walk_file(
         pending.extend(node.links.iter().rev().map(|link| (link.cid, depth + 1)));
     }
     // The leaves: the blocks whose codec (the key's second byte) is raw.
-    seen.retain(|key| u64::from(key[1]) == RAW);
+    seen.retain(|key, ()| u64::from(key[1]) == RAW);
     Ok((seen, content))
 }
 

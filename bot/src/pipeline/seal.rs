@@ -8,13 +8,13 @@ use super::{
     scan, BackupSecret, ChunkRef, Manifest, ManifestEntry, ManifestHeader, PreviousFiles, Scanned,
     SnapshotStats, MAX_MANIFEST_BYTES,
 };
+use crate::compact_map::CompactSet;
 use crate::keys;
 use crate::store::ContentStore;
 use crate::unixfs::{self, Child, Link, UnixfsHasher};
 use anyhow::{anyhow, ensure, Result};
 use cid::Cid;
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::path::Path;
 
 /// Smallest page of the manifest's entry list (but for the last).
@@ -238,7 +238,7 @@ pub async fn seal_manifest(
 /// made.
 struct ChunkList {
     /// The CIDs listed so far, in bytes.
-    listed: HashSet<BlockKey>,
+    listed: CompactSet<BlockKey>,
     /// Leaves of the lowest node being filled.
     group: Vec<Child>,
     /// Whether `group` is complete: it becomes a node when another leaf comes (a single
@@ -255,7 +255,7 @@ impl ChunkList {
     /// A list with no chunk yet.
     fn new() -> Self {
         Self {
-            listed: HashSet::new(),
+            listed: CompactSet::default(),
             group: Vec::new(),
             group_ended: false,
             first: None,
@@ -273,7 +273,7 @@ impl ChunkList {
     ) -> Result<()> {
         let cid = Cid::try_from(chunk.cid.as_str())?;
         let key = block_key(&cid)?;
-        if !self.listed.insert(key) {
+        if !self.listed.insert(key, ()) {
             return Ok(());
         }
         let block_len = chunk.block_len();

@@ -15,6 +15,7 @@ pub use self::pack::PACK_TARGET_BYTES;
 
 use self::pack::{cid_of, key_of, pack_path, partial_path, Key, OpenPack, Pack};
 use super::GC_GRACE;
+use crate::compact_map::CompactMap;
 use crate::unixfs::Block;
 use anyhow::{anyhow, bail, Context, Result};
 use cid::Cid;
@@ -30,12 +31,19 @@ use std::time::{Duration, Instant};
 /// Read handles kept open on finished packs; all are closed when more are needed.
 const MAX_OPEN_READERS: usize = 256;
 
-/// Where a block's bytes are: which pack, at which offset, how many.
+/// Where a block's bytes are: which pack (its slot), at which offset, how many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Location {
-    pack: usize,
+    pack: u32,
     offset: u32,
     len: u32,
+}
+
+impl Location {
+    /// The slot of the pack holding the block.
+    fn slot(&self) -> usize {
+        self.pack as usize
+    }
 }
 
 /// Where a block lies on disk.
@@ -54,8 +62,9 @@ pub struct BlockLocation {
 struct Packs {
     /// Packs by slot; `None` once removed.
     packs: Vec<Option<Pack>>,
-    /// Where each block is (one copy, when an interrupted repack left two).
-    index: HashMap<Key, Location>,
+    /// Where each block is (one copy, when an interrupted repack left two), in about 48
+    /// bytes a block.
+    index: CompactMap<Key, Location>,
     open: Option<OpenPack>,
     readers: HashMap<usize, File>,
     /// Finished packs whose index could not be read, with why.
@@ -141,7 +150,7 @@ impl LocalStore {
                 Ok((pack, entries)) => {
                     let slot = packs.packs.len();
                     for entry in entries {
-                        packs.index.insert(entry.key, entry.at(slot));
+                        packs.index.insert(entry.key, entry.at(slot)?);
                     }
                     packs.packs.push(Some(pack));
                 }
@@ -187,7 +196,11 @@ impl LocalStore {
 
     /// The blocks held, by CID.
     pub fn block_cids(&self) -> Result<Vec<Cid>> {
-        self.lock().index.keys().map(cid_of).collect()
+        self.lock()
+            .index
+            .iter()
+            .map(|(key, _)| cid_of(key))
+            .collect()
     }
 
     /// Bytes the packs take on disk, the one being written included.
@@ -201,7 +214,7 @@ impl LocalStore {
 
     /// Whether the store holds the block `cid`.
     pub(super) fn holds(&self, cid: &Cid) -> bool {
-        key_of(cid).is_some_and(|key| self.lock().index.contains_key(&key))
+        key_of(cid).is_some_and(|key| self.lock().index.contains(&key))
     }
 
     /// Whether the block `cid` is there with `size` bytes. A finished pack was synced before
@@ -227,7 +240,7 @@ impl LocalStore {
             )
         })?;
         let mut packs = self.lock();
-        if packs.index.contains_key(&key) {
+        if packs.index.contains(&key) {
             return Ok(false);
         }
         self.append(&mut packs, key, &block.data)?;
@@ -243,7 +256,7 @@ impl LocalStore {
         }
         let open = packs.open.as_mut().expect("opened above");
         let entry = open.append(key, data)?;
-        let (at, full) = (entry.at(open.slot), open.is_full());
+        let (at, full) = (entry.at(open.slot)?, open.is_full());
         packs.index.insert(key, at);
         if full {
             self.finish_pack(packs)?;
@@ -273,21 +286,21 @@ impl LocalStore {
     /// The bytes at `at`, unverified.
     fn read(&self, packs: &mut Packs, at: Location) -> Result<Vec<u8>> {
         let mut bytes = vec![0; at.len as usize];
-        if let Some(open) = packs.open.as_mut().filter(|open| open.slot == at.pack) {
+        if let Some(open) = packs.open.as_mut().filter(|open| open.slot == at.slot()) {
             open.read_at(&mut bytes, u64::from(at.offset))?;
             return Ok(bytes);
         }
-        if !packs.readers.contains_key(&at.pack) {
-            let pack = packs.packs[at.pack]
+        if !packs.readers.contains_key(&at.slot()) {
+            let pack = packs.packs[at.slot()]
                 .as_ref()
                 .context("its pack was removed")?;
             let file = File::open(self.pack_path(&pack.name))?;
             if packs.readers.len() >= MAX_OPEN_READERS {
                 packs.readers.clear();
             }
-            packs.readers.insert(at.pack, file);
+            packs.readers.insert(at.slot(), file);
         }
-        packs.readers[&at.pack].read_exact_at(&mut bytes, u64::from(at.offset))?;
+        packs.readers[&at.slot()].read_exact_at(&mut bytes, u64::from(at.offset))?;
         Ok(bytes)
     }
 
@@ -299,7 +312,7 @@ impl LocalStore {
         let mut packs = self.lock();
         let mut reloaded = false;
         loop {
-            let found = packs.index.get(&key).copied();
+            let found = packs.index.get(&key);
             let error = match found {
                 Some(at) => match self.read(&mut packs, at) {
                     Ok(bytes) => return Ok(bytes),
@@ -379,10 +392,10 @@ impl LocalStore {
     pub fn locate(&self, cid: &Cid) -> Result<Option<BlockLocation>> {
         self.sync()?;
         let packs = self.lock();
-        let Some(at) = key_of(cid).and_then(|key| packs.index.get(&key).copied()) else {
+        let Some(at) = key_of(cid).and_then(|key| packs.index.get(&key)) else {
             return Ok(None);
         };
-        let pack = packs.packs[at.pack]
+        let pack = packs.packs[at.slot()]
             .as_ref()
             .context("its pack was removed")?;
         Ok(Some(BlockLocation {
@@ -396,7 +409,7 @@ impl LocalStore {
     #[cfg(test)]
     pub(crate) fn swap_in(&self, cid: &Cid, other: &Cid) {
         let mut packs = self.lock();
-        let at = packs.index[&key_of(other).unwrap()];
+        let at = packs.index.get(&key_of(other).unwrap()).unwrap();
         packs.index.insert(key_of(cid).unwrap(), at);
     }
 }
@@ -411,7 +424,7 @@ impl Packs {
             self.packs[*slot] = None;
             self.readers.remove(slot);
         }
-        self.index.retain(|_, at| !slots.contains(&at.pack));
+        self.index.retain(|_, at| !slots.contains(&at.slot()));
     }
 }
 

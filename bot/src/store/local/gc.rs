@@ -61,9 +61,9 @@ impl LocalStore {
         let mut packs = self.lock();
         // The reached blocks of each pack, by where the index finds them.
         let mut live: HashMap<usize, Vec<(Key, Location)>> = HashMap::new();
-        for (key, at) in &packs.index {
+        for (key, at) in packs.index.iter() {
             if reachable.contains(key) {
-                live.entry(at.pack).or_default().push((*key, *at));
+                live.entry(at.slot()).or_default().push((*key, *at));
             }
         }
         let mut report = GarbageReport::default();

@@ -48,12 +48,12 @@ pub(super) struct IndexEntry {
 
 impl IndexEntry {
     /// Where this block is, in the pack in `slot`.
-    pub(super) fn at(&self, slot: usize) -> Location {
-        Location {
-            pack: slot,
+    pub(super) fn at(&self, slot: usize) -> Result<Location> {
+        Ok(Location {
+            pack: u32::try_from(slot).context("the store has more than 2^32 packs")?,
             offset: self.offset,
             len: self.len,
-        }
+        })
     }
 }
 
