@@ -28,7 +28,8 @@ as_bob() {
     local message="$1"
     shift
     cargo contract call "$bundle" --url "$node_url" --contract "$contract" --suri //Bob \
-        --message "$message" --args "$@" --execute --skip-confirm | grep -q ExtrinsicSuccess \
+        --message "$message" --args "$@" --execute --skip-confirm \
+        | grep ExtrinsicSuccess >/dev/null \
         || { echo "bench-pass: //Bob's $message failed"; exit 1; }
 }
 
@@ -76,7 +77,8 @@ TOML
     timed_pass "$run/bot.toml" "$log" >>"$work/idle"
     grep -c "snapshot recorded" "$log" | grep -qx 3 \
         || { cat "$log"; echo "bench-pass: run $number did not record three snapshots"; exit 1; }
-    echo "run $number of $runs:" $(for step in $steps; do printf '%s %s s; ' "$step" "$(tail -1 "$work/$step")"; done)
+    figures="$(for step in $steps; do printf '%s %s s; ' "$step" "$(tail -1 "$work/$step")"; done)"
+    echo "run $number of $runs: $figures"
 done
 
 # The median (the upper one of an even count) and the range of the figures in file $1.
