@@ -149,7 +149,8 @@ pub fn write_tree(root: &Path, total_mib: u64) -> Result<usize> {
         "{} exists: the tree is written into a new folder",
         root.display()
     );
-    Ok(generate_tree(root, total_mib, &mut TREE_SEED.clone())?.len())
+    let mut state = TREE_SEED;
+    Ok(generate_tree(root, total_mib, &mut state)?.len())
 }
 
 /// `bench --change-tree`: changes the tree in `root` as the benchmark changes its tree before
@@ -163,5 +164,6 @@ pub fn change_written_tree(root: &Path) -> Result<u64> {
         }
     }
     files.sort();
-    change_tree(root, &files, &mut TREE_SEED.clone())
+    let mut state = TREE_SEED;
+    change_tree(root, &files, &mut state)
 }

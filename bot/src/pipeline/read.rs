@@ -10,9 +10,13 @@ use anyhow::{ensure, Result};
 use cid::Cid;
 
 /// Most leaves a snapshot's chunk list may have: its manifest names each of its chunks at
-/// least once, by a CID of 59 characters, in at most [`MAX_MANIFEST_BYTES`] (9.1 M; a 1 TiB
-/// folder of 256 KiB chunks has 4 M).
-const MAX_LIST_LEAVES: u64 = MAX_MANIFEST_BYTES / 59;
+/// least once, by a CID of [`CID_TEXT_LEN`] characters, in at most [`MAX_MANIFEST_BYTES`]
+/// (9.1 M; a 1 TiB folder of 256 KiB chunks has 4 M).
+const MAX_LIST_LEAVES: u64 = MAX_MANIFEST_BYTES / CID_TEXT_LEN;
+
+/// Characters of a [`BlockKey`]'s CID as text: the multibase prefix `b`, then base32 without
+/// padding, 5 bits a character (59).
+const CID_TEXT_LEN: u64 = 1 + (8 * std::mem::size_of::<BlockKey>() as u64).div_ceil(5);
 
 /// Deepest UnixFS file DAG a restore follows (174^6 leaves is far beyond any manifest).
 const MAX_FILE_DEPTH: usize = 6;
@@ -119,4 +123,18 @@ pub(super) fn open_chunk_of(
     secret
         .open_chunk(block, chunk.framing(), chunk.len)
         .map_err(|error| invalid(format!("chunk {}: {error:#}", chunk.cid)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cid_text_len_is_the_length_of_a_block_cid_as_text() {
+        for codec in [RAW, DAG_PB] {
+            let block = Block::new(codec, b"a block".to_vec()).unwrap();
+            assert_eq!(block_key(&block.cid).unwrap().len(), 36);
+            assert_eq!(block.cid.to_string().len() as u64, CID_TEXT_LEN);
+        }
+    }
 }
