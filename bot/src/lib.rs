@@ -5,7 +5,7 @@
 //!   seal, crypto, manifest, read, check, restore);
 //! - [`tree`]: a directory tree as the snapshots see it, read without following links;
 //! - [`staging`]: where a restore writes, and how the result takes the target's place;
-//! - [`invalid`]: the error of a bad snapshot, which retrying cannot mend;
+//! - [`error`]: the error callers branch on (a bad snapshot, a refusal, a retry);
 //! - [`unixfs`]: dag-pb and UnixFS blocks as `ipfs add --cid-version=1` makes them;
 //! - [`store`]: block stores with pins (embedded directory with garbage collection, IPFS RPC);
 //! - [`state`]: what the bot keeps between passes (file cache, pins);
@@ -26,7 +26,7 @@ mod compact_map;
 pub mod config;
 #[cfg(feature = "sandbox")]
 pub mod demo;
-pub mod invalid;
+pub mod error;
 pub mod keys;
 pub mod pipeline;
 pub mod progress;

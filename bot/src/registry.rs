@@ -3,6 +3,7 @@
 //! parameter types, and return values are decoded with the contract crate's own types.
 
 use crate::chain::{At, Call, Chain};
+use crate::error::{self, Error};
 use anyhow::{anyhow, Result};
 use backup_registry::{
     Backup, BackupId, Config, Error as ContractError, RequestId, RestoreRequest, Snapshot,
@@ -10,23 +11,6 @@ use backup_registry::{
 };
 use scale::Decode;
 use subxt::utils::AccountId32;
-
-/// The contract refused a call with one of its `Error`s; nothing was submitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused(pub ContractError);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the registry refused the call: {:?}", self.0)
-    }
-}
-
-impl std::error::Error for Refused {}
-
-/// The contract error behind `error`, if the registry refused the call.
-pub fn refusal(error: &anyhow::Error) -> Option<ContractError> {
-    error.downcast_ref::<Refused>().map(|refused| refused.0)
-}
 
 /// Page size of paged queries: the most the contract returns.
 const PAGE_SIZE: u32 = backup_registry::MAX_PAGE_SIZE;
@@ -134,13 +118,14 @@ impl<C: Chain> Registry<C> {
     }
 
     /// Runs a message returning `Result<T, Error>`: dry run first, and submitted only if the
-    /// contract accepts it. Returns the dry run's value.
-    async fn call<T: Decode>(&mut self, call: Call) -> Result<T> {
+    /// contract accepts it. Returns the dry run's value; [`Error::Refused`] with the
+    /// contract's error when the dry run says no.
+    async fn call<T: Decode>(&mut self, call: Call) -> error::Result<T> {
         let outcome = self.chain.dry_run(&call, At::Best).await?;
         let result: core::result::Result<T, ContractError> = decode(call.message, &outcome.data)?;
-        let value = result.map_err(Refused)?;
+        let value = result.map_err(Error::Refused)?;
         if outcome.reverted {
-            return Err(anyhow!("{} reverted without an error value", call.message));
+            return Err(anyhow!("{} reverted without an error value", call.message).into());
         }
         self.chain.submit(&call, &outcome).await?;
         Ok(value)
@@ -213,7 +198,7 @@ impl<C: Chain> Registry<C> {
             |page: core::result::Result<Vec<Snapshot>, ContractError>| match page {
                 Ok(snapshots) => Ok(Some(snapshots)),
                 Err(ContractError::BackupNotFound) => Ok(None),
-                Err(error) => Err(Refused(error).into()),
+                Err(error) => Err(Error::Refused(error).into()),
             },
         )
         .await
@@ -308,7 +293,7 @@ impl<C: Chain> Registry<C> {
         description: &str,
         run_id: u64,
         size_bytes: u64,
-    ) -> Result<()> {
+    ) -> error::Result<()> {
         self.call(add_snapshot_call(
             owner,
             node_id,
@@ -328,12 +313,12 @@ impl<C: Chain> Registry<C> {
     }
 
     /// Claims a pending restore request (authorities only).
-    pub async fn claim_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+    pub async fn claim_restore_request(&mut self, request_id: RequestId) -> error::Result<()> {
         self.call(call!("claim_restore_request", request_id)).await
     }
 
     /// Marks a claimed restore request fulfilled.
-    pub async fn fulfil_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+    pub async fn fulfil_restore_request(&mut self, request_id: RequestId) -> error::Result<()> {
         self.call(call!("fulfil_restore_request", request_id)).await
     }
 
@@ -342,66 +327,70 @@ impl<C: Chain> Registry<C> {
         &mut self,
         request_id: RequestId,
         reason: &str,
-    ) -> Result<()> {
+    ) -> error::Result<()> {
         self.call(call!("fail_restore_request", request_id, reason))
             .await
     }
 
     /// Sets the caller's backup frequency, in blocks.
-    pub async fn set_backup_frequency(&mut self, frequency: u32) -> Result<()> {
+    pub async fn set_backup_frequency(&mut self, frequency: u32) -> error::Result<()> {
         self.call(call!("set_backup_offchain_worker_frequency", frequency))
             .await
     }
 
     /// Adds `authority` to the registry's authority set (the admin only).
-    pub async fn add_authority(&mut self, authority: &AccountId32) -> Result<()> {
+    pub async fn add_authority(&mut self, authority: &AccountId32) -> error::Result<()> {
         self.call(call!("add_authority", ink_account(authority)))
             .await
     }
 
     /// Removes `authority` from the registry's authority set (the admin only).
-    pub async fn remove_authority(&mut self, authority: &AccountId32) -> Result<()> {
+    pub async fn remove_authority(&mut self, authority: &AccountId32) -> error::Result<()> {
         self.call(call!("remove_authority", ink_account(authority)))
             .await
     }
 
     /// Asks for one snapshot of the caller's backup of `node_id` before its frequency has
     /// passed.
-    pub async fn request_snapshot(&mut self, node_id: &str) -> Result<()> {
+    pub async fn request_snapshot(&mut self, node_id: &str) -> error::Result<()> {
         self.call(call!("request_snapshot", node_id)).await
     }
 
     /// Opts the caller's node `node_id` in for backups.
-    pub async fn create_backup(&mut self, node_id: &str, description: &str) -> Result<()> {
+    pub async fn create_backup(&mut self, node_id: &str, description: &str) -> error::Result<()> {
         self.call(call!("create_backup", node_id, description))
             .await
     }
 
     /// Adds room for `snapshots` more snapshot slots to the storage reserve of the caller's
     /// backup of `node_id`, paying their deposit.
-    pub async fn fund_backup(&mut self, node_id: &str, snapshots: u32) -> Result<()> {
+    pub async fn fund_backup(&mut self, node_id: &str, snapshots: u32) -> error::Result<()> {
         self.call(call!("fund_backup", node_id, snapshots)).await
     }
 
     /// Shares the caller's backup of `node_id` with `grantee`, who may then ask for its
     /// restores.
-    pub async fn grant_access(&mut self, node_id: &str, grantee: &AccountId32) -> Result<()> {
+    pub async fn grant_access(
+        &mut self,
+        node_id: &str,
+        grantee: &AccountId32,
+    ) -> error::Result<()> {
         self.call(call!("grant_access", node_id, ink_account(grantee)))
             .await
     }
 
     /// Deletes the caller's backup of `node_id` with all its snapshots.
-    pub async fn delete_backup(&mut self, node_id: &str) -> Result<()> {
+    pub async fn delete_backup(&mut self, node_id: &str) -> error::Result<()> {
         self.call(call!("delete_backup", node_id)).await
     }
 
     /// Pins the caller's snapshot `cid`: retention keeps it until unpinned.
-    pub async fn pin_snapshot(&mut self, cid: &str) -> Result<()> {
+    pub async fn pin_snapshot(&mut self, cid: &str) -> error::Result<()> {
         self.call(call!("pin_snapshot", cid)).await
     }
 
     /// Unpins the caller's snapshot `cid`: retention may prune it again.
-    pub async fn unpin_snapshot(&mut self, cid: &str) -> Result<()> {
+    pub async fn unpin_snapshot(&mut self, cid: &str) -> error::Result<()> {
         self.call(call!("unpin_snapshot", cid)).await
     }
 
@@ -410,7 +399,7 @@ impl<C: Chain> Registry<C> {
         &mut self,
         node_id: &str,
         recipient: Option<&str>,
-    ) -> Result<()> {
+    ) -> error::Result<()> {
         self.call(call!("set_backup_recipient", node_id, recipient))
             .await
     }
@@ -420,7 +409,7 @@ impl<C: Chain> Registry<C> {
         &mut self,
         owner: &AccountId32,
         node_id: &str,
-    ) -> Result<RequestId> {
+    ) -> error::Result<RequestId> {
         self.call(call!(
             "restore_latest_snapshot",
             ink_account(owner),
@@ -430,7 +419,7 @@ impl<C: Chain> Registry<C> {
     }
 
     /// Cancels the open restore request `request_id` (its requester or the backup's owner).
-    pub async fn cancel_restore_request(&mut self, request_id: RequestId) -> Result<()> {
+    pub async fn cancel_restore_request(&mut self, request_id: RequestId) -> error::Result<()> {
         self.call(call!("cancel_restore_request", request_id)).await
     }
 }

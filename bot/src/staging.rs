@@ -6,8 +6,8 @@
 //! removes the staging folder; one left by a killed process is removed by the next restore
 //! into the same target.
 
-use crate::invalid::invalid;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{Error, Result};
+use anyhow::{anyhow, bail, Context};
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Timespec, Timestamps,
 };
@@ -61,7 +61,7 @@ impl FilePlace {
 }
 
 /// The folder holding `target` and `target`'s name in it.
-fn split_target(target: &Path) -> Result<(PathBuf, OsString)> {
+fn split_target(target: &Path) -> anyhow::Result<(PathBuf, OsString)> {
     let name = target
         .file_name()
         .ok_or_else(|| anyhow!("{} cannot be a restore target", target.display()))?;
@@ -94,7 +94,7 @@ fn timespec(nanos: i64) -> Timestamps {
 
 /// Removes `name` in `dir` without following any link: a folder with everything in it
 /// (made writable first, so that read-only folders of a restored tree go too).
-pub fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<()> {
+pub fn remove_tree(dir: &OwnedFd, name: &OsStr) -> anyhow::Result<()> {
     let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) => stat,
         Err(Errno::NOENT) => return Ok(()),
@@ -124,20 +124,22 @@ pub fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<()> {
 }
 
 /// Whether an error of a write inside the staging folder comes from the snapshot's entries.
-fn bad_entry(error: Errno, path: &[u8], what: &str) -> anyhow::Error {
+fn bad_entry(error: Errno, path: &[u8], what: &str) -> Error {
     let path = String::from_utf8_lossy(path);
     match error {
-        Errno::EXIST => invalid(format!("{path} is in the snapshot twice")),
-        Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV => invalid(format!(
+        Errno::EXIST => Error::invalid(format!("{path} is in the snapshot twice")),
+        Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::XDEV => Error::invalid(format!(
             "{path}: its folder is not a folder of the snapshot"
         )),
-        error => anyhow::Error::from(error).context(format!("{what} {path}")),
+        error => anyhow::Error::from(error)
+            .context(format!("{what} {path}"))
+            .into(),
     }
 }
 
 /// Removes the staging folders of restores into `target` that a killed process left (they
 /// may hold a restored tree in the clear); nothing when `target`'s folder does not exist.
-pub fn remove_leftovers_of(target: &Path) -> Result<()> {
+pub fn remove_leftovers_of(target: &Path) -> anyhow::Result<()> {
     let (parent_path, target_name) = split_target(target)?;
     let parent = match rustix::fs::open(
         &parent_path,
@@ -154,7 +156,11 @@ pub fn remove_leftovers_of(target: &Path) -> Result<()> {
 }
 
 /// Removes, in the folder `parent` (at `parent_path`), the staging folders of `target_name`.
-fn remove_leftovers(parent: &OwnedFd, parent_path: &Path, target_name: &OsStr) -> Result<()> {
+fn remove_leftovers(
+    parent: &OwnedFd,
+    parent_path: &Path,
+    target_name: &OsStr,
+) -> anyhow::Result<()> {
     let prefix = staging_prefix(target_name);
     let mut leftovers = Vec::new();
     for item in rustix::fs::Dir::read_from(parent)? {
@@ -177,7 +183,7 @@ impl Staging {
     /// A new staging folder for `target`, which must be a folder or missing (a file or a
     /// link there is refused before anything is written). Staging folders of earlier
     /// restores into `target`, left by a killed process, are removed first.
-    pub fn create(target: &Path) -> Result<Self> {
+    pub fn create(target: &Path) -> anyhow::Result<Self> {
         match std::fs::symlink_metadata(target) {
             Ok(meta) if !meta.is_dir() => bail!(
                 "{} is not a folder: a restore replaces a folder, nothing else",
@@ -309,7 +315,7 @@ impl Staging {
     }
 
     /// Gives the written `file` its permission bits and modification time.
-    pub fn finish_file(file: &File, mode: u32, mtime_ns: Option<i64>) -> Result<()> {
+    pub fn finish_file(file: &File, mode: u32, mtime_ns: Option<i64>) -> anyhow::Result<()> {
         rustix::fs::fchmod(file, Mode::from_raw_mode(mode & 0o777))?;
         if let Some(mtime) = mtime_ns {
             rustix::fs::futimens(file, &timespec(mtime))?;
@@ -319,7 +325,7 @@ impl Staging {
 
     /// Gives every folder its mode and time, deepest first, then puts the tree in place of
     /// `target` in one step and removes what was there.
-    pub fn replace(mut self, target: &Path) -> Result<()> {
+    pub fn replace(mut self, target: &Path) -> anyhow::Result<()> {
         self.last_dir = None;
         for (path, mode, mtime) in self.dirs.iter().rev() {
             let dir = self.open_dir(path)?;

@@ -10,6 +10,7 @@ use backup_bot::bot::{self, Bot};
 use backup_bot::chain::{At, Call, Chain, Outcome, SandboxChain};
 use backup_bot::config::ServedNode;
 use backup_bot::demo::{self, DemoWorld, DEMO_NODE};
+use backup_bot::error::Error;
 use backup_bot::pipeline::{self, BackupSecret, PreviousFiles};
 use backup_bot::registry::{self, Registry};
 use backup_bot::state::{self, StateDir};
@@ -324,7 +325,7 @@ async fn a_snapshot_sealed_to_another_key_is_left_to_its_authority() {
 
     claim_as_the_bot(&mut world, request_id).await;
     let report = world.bot.pass().await.unwrap();
-    let reason = pipeline::NOT_A_RECIPIENT.to_string();
+    let reason = Error::NotARecipient.to_string();
     assert!(report.failed.contains(&(request_id, reason)), "{report:?}");
     assert!(!world.node.restore_to.exists());
 }

@@ -4,9 +4,9 @@
 use super::{Bot, PassReport};
 use crate::chain::Chain;
 use crate::config::ServedNode;
-use crate::invalid::Invalid;
+use crate::error::{self, Error};
 use crate::pipeline::{self, Expected};
-use crate::registry::{chain_account, ink_account, refusal};
+use crate::registry::{chain_account, ink_account};
 use anyhow::Result;
 use backup_registry::{RequestId, RestoreRequest, RestoreStatus, MAX_REASON_LEN};
 use cid::Cid;
@@ -57,8 +57,8 @@ impl<C: Chain> Bot<C> {
                 match self.registry.claim_restore_request(request_id).await {
                     Ok(()) => info!(request_id, node = %node.node_id, "restore request claimed"),
                     // Another authority was faster.
-                    Err(error) if refusal(&error).is_some() => continue,
-                    Err(error) => return Err(error),
+                    Err(Error::Refused(_)) => continue,
+                    Err(error) => return Err(error.into()),
                 }
             }
             match self.restore(&node, &request.cid).await {
@@ -106,40 +106,35 @@ impl<C: Chain> Bot<C> {
             return Cid::try_from(cid).is_err();
         };
         match pipeline::open_snapshot(&self.store, &root, &identity).await {
-            Ok(_) => true,
-            Err(error) => match error.downcast_ref::<Invalid>() {
-                Some(invalid) if invalid.0.starts_with(pipeline::NOT_A_RECIPIENT) => {
-                    info!(node = %node.node_id, %cid, "restore left to another authority: \
-                          the snapshot is not sealed to this bot's key");
-                    false
-                }
-                Some(_) => true,
-                None => {
-                    warn!(node = %node.node_id, %cid, "restore not claimed this pass: {error:#}");
-                    report.errors.push(format!("snapshot {cid}: {error:#}"));
-                    false
-                }
-            },
+            Ok(_) | Err(Error::InvalidSnapshot(_)) => true,
+            Err(Error::NotARecipient) => {
+                info!(node = %node.node_id, %cid, "restore left to another authority: \
+                      the snapshot is not sealed to this bot's key");
+                false
+            }
+            Err(error) => {
+                warn!(node = %node.node_id, %cid, "restore not claimed this pass: {error:#}");
+                report.errors.push(format!("snapshot {cid}: {error:#}"));
+                false
+            }
         }
     }
 
     /// Whether completing request `request_id` went through: `false` when the registry
     /// refused it because the request is no longer this bot's (its claim lapsed and another
     /// authority took it over, or it was cancelled); other errors are returned.
-    fn still_held(&self, request_id: RequestId, completed: Result<()>) -> Result<bool> {
+    fn still_held(&self, request_id: RequestId, completed: error::Result<()>) -> Result<bool> {
         match completed {
             Ok(()) => Ok(true),
-            Err(error) => match refusal(&error) {
-                Some(refused) => {
-                    warn!(
-                        request_id,
-                        ?refused,
-                        "no longer this bot's request: left as it is"
-                    );
-                    Ok(false)
-                }
-                None => Err(error),
-            },
+            Err(Error::Refused(refused)) => {
+                warn!(
+                    request_id,
+                    ?refused,
+                    "no longer this bot's request: left as it is"
+                );
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -155,8 +150,8 @@ impl<C: Chain> Bot<C> {
             .cloned())
     }
 
-    /// Restores snapshot `cid` into `node`'s restore folder. Errors are transient (retry);
-    /// refusals are final.
+    /// Restores snapshot `cid` into `node`'s restore folder. Errors are for a later pass to
+    /// retry; refusals (a snapshot bad for any reader, or not sealed to this bot) are final.
     async fn restore(&self, node: &ServedNode, cid: &str) -> Result<RestoreOutcome> {
         let Ok(cid) = Cid::try_from(cid) else {
             return Ok(RestoreOutcome::Refused(format!("invalid cid {cid}")));
@@ -176,10 +171,10 @@ impl<C: Chain> Bot<C> {
         let target = &node.restore_to;
         match pipeline::restore(&self.store, &cid, &identity, Some(expected), target).await {
             Ok(_) => Ok(RestoreOutcome::Restored),
-            Err(error) => match error.downcast::<Invalid>() {
-                Ok(invalid) => Ok(RestoreOutcome::Refused(invalid.0)),
-                Err(error) => Err(error),
-            },
+            Err(error @ (Error::InvalidSnapshot(_) | Error::NotARecipient)) => {
+                Ok(RestoreOutcome::Refused(error.to_string()))
+            }
+            Err(error) => Err(error.into()),
         }
     }
 }

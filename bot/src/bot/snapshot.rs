@@ -4,9 +4,10 @@
 use super::{snapshot_due, Bot, PassReport, RecordedSnapshot};
 use crate::chain::Chain;
 use crate::config::ServedNode;
+use crate::error::Error;
 use crate::keys;
 use crate::pipeline::{self, BackupSecret, NextFiles, PreviousFiles, SnapshotStats};
-use crate::registry::{self, refusal};
+use crate::registry;
 use crate::state::{node_key, NodeCache};
 use crate::store::ContentStore;
 use crate::tree::Skipped;
@@ -149,16 +150,15 @@ impl<C: Chain> Bot<C> {
             .await;
         if let Err(error) = recorded {
             // Refused by its dry run: never sent, so it cannot land later.
-            let refused = refusal(&error);
-            if refused.is_some() {
+            if let Error::Refused(refused) = error {
                 self.submitted.remove(&cid);
                 self.state.save_submitted(&self.submitted)?;
+                if refused == ContractError::InsufficientFunds {
+                    self.skip_unfunded(node, report);
+                    return Ok(());
+                }
             }
-            if refused == Some(ContractError::InsufficientFunds) {
-                self.skip_unfunded(node, report);
-                return Ok(());
-            }
-            return Err(error);
+            return Err(error.into());
         }
         info!(
             node = %node.node_id,

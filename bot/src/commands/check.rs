@@ -113,5 +113,5 @@ async fn check_one(
     } else {
         None
     };
-    pipeline::check(store, &root, identity.as_ref()).await
+    Ok(pipeline::check(store, &root, identity.as_ref()).await?)
 }

@@ -2,9 +2,10 @@
 
 use super::read::{decode, fetch_verified, open_chunk_of};
 use super::{open_manifest, ChunkRef};
+use crate::error::Result;
 use crate::store::ContentStore;
 use crate::unixfs::RAW;
-use anyhow::{ensure, Result};
+use anyhow::anyhow;
 use cid::Cid;
 use std::collections::{HashMap, HashSet};
 
@@ -47,7 +48,9 @@ pub async fn check(
     }
     let Some(identity) = identity else {
         for leaf in &leaves {
-            ensure!(store.has_block(leaf).await?, "block {leaf} is missing");
+            if !store.has_block(leaf).await? {
+                return Err(anyhow!("block {leaf} is missing").into());
+            }
         }
         return Ok(stats);
     };

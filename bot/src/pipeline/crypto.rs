@@ -2,9 +2,9 @@
 //! and nonce, and the sealed block of a chunk, compressed when that makes it smaller.
 
 use super::MAX_CHUNK;
-use crate::invalid::{invalid, Invalid};
+use crate::error::{ensure_valid, Error};
 use crate::unixfs::{Block, RAW};
-use anyhow::{anyhow, ensure, Result};
+use anyhow::{anyhow, Result};
 use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
@@ -170,31 +170,33 @@ impl BackupSecret {
     /// long: the tag authenticates it under the backup's key (the nonce need not be checked
     /// again: only a holder of the key can make a block that opens); a compressed chunk is
     /// never inflated past `len`, which may be at most [`MAX_CHUNK`].
-    pub fn open_chunk(&self, block: &[u8], framing: ChunkFraming, len: u32) -> Result<Vec<u8>> {
-        ensure!(
-            block.len() >= NONCE_LEN,
-            Invalid::new("chunk block too short")
-        );
-        ensure!(len <= MAX_CHUNK, Invalid::new("chunk longer than allowed"));
+    pub fn open_chunk(
+        &self,
+        block: &[u8],
+        framing: ChunkFraming,
+        len: u32,
+    ) -> crate::error::Result<Vec<u8>> {
+        ensure_valid!(block.len() >= NONCE_LEN, "chunk block too short");
+        ensure_valid!(len <= MAX_CHUNK, "chunk longer than allowed");
         let (nonce, ciphertext) = block.split_at(NONCE_LEN);
         let message = self
             .cipher()
             .decrypt(XNonce::from_slice(nonce), ciphertext)
-            .map_err(|_| invalid("chunk fails authentication"))?;
+            .map_err(|_| Error::invalid("chunk fails authentication"))?;
         let plaintext = match framing {
             ChunkFraming::Unframed => message,
             ChunkFraming::Framed => match message.split_first() {
                 Some((&kind, stored)) if kind == Stored::Raw as u8 => stored.to_vec(),
                 Some((&kind, stored)) if kind == Stored::Zstd as u8 => {
                     zstd::bulk::decompress(stored, len as usize)
-                        .map_err(|_| invalid("compressed chunk does not decompress"))?
+                        .map_err(|_| Error::invalid("compressed chunk does not decompress"))?
                 }
-                _ => return Err(invalid("chunk stored in an unknown way")),
+                _ => return Err(Error::invalid("chunk stored in an unknown way")),
             },
         };
-        ensure!(
+        ensure_valid!(
             plaintext.len() == len as usize,
-            Invalid::new("chunk has the wrong length")
+            "chunk has the wrong length"
         );
         Ok(plaintext)
     }
@@ -206,11 +208,11 @@ impl BackupSecret {
     }
 
     fn from_hex(text: &str) -> Result<Self> {
-        let bytes = hex::decode(text).map_err(|_| invalid("manifest secret is not hex"))?;
+        let bytes = hex::decode(text).map_err(|_| anyhow!("manifest secret is not hex"))?;
         Ok(Self(
             bytes
                 .try_into()
-                .map_err(|_| invalid("manifest secret is not 32 bytes"))?,
+                .map_err(|_| anyhow!("manifest secret is not 32 bytes"))?,
         ))
     }
 }

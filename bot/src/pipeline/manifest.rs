@@ -6,13 +6,12 @@ use super::crypto::{ChunkFraming, UNFRAMED_OVERHEAD};
 use super::read::{block_key, decode, fetch_verified, open_listed_chunk, walk_file, BlockKey};
 use super::BackupSecret;
 use crate::compact_map::CompactSet;
-use crate::invalid::{invalid, Invalid};
+use crate::error::{ensure_valid, Error, Result};
 use crate::keys;
 use crate::staging;
 use crate::store::ContentStore;
 use crate::tree::{EntryKind, TreeEntry};
 use crate::unixfs::Block;
-use anyhow::{ensure, Result};
 use cid::Cid;
 use std::collections::VecDeque;
 use std::io::Read;
@@ -36,10 +35,6 @@ pub(super) const CHUNKS_LINK: &str = "chunks";
 /// Name of the root's link to the sealed manifest.
 pub(super) const MANIFEST_LINK: &str = "manifest.age";
 
-/// What a restore with an identity the snapshot is not sealed to says.
-pub const NOT_A_RECIPIENT: &str =
-    "decrypt failed: this identity is not a recipient of the snapshot";
-
 /// One chunk of a file, as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkRef {
@@ -56,7 +51,7 @@ pub struct ChunkRef {
 
 impl ChunkRef {
     /// The reference to `block`, sealed by [`BackupSecret::seal_chunk`] from `len` bytes.
-    pub(super) fn sealed(block: &Block, len: usize) -> Result<Self> {
+    pub(super) fn sealed(block: &Block, len: usize) -> anyhow::Result<Self> {
         Ok(Self {
             cid: block.cid.to_string(),
             len: u32::try_from(len)?,
@@ -153,7 +148,7 @@ impl ManifestEntry {
     /// The path's bytes.
     pub fn path_bytes(&self) -> Result<Vec<u8>> {
         match &self.path_hex {
-            Some(path) => hex::decode(path).map_err(|_| invalid("manifest path is not hex")),
+            Some(path) => hex::decode(path).map_err(|_| Error::invalid("manifest path is not hex")),
             None => Ok(self.path.clone().into_bytes()),
         }
     }
@@ -225,9 +220,9 @@ pub async fn open_snapshot(
     identity: &age::x25519::Identity,
 ) -> Result<OpenedManifest> {
     let root_node = decode(&fetch_verified(store, root).await?)?;
-    ensure!(
+    ensure_valid!(
         root_node.data == [0x08, 0x01] && root_node.links.len() == 2,
-        Invalid::new("the root is not a snapshot")
+        "the root is not a snapshot"
     );
     let link = |name: &str| {
         root_node
@@ -235,26 +230,24 @@ pub async fn open_snapshot(
             .iter()
             .find(|link| link.name == name)
             .map(|link| link.cid)
-            .ok_or_else(|| invalid(format!("the root has no {name}")))
+            .ok_or_else(|| Error::invalid(format!("the root has no {name}")))
     };
     let (chunks_cid, manifest_cid) = (link(CHUNKS_LINK)?, link(MANIFEST_LINK)?);
     let (_, sealed) = walk_file(store, &manifest_cid, true, MAX_MANIFEST_BYTES).await?;
     let mut json = Vec::new();
     keys::decrypt_with(identity, &sealed[..])
         .and_then(|mut reader| Ok(reader.read_to_end(&mut json)?))
-        .map_err(|_| invalid(NOT_A_RECIPIENT))?;
-    let envelope: Envelope =
-        serde_json::from_slice(&json).map_err(|error| invalid(format!("manifest: {error}")))?;
-    ensure!(
+        .map_err(|_| Error::NotARecipient)?;
+    let envelope: Envelope = serde_json::from_slice(&json)
+        .map_err(|error| Error::invalid(format!("manifest: {error}")))?;
+    ensure_valid!(
         (OLDEST_MANIFEST_FORMAT..=MANIFEST_FORMAT).contains(&envelope.header.format),
-        Invalid::new(format!(
-            "manifest format {} is not supported",
-            envelope.header.format
-        ))
+        "manifest format {} is not supported",
+        envelope.header.format
     );
-    ensure!(
+    ensure_valid!(
         envelope.chunk_list == chunks_cid.to_string(),
-        Invalid::new("the root joins the manifest of another snapshot to these chunks")
+        "the root joins the manifest of another snapshot to these chunks"
     );
     let (listed, _) = walk_file(store, &chunks_cid, false, 0).await?;
     let opened = OpenedManifest {
@@ -275,12 +268,10 @@ impl OpenedManifest {
         let key = Cid::try_from(chunk.cid.as_str())
             .ok()
             .and_then(|cid| block_key(&cid).ok());
-        ensure!(
+        ensure_valid!(
             key.is_some_and(|key| self.listed.contains(&key)),
-            Invalid::new(format!(
-                "the manifest names chunk {} the snapshot does not hold",
-                chunk.cid
-            ))
+            "the manifest names chunk {} the snapshot does not hold",
+            chunk.cid
         );
         Ok(())
     }
@@ -329,9 +320,9 @@ impl ManifestEntries<'_> {
             let secret = &self.manifest.header.secret;
             let bytes = open_listed_chunk(store, secret, page).await?;
             self.bytes += bytes.len() as u64;
-            ensure!(
+            ensure_valid!(
                 self.bytes <= MAX_MANIFEST_BYTES,
-                Invalid::new("manifest larger than allowed")
+                "manifest larger than allowed"
             );
             self.partial.extend_from_slice(&bytes);
             let Some(end) = self.partial.iter().rposition(|byte| *byte == b'\n') else {
@@ -351,7 +342,7 @@ impl ManifestEntries<'_> {
     /// The entry `line` holds, checked.
     fn parse(&self, line: &[u8]) -> Result<ManifestEntry> {
         let entry: ManifestEntry = serde_json::from_slice(line)
-            .map_err(|error| invalid(format!("manifest entry: {error}")))?;
+            .map_err(|error| Error::invalid(format!("manifest entry: {error}")))?;
         for chunk in &entry.chunks {
             self.manifest.holds(chunk)?;
         }

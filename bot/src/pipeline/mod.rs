@@ -53,7 +53,7 @@ pub use self::crypto::BackupSecret;
 pub use self::file_cache::{CachedFile, NextFiles, PreviousFiles};
 pub use self::manifest::{
     open_manifest, open_snapshot, ChunkRef, Manifest, ManifestEntries, ManifestEntry,
-    ManifestHeader, OpenedManifest, MANIFEST_FORMAT, MAX_MANIFEST_BYTES, NOT_A_RECIPIENT,
+    ManifestHeader, OpenedManifest, MANIFEST_FORMAT, MAX_MANIFEST_BYTES,
 };
 pub use self::restore::{restore, Expected, RestoreStats};
 pub use self::scan::{scan, Scanned, SnapshotStats, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};

@@ -3,10 +3,9 @@
 
 use super::{BackupSecret, ChunkRef, MAX_MANIFEST_BYTES};
 use crate::compact_map::CompactSet;
-use crate::invalid::{invalid, Invalid};
+use crate::error::{ensure_valid, Error, Result};
 use crate::store::ContentStore;
 use crate::unixfs::{self, Block, DAG_PB, RAW};
-use anyhow::{ensure, Result};
 use cid::Cid;
 
 /// Most leaves a snapshot's chunk list may have: its manifest names each of its chunks at
@@ -25,26 +24,28 @@ const MAX_FILE_DEPTH: usize = 6;
 /// sha2-256 digest.
 pub(super) type BlockKey = [u8; 36];
 
-/// The key of `cid`; an [`Invalid`] error for a CID no snapshot's block has.
+/// The key of `cid`; [`Error::InvalidSnapshot`] for a CID no snapshot's block has.
 pub(super) fn block_key(cid: &Cid) -> Result<BlockKey> {
     cid.to_bytes()
         .try_into()
-        .map_err(|_| invalid(format!("{cid} is not the CID of a snapshot's block")))
+        .map_err(|_| Error::invalid(format!("{cid} is not the CID of a snapshot's block")))
 }
 
 /// Fetches the block `cid` and checks it against its CID.
 pub(super) async fn fetch_verified(store: &ContentStore, cid: &Cid) -> Result<Block> {
     let bytes = store.get_block(cid).await?;
-    Block::verified(cid, bytes).map_err(|error| invalid(format!("{error:#}")))
+    Block::verified(cid, bytes).map_err(|error| Error::invalid(format!("{error:#}")))
 }
 
 /// Decodes a dag-pb block fetched from the store.
 pub(super) fn decode(block: &Block) -> Result<unixfs::Node> {
-    ensure!(
+    ensure_valid!(
         block.cid.codec() == DAG_PB,
-        Invalid::new(format!("{} is not a dag-pb node", block.cid))
+        "{} is not a dag-pb node",
+        block.cid
     );
-    unixfs::decode_node(&block.data).map_err(|error| invalid(format!("{}: {error:#}", block.cid)))
+    unixfs::decode_node(&block.data)
+        .map_err(|error| Error::invalid(format!("{}: {error:#}", block.cid)))
 }
 
 /// The leaves of the UnixFS file `cid` and (when `read`) its content, verifying every block
@@ -64,22 +65,19 @@ pub(super) async fn walk_file(
     // Depth-first, in link order: a stack of (cid, depth), last link pushed first.
     let mut pending = vec![(*cid, 0usize)];
     while let Some((cid, depth)) = pending.pop() {
-        ensure!(depth <= MAX_FILE_DEPTH, Invalid::new("file DAG too deep"));
-        ensure!(
+        ensure_valid!(depth <= MAX_FILE_DEPTH, "file DAG too deep");
+        ensure_valid!(
             seen.insert(block_key(&cid)?, ()),
-            Invalid::new(format!("the DAG links {cid} twice"))
+            "the DAG links {cid} twice"
         );
-        ensure!(
-            leaves < MAX_LIST_LEAVES,
-            Invalid::new("the DAG has too many leaves")
-        );
+        ensure_valid!(leaves < MAX_LIST_LEAVES, "the DAG has too many leaves");
         if cid.codec() == RAW {
             leaves += 1;
             if read {
                 let block = fetch_verified(store, &cid).await?;
-                ensure!(
+                ensure_valid!(
                     content.len() as u64 + block.data.len() as u64 <= limit,
-                    Invalid::new("file larger than allowed")
+                    "file larger than allowed"
                 );
                 content.extend_from_slice(&block.data);
             }
@@ -96,7 +94,7 @@ pub(super) async fn walk_file(
 /// Fetches the block of the chunk a manifest lists, verified against its CID.
 pub(super) async fn fetch_listed_chunk(store: &ContentStore, chunk: &ChunkRef) -> Result<Vec<u8>> {
     let cid = Cid::try_from(chunk.cid.as_str())
-        .map_err(|_| invalid(format!("bad chunk CID {}", chunk.cid)))?;
+        .map_err(|_| Error::invalid(format!("bad chunk CID {}", chunk.cid)))?;
     Ok(fetch_verified(store, &cid).await?.data)
 }
 
@@ -116,13 +114,14 @@ pub(super) fn open_chunk_of(
     block: &[u8],
     chunk: &ChunkRef,
 ) -> Result<Vec<u8>> {
-    ensure!(
+    ensure_valid!(
         block.len() as u64 == chunk.block_len(),
-        Invalid::new(format!("chunk {}'s block has the wrong length", chunk.cid))
+        "chunk {}'s block has the wrong length",
+        chunk.cid
     );
     secret
         .open_chunk(block, chunk.framing(), chunk.len)
-        .map_err(|error| invalid(format!("chunk {}: {error:#}", chunk.cid)))
+        .map_err(|error| Error::invalid(format!("chunk {}: {error}", chunk.cid)))
 }
 
 #[cfg(test)]

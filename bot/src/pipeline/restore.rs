@@ -3,11 +3,11 @@
 
 use super::read::{fetch_listed_chunk, open_chunk_of};
 use super::{open_snapshot, BackupSecret, ChunkRef, OpenedManifest};
-use crate::invalid::{invalid, Invalid};
+use crate::error::{ensure_valid, Error, Result};
 use crate::staging::{FilePlace, Staging};
 use crate::store::ContentStore;
 use crate::tree;
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, Context};
 use cid::Cid;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -56,12 +56,11 @@ pub async fn restore(
 ) -> Result<RestoreStats> {
     let manifest = open_snapshot(store, root, identity).await?;
     if let Some(expected) = expected {
-        ensure!(
+        ensure_valid!(
             manifest.header.owner == expected.owner && manifest.header.node_id == expected.node_id,
-            Invalid::new(format!(
-                "the snapshot belongs to node {:?} of {}",
-                manifest.header.node_id, manifest.header.owner
-            ))
+            "the snapshot belongs to node {:?} of {}",
+            manifest.header.node_id,
+            manifest.header.owner
         );
     }
     let sizes = check_sizes(store, &manifest, target).await?;
@@ -105,10 +104,7 @@ async fn check_sizes(
         } else {
             entry.size
         };
-        ensure!(
-            listed == size,
-            Invalid::new(format!("{} has the wrong size", entry.path))
-        );
+        ensure_valid!(listed == size, "{} has the wrong size", entry.path);
         total = total.saturating_add(listed);
     }
     let mut place = target;
@@ -123,11 +119,9 @@ async fn check_sizes(
     }
     let space = rustix::fs::statvfs(place)?;
     let free = space.f_bavail.saturating_mul(space.f_frsize);
-    ensure!(
+    ensure_valid!(
         total <= free,
-        Invalid::new(format!(
-            "the snapshot holds {total} bytes and the restore target's file system has {free} free"
-        ))
+        "the snapshot holds {total} bytes and the restore target's file system has {free} free"
     );
     Ok(Sizes { total, linked })
 }
@@ -154,16 +148,15 @@ async fn write_tree(
     let mut entries = manifest.entries();
     while let Some(entry) = entries.next(store).await? {
         let path = entry.path_bytes()?;
-        tree::safe_relative_path(&path).map_err(|error| invalid(error.to_string()))?;
+        tree::safe_relative_path(&path).map_err(|error| Error::invalid(error.to_string()))?;
         let mode = entry.permissions();
         if let Some(first) = &entry.hard_link_hex {
-            let first = hex::decode(first).map_err(|_| invalid("hard link path is not hex"))?;
-            ensure!(
+            let first =
+                hex::decode(first).map_err(|_| Error::invalid("hard link path is not hex"))?;
+            ensure_valid!(
                 written.get(&first) == Some(&entry.size),
-                Invalid::new(format!(
-                    "{} names no file of its size written before it",
-                    entry.path
-                ))
+                "{} names no file of its size written before it",
+                entry.path
             );
             staging.create_hard_link(&path, &first)?;
             stats.hard_links += 1;
@@ -175,10 +168,12 @@ async fn write_tree(
             continue;
         }
         if let Some(target) = &entry.link_hex {
-            let target = hex::decode(target).map_err(|_| invalid("link target is not hex"))?;
-            ensure!(
+            let target =
+                hex::decode(target).map_err(|_| Error::invalid("link target is not hex"))?;
+            ensure_valid!(
                 !target.is_empty() && !target.contains(&0),
-                Invalid::new(format!("{} has an empty link target", entry.path))
+                "{} has an empty link target",
+                entry.path
             );
             staging.create_symlink(&path, &target, entry.mtime_ns)?;
             stats.symlinks += 1;
@@ -317,7 +312,7 @@ impl FileWriter {
         let steps = self.steps.as_ref().context("the writer is finished")?;
         if steps.send(step).is_err() {
             self.finish()?;
-            bail!("the restore's writer stopped");
+            return Err(anyhow!("the restore's writer stopped").into());
         }
         Ok(())
     }

@@ -1,13 +1,12 @@
 use super::manifest::MANIFEST_LINK;
 use super::*;
 use crate::bench::random_bytes;
-use crate::invalid::Invalid;
+use crate::error::{self, Error};
 use crate::store::ContentStore;
 use crate::store::LocalStore;
 use crate::tree;
 use crate::unixfs::Block;
 use crate::unixfs::{self, Child, Link, RAW};
-use anyhow::Result;
 use cid::Cid;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -146,7 +145,7 @@ impl Fixture {
         (root, scan, sealed)
     }
 
-    async fn restore(&self, root: &Cid, target: &Path) -> Result<RestoreStats> {
+    async fn restore(&self, root: &Cid, target: &Path) -> error::Result<RestoreStats> {
         restore(&self.store, root, &self.identity, None, target).await
     }
 }
