@@ -38,6 +38,7 @@
 //! root), `read` (verified, bounded reads of a snapshot's blocks), `check` and `restore`.
 
 mod check;
+mod chunker;
 mod crypto;
 mod file_cache;
 mod manifest;

@@ -1,6 +1,8 @@
 //! Scanning a folder: its tree listed without following links, each changed file chunked,
 //! encrypted and stored, unchanged ones taken from the file cache.
 
+use super::chunker::Chunker;
+use super::crypto::ChunkSealer;
 use super::file_cache::{CachedFile, NextFiles, PreviousFiles};
 use super::{
     BackupSecret, ChunkRef, ManifestEntry, ManifestHeader, ManifestSealer, MANIFEST_FORMAT,
@@ -103,15 +105,17 @@ const ENTRIES_AHEAD: usize = 1024;
 /// stops at the first error it sends, when `files` ends, or when the receiver is dropped.
 fn spawn_reader(
     root: Arc<TreeRoot>,
-    secret: BackupSecret,
+    secret: &BackupSecret,
     files: std::sync::mpsc::Receiver<TreeEntry>,
 ) -> Result<mpsc::Receiver<Result<FileRead>>> {
     let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+    let mut chunker = secret.chunker(MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
+    let mut sealer = secret.sealer()?;
     std::thread::Builder::new()
         .name("snapshot reader".to_string())
         .spawn(move || {
             for entry in files {
-                match read_file(&root, &secret, &entry, &sender) {
+                match read_file(&root, &mut chunker, &mut sealer, &entry, &sender) {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(error) => {
@@ -129,7 +133,8 @@ fn spawn_reader(
 /// receiver is gone.
 fn read_file(
     root: &TreeRoot,
-    secret: &BackupSecret,
+    chunker: &mut Chunker,
+    sealer: &mut ChunkSealer,
     entry: &TreeEntry,
     sender: &mpsc::Sender<Result<FileRead>>,
 ) -> Result<bool> {
@@ -139,15 +144,16 @@ fn read_file(
         Err(reason) => return Ok(send(FileRead::Skipped(reason))),
     };
     let expected_len = entry.size();
-    let chunker = secret.chunker((&file).take(expected_len), MIN_CHUNK, AVG_CHUNK, MAX_CHUNK);
     let mut read = 0u64;
-    for chunk in chunker {
-        let chunk = chunk.with_context(|| format!("reading {}", entry.display()))?;
-        read += chunk.data.len() as u64;
-        let block = secret.seal_chunk(&chunk.data)?;
-        if !send(FileRead::Chunk(block, chunk.data.len())) {
-            return Ok(false);
-        }
+    let receiver_there = chunker
+        .each_chunk((&file).take(expected_len), |chunk| {
+            read += chunk.len() as u64;
+            let block = sealer.seal(chunk)?;
+            Ok(send(FileRead::Chunk(block, chunk.len())))
+        })
+        .with_context(|| format!("reading {}", entry.display()))?;
+    if !receiver_there {
+        return Ok(false);
     }
     let now = FileStamp::of_file(&file)?;
     let unchanged =
@@ -262,7 +268,7 @@ pub async fn scan(
     let mut walk = TreeWalk::open(source)?;
     let root = Arc::new(walk.root()?);
     let (to_read, files) = std::sync::mpsc::sync_channel(ENTRIES_AHEAD);
-    let mut reader = spawn_reader(root.clone(), secret.clone(), files)?;
+    let mut reader = spawn_reader(root.clone(), secret, files)?;
     let progress = crate::progress::bytes_done("snapshot");
     let mut stats = SnapshotStats::default();
     let mut skipped = Vec::new();
@@ -326,7 +332,7 @@ pub async fn scan(
                             let (to_read, files) = std::sync::mpsc::sync_channel(1);
                             to_read.send(entry.clone())?;
                             drop(to_read);
-                            let mut alone = spawn_reader(root.clone(), secret.clone(), files)?;
+                            let mut alone = spawn_reader(root.clone(), secret, files)?;
                             store_file(store, &mut alone, &mut stats).await?
                         }
                     },

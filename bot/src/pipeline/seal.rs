@@ -1,6 +1,8 @@
 //! Sealing a scanned tree: the manifest's pages, the chunk list, the envelope sealed to the
 //! recipients and the snapshot's root, stored.
 
+use super::chunker::Chunker;
+use super::crypto::ChunkSealer;
 use super::manifest::{Envelope, CHUNKS_LINK, MANIFEST_LINK};
 use super::read::{block_key, BlockKey};
 use super::scan::put_counted;
@@ -49,6 +51,9 @@ pub struct ManifestSealer {
     pages: Vec<ChunkRef>,
     /// The chunks of the entries so far.
     chunk_list: ChunkList,
+    /// Where pages end, and what seals them.
+    page_chunker: Chunker,
+    page_sealer: ChunkSealer,
 }
 
 impl ManifestSealer {
@@ -64,6 +69,8 @@ impl ManifestSealer {
         let mut digest = Sha256::new();
         digest.update(&prefix);
         Ok(Self {
+            page_chunker: header.secret.chunker(MIN_PAGE, AVG_PAGE, MAX_PAGE),
+            page_sealer: header.secret.sealer()?,
             header,
             lines: Vec::new(),
             manifest_bytes: 0,
@@ -114,15 +121,8 @@ impl ManifestSealer {
         stats: &mut SnapshotStats,
     ) -> Result<()> {
         while !self.lines.is_empty() && self.lines.len() >= held {
-            let secret = &self.header.secret;
-            let Some(page) = secret
-                .chunker(&self.lines[..], MIN_PAGE, AVG_PAGE, MAX_PAGE)
-                .next()
-            else {
-                break;
-            };
-            let len = page?.length;
-            let block = secret.seal_chunk(&self.lines[..len])?;
+            let len = self.page_chunker.first_len(&self.lines);
+            let block = self.page_sealer.seal(&self.lines[..len])?;
             put_counted(store, &block, stats).await?;
             self.pages.push(ChunkRef::sealed(&block, len)?);
             self.lines.drain(..len);
