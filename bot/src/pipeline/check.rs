@@ -55,7 +55,7 @@ pub async fn check(
         return Ok(stats);
     };
     let manifest = open_manifest(store, root, identity).await?;
-    let secret = &manifest.header.secret;
+    let mut opener = manifest.header.secret.opener();
     let named: HashMap<&str, &ChunkRef> = manifest
         .entries
         .iter()
@@ -68,7 +68,7 @@ pub async fn check(
         let block = fetch_verified(store, &leaf).await?;
         stats.blocks_read += 1;
         if let Some(chunk) = named.get(leaf.to_string().as_str()) {
-            open_chunk_of(secret, &block.data, chunk)?;
+            open_chunk_of(&mut opener, &block.data, chunk)?;
             stats.chunks_opened += 1;
         }
     }

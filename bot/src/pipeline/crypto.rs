@@ -109,6 +109,15 @@ impl BackupSecret {
         })
     }
 
+    /// The opener of this backup's chunks, made once for all the chunks a restore, a check
+    /// or a manifest's reading opens.
+    pub(super) fn opener(&self) -> ChunkOpener {
+        ChunkOpener {
+            cipher: self.cipher(),
+            decompressor: None,
+        }
+    }
+
     /// The AEAD of chunks.
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&hmac(&self.0, &[b"chunk key"]).into())
@@ -131,41 +140,6 @@ impl BackupSecret {
                 .unwrap(),
         );
         Block::new(RAW, data).unwrap()
-    }
-
-    /// The plaintext of a chunk's block sealed with this secret, which must be `len` bytes
-    /// long: the tag authenticates it under the backup's key (the nonce need not be checked
-    /// again: only a holder of the key can make a block that opens); a compressed chunk is
-    /// never inflated past `len`, which may be at most [`MAX_CHUNK`].
-    pub fn open_chunk(
-        &self,
-        block: &[u8],
-        framing: ChunkFraming,
-        len: u32,
-    ) -> crate::error::Result<Vec<u8>> {
-        ensure_valid!(block.len() >= NONCE_LEN, "chunk block too short");
-        ensure_valid!(len <= MAX_CHUNK, "chunk longer than allowed");
-        let (nonce, ciphertext) = block.split_at(NONCE_LEN);
-        let message = self
-            .cipher()
-            .decrypt(XNonce::from_slice(nonce), ciphertext)
-            .map_err(|_| Error::invalid("chunk fails authentication"))?;
-        let plaintext = match framing {
-            ChunkFraming::Unframed => message,
-            ChunkFraming::Framed => match message.split_first() {
-                Some((&kind, stored)) if kind == Stored::Raw as u8 => stored.to_vec(),
-                Some((&kind, stored)) if kind == Stored::Zstd as u8 => {
-                    zstd::bulk::decompress(stored, len as usize)
-                        .map_err(|_| Error::invalid("compressed chunk does not decompress"))?
-                }
-                _ => return Err(Error::invalid("chunk stored in an unknown way")),
-            },
-        };
-        ensure_valid!(
-            plaintext.len() == len as usize,
-            "chunk has the wrong length"
-        );
-        Ok(plaintext)
     }
 
     /// A short public name of the secret (an HMAC of it), telling two secrets apart without
@@ -228,6 +202,58 @@ impl ChunkSealer {
     }
 }
 
+/// Opens the chunks of one backup ([`BackupSecret::opener`]): its key derived once, and one
+/// zstd context, made at the first compressed chunk and kept (the twin of [`ChunkSealer`]).
+pub struct ChunkOpener {
+    cipher: XChaCha20Poly1305,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+}
+
+impl ChunkOpener {
+    /// The plaintext of a chunk's block sealed with this backup's secret, which must be `len`
+    /// bytes long: the tag authenticates it under the backup's key (the nonce need not be
+    /// checked again: only a holder of the key can make a block that opens); a compressed
+    /// chunk is never inflated past `len`, which may be at most [`MAX_CHUNK`].
+    pub fn open(
+        &mut self,
+        block: &[u8],
+        framing: ChunkFraming,
+        len: u32,
+    ) -> crate::error::Result<Vec<u8>> {
+        ensure_valid!(block.len() >= NONCE_LEN, "chunk block too short");
+        ensure_valid!(len <= MAX_CHUNK, "chunk longer than allowed");
+        let (nonce, ciphertext) = block.split_at(NONCE_LEN);
+        let mut message = self
+            .cipher
+            .decrypt(XNonce::from_slice(nonce), ciphertext)
+            .map_err(|_| Error::invalid("chunk fails authentication"))?;
+        let plaintext = match framing {
+            ChunkFraming::Unframed => message,
+            ChunkFraming::Framed => match message.first() {
+                Some(&kind) if kind == Stored::Raw as u8 => {
+                    message.remove(0);
+                    message
+                }
+                Some(&kind) if kind == Stored::Zstd as u8 => {
+                    let decompressor = match &mut self.decompressor {
+                        Some(decompressor) => decompressor,
+                        none => none.insert(zstd::bulk::Decompressor::new()?),
+                    };
+                    decompressor
+                        .decompress(&message[1..], len as usize)
+                        .map_err(|_| Error::invalid("compressed chunk does not decompress"))?
+                }
+                _ => return Err(Error::invalid("chunk stored in an unknown way")),
+            },
+        };
+        ensure_valid!(
+            plaintext.len() == len as usize,
+            "chunk has the wrong length"
+        );
+        Ok(plaintext)
+    }
+}
+
 /// In a manifest, the secret is its 64 hex digits.
 impl serde::Serialize for BackupSecret {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -262,7 +288,9 @@ mod tests {
         let text = b"written after owner-a was removed";
         let block = new.sealer().unwrap().seal(text).unwrap();
         let open = |secret: &BackupSecret| {
-            secret.open_chunk(&block.data, ChunkFraming::Framed, text.len() as u32)
+            secret
+                .opener()
+                .open(&block.data, ChunkFraming::Framed, text.len() as u32)
         };
         assert!(
             open(&old).is_err(),
@@ -291,7 +319,7 @@ mod tests {
         );
         assert!(block.data.len() <= 1024 * 1024);
         let open = |secret: &BackupSecret, data: &[u8]| {
-            secret.open_chunk(data, ChunkFraming::Framed, MAX_CHUNK)
+            secret.opener().open(data, ChunkFraming::Framed, MAX_CHUNK)
         };
         assert_eq!(open(&secret, &block.data).unwrap(), incompressible);
         assert!(open(&BackupSecret([8; 32]), &block.data).is_err());
@@ -310,6 +338,16 @@ mod tests {
         sealer.seal(&repetitive).unwrap();
         assert_eq!(sealer.seal(b"same").unwrap(), first);
         assert_eq!(secret.sealer().unwrap().seal(b"same").unwrap(), first);
+        // One opener, kept from chunk to chunk, opens compressed and raw chunks alike.
+        let mut opener = secret.opener();
+        for (block, plaintext) in [
+            (&compressed, &repetitive),
+            (&block, &incompressible),
+            (&compressed, &repetitive),
+        ] {
+            let opened = opener.open(&block.data, ChunkFraming::Framed, MAX_CHUNK);
+            assert_eq!(&opened.unwrap(), plaintext);
+        }
     }
 
     #[test]
@@ -317,22 +355,23 @@ mod tests {
         let secret = BackupSecret([5; 32]);
         let text = vec![7u8; 100_000];
         let block = secret.sealer().unwrap().seal(&text).unwrap();
+        let mut opener = secret.opener();
         for wrong in [99_999, 100_001, 0] {
             assert!(
-                secret
-                    .open_chunk(&block.data, ChunkFraming::Framed, wrong)
+                opener
+                    .open(&block.data, ChunkFraming::Framed, wrong)
                     .is_err(),
                 "a manifest claiming {wrong} bytes is refused"
             );
         }
         // Read as a chunk of format 4, the kind byte and the compressed bytes are not the
         // plaintext: refused by its length.
-        assert!(secret
-            .open_chunk(&block.data, ChunkFraming::Unframed, 100_000)
+        assert!(opener
+            .open(&block.data, ChunkFraming::Unframed, 100_000)
             .is_err());
         assert!(
-            secret
-                .open_chunk(&block.data, ChunkFraming::Framed, MAX_CHUNK + 1)
+            opener
+                .open(&block.data, ChunkFraming::Framed, MAX_CHUNK + 1)
                 .is_err(),
             "no chunk is inflated past the largest a scan makes"
         );
@@ -349,7 +388,8 @@ mod tests {
         );
         assert_eq!(
             secret
-                .open_chunk(&block.data, ChunkFraming::Unframed, plaintext.len() as u32)
+                .opener()
+                .open(&block.data, ChunkFraming::Unframed, plaintext.len() as u32)
                 .unwrap(),
             plaintext
         );

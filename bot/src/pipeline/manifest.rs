@@ -2,7 +2,7 @@
 //! with age that hands the backup's secret and the manifest's pages to the recipients; and
 //! opening it from a snapshot's root.
 
-use super::crypto::{ChunkFraming, UNFRAMED_OVERHEAD};
+use super::crypto::{ChunkFraming, ChunkOpener, UNFRAMED_OVERHEAD};
 use super::read::{block_key, decode, fetch_verified, open_listed_chunk, walk_file, BlockKey};
 use super::BackupSecret;
 use crate::compact_map::CompactSet;
@@ -280,6 +280,7 @@ impl OpenedManifest {
     pub fn entries(&self) -> ManifestEntries<'_> {
         ManifestEntries {
             manifest: self,
+            opener: self.header.secret.opener(),
             next_page: 0,
             partial: Vec::new(),
             ready: VecDeque::new(),
@@ -292,6 +293,8 @@ impl OpenedManifest {
 /// snapshot holds.
 pub struct ManifestEntries<'a> {
     manifest: &'a OpenedManifest,
+    /// The opener of its pages.
+    opener: ChunkOpener,
     next_page: usize,
     /// The start of a line the next page ends.
     partial: Vec<u8>,
@@ -317,8 +320,7 @@ impl ManifestEntries<'_> {
                 return self.parse(&last).map(Some);
             };
             self.next_page += 1;
-            let secret = &self.manifest.header.secret;
-            let bytes = open_listed_chunk(store, secret, page).await?;
+            let bytes = open_listed_chunk(store, &mut self.opener, page).await?;
             self.bytes += bytes.len() as u64;
             ensure_valid!(
                 self.bytes <= MAX_MANIFEST_BYTES,

@@ -1,7 +1,8 @@
 //! Reading a snapshot's blocks from the store: each verified against its CID, UnixFS files
 //! walked within bounds, chunks decrypted and measured.
 
-use super::{BackupSecret, ChunkRef, MAX_MANIFEST_BYTES};
+use super::crypto::ChunkOpener;
+use super::{ChunkRef, MAX_MANIFEST_BYTES};
 use crate::compact_map::CompactSet;
 use crate::error::{ensure_valid, Error, Result};
 use crate::store::ContentStore;
@@ -101,16 +102,16 @@ pub(super) async fn fetch_listed_chunk(store: &ContentStore, chunk: &ChunkRef) -
 /// Fetches, verifies and decrypts the chunk a manifest lists, checking its length.
 pub(super) async fn open_listed_chunk(
     store: &ContentStore,
-    secret: &BackupSecret,
+    opener: &mut ChunkOpener,
     chunk: &ChunkRef,
 ) -> Result<Vec<u8>> {
-    open_chunk_of(secret, &fetch_listed_chunk(store, chunk).await?, chunk)
+    open_chunk_of(opener, &fetch_listed_chunk(store, chunk).await?, chunk)
 }
 
 /// Decrypts a verified block of the chunk `chunk` lists, checking its block's and its
 /// plaintext's lengths.
 pub(super) fn open_chunk_of(
-    secret: &BackupSecret,
+    opener: &mut ChunkOpener,
     block: &[u8],
     chunk: &ChunkRef,
 ) -> Result<Vec<u8>> {
@@ -119,8 +120,8 @@ pub(super) fn open_chunk_of(
         "chunk {}'s block has the wrong length",
         chunk.cid
     );
-    secret
-        .open_chunk(block, chunk.framing(), chunk.len)
+    opener
+        .open(block, chunk.framing(), chunk.len)
         .map_err(|error| Error::invalid(format!("chunk {}: {error}", chunk.cid)))
 }
 

@@ -1,6 +1,7 @@
 //! Restoring a snapshot: its manifest opened and checked, the tree written into a staging
 //! folder that replaces the target only once complete.
 
+use super::crypto::ChunkOpener;
 use super::read::{fetch_listed_chunk, open_chunk_of};
 use super::{open_snapshot, BackupSecret, ChunkRef, OpenedManifest};
 use crate::error::{ensure_valid, Error, Result};
@@ -243,7 +244,7 @@ impl FileWriters {
     fn start(secret: &BackupSecret) -> Self {
         Self {
             writers: (0..WRITERS)
-                .map(|_| FileWriter::start(secret.clone()))
+                .map(|_| FileWriter::start(secret.opener()))
                 .collect(),
             current: 0,
         }
@@ -279,7 +280,7 @@ struct FileWriter {
 }
 
 impl FileWriter {
-    fn start(secret: BackupSecret) -> Self {
+    fn start(mut opener: ChunkOpener) -> Self {
         let (steps, received) = sync_channel(WRITES_IN_FLIGHT / WRITERS);
         let thread = std::thread::spawn(move || -> Result<()> {
             let mut open: Option<File> = None;
@@ -288,7 +289,7 @@ impl FileWriter {
                     WriteStep::Open(NewFile::Made(file)) => open = Some(file),
                     WriteStep::Open(NewFile::ToMake(place)) => open = Some(place.create()?),
                     WriteStep::Append(block, chunk) => {
-                        let plaintext = open_chunk_of(&secret, &block, &chunk)?;
+                        let plaintext = open_chunk_of(&mut opener, &block, &chunk)?;
                         open.as_mut()
                             .context("no file open")?
                             .write_all(&plaintext)?
