@@ -19,7 +19,7 @@ mod many_files;
 mod ours;
 
 use self::generate::{change_tree, generate_tree, TREE_SEED};
-pub use self::generate::{change_written_tree, random_bytes, write_tree};
+pub use self::generate::{change_written_tree, write_tree};
 pub use self::many_files::run_many_files;
 use self::ours::{OurBackup, Ours};
 

@@ -36,3 +36,8 @@ pub mod state;
 pub mod store;
 pub mod tree;
 pub mod unixfs;
+
+/// Pseudo-random test content, the same the integration tests use.
+#[cfg(test)]
+#[path = "../tests/common/random.rs"]
+mod random;

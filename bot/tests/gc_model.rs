@@ -8,7 +8,6 @@
 //! pinned); at the end, every pinned snapshot restores to the files its backup held when it
 //! was taken.
 
-use backup_bot::bench::random_bytes;
 use backup_bot::pipeline::{self, BackupSecret};
 use backup_bot::store::{ContentStore, LocalStore, REPACK_BELOW_LIVE_PERCENT};
 use backup_bot::unixfs::{self, DAG_PB};
@@ -18,6 +17,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+#[path = "common/random.rs"]
+mod random;
+use random::random_bytes;
 
 #[derive(Debug, Clone)]
 enum Step {

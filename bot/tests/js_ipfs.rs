@@ -12,7 +12,6 @@
 #[path = "common/sealed.rs"]
 mod sealed;
 
-use backup_bot::bench::random_bytes;
 use backup_bot::pipeline;
 use backup_bot::store::{ContentStore, KuboStore};
 use backup_bot::unixfs::{self, Block, Link, RAW};
@@ -24,6 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+#[path = "common/random.rs"]
+mod random;
+use random::random_bytes;
 
 /// A js-ipfs daemon, stopped when dropped.
 struct Daemon {

@@ -5,6 +5,8 @@
 //! Needs the release bundle: `bash scripts/build.sh` (or set `BACKUP_REGISTRY_BUNDLE`).
 
 mod common;
+#[path = "common/random.rs"]
+mod random;
 
 use backup_bot::bot::{self, Bot};
 use backup_bot::chain::{At, Call, Chain, Outcome, SandboxChain};
@@ -262,7 +264,7 @@ async fn missing_content_leaves_the_request_claimed_for_a_later_pass() {
     let mut world = opted_in_world(dir.path()).await;
     demo::write_sample_tree(&world.node.source).unwrap();
     // More than a pack holds: the first chunks lie in a pack without the manifest.
-    let big = backup_bot::bench::random_bytes(20 << 20, 5);
+    let big = random::random_bytes(20 << 20, 5);
     fs::write(world.node.source.join("big.bin"), big).unwrap();
     let cid = world.bot.pass().await.unwrap().snapshots[0].cid.clone();
     let request_id = request_latest(&mut world).await;

@@ -22,18 +22,6 @@ fn fill_random(buffer: &mut [u8], state: &mut u64) {
     }
 }
 
-/// `len` pseudo-random bytes from `seed`: test and benchmark content.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    // Distinct seeds give distinct, never-zero xorshift states.
-    let mut state = seed
-        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        .wrapping_add(0x2545_f491_4f6c_dd1d)
-        .max(1);
-    let mut bytes = vec![0u8; len];
-    fill_random(&mut bytes, &mut state);
-    bytes
-}
-
 /// The next pseudo-random number below `bound`.
 fn below(state: &mut u64, bound: u64) -> u64 {
     let mut bytes = [0u8; 8];

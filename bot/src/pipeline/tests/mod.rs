@@ -1,7 +1,7 @@
 use super::manifest::MANIFEST_LINK;
 use super::*;
-use crate::bench::random_bytes;
 use crate::error::{self, Error};
+use crate::random::random_bytes;
 use crate::store::ContentStore;
 use crate::store::LocalStore;
 use crate::tree;

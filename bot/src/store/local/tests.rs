@@ -85,7 +85,7 @@ fn packs_are_closed_at_their_target_size() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalStore::open(dir.path()).unwrap();
     let blocks: Vec<Block> = (0..40u8)
-        .map(|n| raw(&crate::bench::random_bytes(1 << 20, u64::from(n))))
+        .map(|n| raw(&crate::random::random_bytes(1 << 20, u64::from(n))))
         .collect();
     for block in &blocks {
         store.put_block(block).unwrap();
