@@ -12,11 +12,17 @@
 //!   and restarted, with a second process started on the same data folder; then
 //!   `check --read-data` and a restore of every kept snapshot with `backup-bot restore`.
 //!
+//! - `a_killed_restore_leaves_the_old_tree_or_the_new_one`: `backup-bot restore` killed
+//!   (SIGKILL) at random moments while it replaces a tree with another snapshot's: the target
+//!   is always one of the two trees, whole; the next restore removes what a kill left.
+//!
 //! Needs the release bundle (`scripts/build.sh`).
 
 mod common;
 #[path = "common/node.rs"]
 mod node;
+#[path = "common/sealed.rs"]
+mod sealed;
 
 use backup_bot::chain::NodeChain;
 use backup_bot::config::ServedNode;
@@ -24,14 +30,15 @@ use backup_bot::demo::{DemoWorld, DEMO_NODE};
 use backup_bot::keys::Keyring;
 use backup_bot::pipeline::{self, Expected};
 use backup_bot::registry::Registry;
-use backup_bot::tree;
+use backup_bot::store::{ContentStore, LocalStore};
+use backup_bot::{keys, tree};
 use cid::Cid;
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use subxt_signer::sr25519::dev;
 
 /// A small deterministic generator (SplitMix64): the same seed gives the same run.
@@ -470,4 +477,94 @@ async fn kills_and_a_second_process_lose_nothing() {
         "{kills} kills, {refused_second} second processes refused, {restores} restores verified"
     );
     assert!(kills > 0 && restores > 0);
+}
+
+/// Which of `trees` the tree at `target` is, if any.
+fn which_tree(trees: &[PathBuf], target: &Path) -> Option<usize> {
+    trees
+        .iter()
+        .position(|tree| tree::first_difference(tree, target).unwrap().is_none())
+}
+
+#[tokio::test]
+async fn a_killed_restore_leaves_the_old_tree_or_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let identity = age::x25519::Identity::generate();
+    let identity_file = dir.path().join("owner.key");
+    keys::write_identity(&identity_file, &identity, "the owner").unwrap();
+    let mut rng = Rng(31);
+    // Two trees, with modes, times, links and a few big files, so that a restore takes a
+    // while and kills land in every step of it: writing, syncing, swapping, removing.
+    let trees: Vec<PathBuf> = ["tree-a", "tree-b"]
+        .iter()
+        .map(|name| dir.path().join(name))
+        .collect();
+    let mut cids = Vec::new();
+    {
+        let store = ContentStore::Local(LocalStore::open(&store_dir).unwrap());
+        for tree in &trees {
+            backup_bot::demo::write_sample_tree(tree).unwrap();
+            for index in 0..4 {
+                fs::write(tree.join(format!("big-{index}.bin")), rng.bytes(3 << 20)).unwrap();
+            }
+            for _ in 0..20 {
+                mutate(tree, &mut rng);
+            }
+            cids.push(sealed::sealed_to(&store, tree, &identity).await.0);
+        }
+    }
+    let target = dir.path().join("restored");
+    let started = Instant::now();
+    node::restore_with_cli(&cids[0].to_string(), &identity_file, &store_dir, &target);
+    let whole_restore = started.elapsed();
+    assert_eq!(which_tree(&trees, &target), Some(0));
+
+    let mut kills = 0;
+    for round in 0..rounds(16) {
+        let before = which_tree(&trees, &target).expect("the target is one of the trees");
+        let wanted = 1 - before;
+        let mut restore = node::restore_command(
+            &cids[wanted].to_string(),
+            &identity_file,
+            &store_dir,
+            &target,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let wait = rng.below(whole_restore.as_millis() as u64 * 3 / 2 + 1);
+        std::thread::sleep(Duration::from_millis(wait));
+        if restore.try_wait().unwrap().is_none() {
+            restore.kill().unwrap();
+            kills += 1;
+        }
+        let status = restore.wait().unwrap();
+        let after = which_tree(&trees, &target);
+        assert!(
+            after.is_some(),
+            "round {round}: killed after {wait} ms, the target is neither tree"
+        );
+        if status.success() {
+            assert_eq!(
+                after,
+                Some(wanted),
+                "round {round}: restored the wrong tree"
+            );
+        }
+    }
+    // A restore that runs to its end takes the place of whatever is there and leaves no
+    // staging folder behind.
+    let last = 1 - which_tree(&trees, &target).unwrap();
+    node::restore_with_cli(&cids[last].to_string(), &identity_file, &store_dir, &target);
+    assert_eq!(which_tree(&trees, &target), Some(last));
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().starts_with(".restored.restoring-"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    println!("{kills} restores killed, the target whole after each");
+    assert!(kills > 0);
 }

@@ -1,5 +1,6 @@
 //! Serving restore requests: claimed, the snapshot checked and restored into the node's
-//! restore folder, then marked fulfilled, or failed with a short reason.
+//! restore folder, then, once the tree is on disk, marked fulfilled; or failed with a short
+//! reason.
 
 use super::{Bot, PassReport};
 use crate::chain::Chain;

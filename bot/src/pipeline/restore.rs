@@ -45,8 +45,9 @@ pub struct Expected<'a> {
 }
 
 /// Restores snapshot `root` into `target` with `identity`: the tree is written into a staging
-/// folder beside `target` and replaces `target` (if any) only when complete, so an
-/// interrupted or refused restore leaves `target` as it was. With `expected`, a snapshot of
+/// folder beside `target` and replaces `target` (if any) only when complete and on disk, so an
+/// interrupted or refused restore leaves `target` as it was; once this returns, the restored
+/// tree is on disk. With `expected`, a snapshot of
 /// another backup is refused.
 pub async fn restore(
     store: &ContentStore,
@@ -283,20 +284,21 @@ impl FileWriter {
     fn start(mut opener: ChunkOpener) -> Self {
         let (steps, received) = sync_channel(WRITES_IN_FLIGHT / WRITERS);
         let thread = std::thread::spawn(move || -> Result<()> {
-            let mut open: Option<File> = None;
+            // The file being written, and the bytes written into it.
+            let mut open: Option<(File, u64)> = None;
             for step in received {
                 match step {
-                    WriteStep::Open(NewFile::Made(file)) => open = Some(file),
-                    WriteStep::Open(NewFile::ToMake(place)) => open = Some(place.create()?),
+                    WriteStep::Open(NewFile::Made(file)) => open = Some((file, 0)),
+                    WriteStep::Open(NewFile::ToMake(place)) => open = Some((place.create()?, 0)),
                     WriteStep::Append(block, chunk) => {
                         let plaintext = open_chunk_of(&mut opener, &block, &chunk)?;
-                        open.as_mut()
-                            .context("no file open")?
-                            .write_all(&plaintext)?
+                        let (file, written) = open.as_mut().context("no file open")?;
+                        file.write_all(&plaintext)?;
+                        *written += plaintext.len() as u64;
                     }
                     WriteStep::Finish { mode, mtime_ns } => {
-                        let file = open.take().context("no file open")?;
-                        Staging::finish_file(&file, mode, mtime_ns)?;
+                        let (file, written) = open.take().context("no file open")?;
+                        Staging::finish_file(&file, written, mode, mtime_ns)?;
                     }
                 }
             }

@@ -131,16 +131,23 @@ pub fn bot_command(args: &[&str], config: &Path) -> (Option<i32>, serde_json::Va
     (output.status.code(), json, log)
 }
 
-/// Restores snapshot `cid` into `target` (replaced) with `backup-bot restore`, the identity
-/// file `identity` and the embedded store in `store` alone; panics with its log on failure.
-pub fn restore_with_cli(cid: &str, identity: &Path, store: &Path, target: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_backup-bot"))
+/// `backup-bot restore` of snapshot `cid` into `target` (replaced), with the identity file
+/// `identity` and the embedded store in `store` alone.
+pub fn restore_command(cid: &str, identity: &Path, store: &Path, target: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_backup-bot"));
+    command
         .args(["restore", "--force", "--cid", cid, "--owner-identity"])
         .arg(identity)
         .arg("--store")
         .arg(store)
         .arg("--target")
-        .arg(target)
+        .arg(target);
+    command
+}
+
+/// Runs [`restore_command`]; panics with its log on failure.
+pub fn restore_with_cli(cid: &str, identity: &Path, store: &Path, target: &Path) {
+    let output = restore_command(cid, identity, store, target)
         .output()
         .unwrap();
     assert!(
