@@ -47,8 +47,7 @@ pub struct Expected<'a> {
 /// Restores snapshot `root` into `target` with `identity`: the tree is written into a staging
 /// folder beside `target` and replaces `target` (if any) only when complete and on disk, so an
 /// interrupted or refused restore leaves `target` as it was; once this returns, the restored
-/// tree is on disk. With `expected`, a snapshot of
-/// another backup is refused.
+/// tree is on disk. With `expected`, a snapshot of another backup is refused.
 pub async fn restore(
     store: &ContentStore,
     root: &Cid,
